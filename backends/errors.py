@@ -66,3 +66,7 @@ class AnnotationError(MomentLensError):
 
 class WindowError(MomentLensError):
     """A [start, end] window that is empty or outside the video."""
+
+
+class CancelledError(MomentLensError):
+    """The user stopped a long computation; nothing partial was kept."""

@@ -1,5 +1,111 @@
-"""Core sub-commands (encoders, encode, cache); feature modules register their own."""
+"""Core sub-commands: `encoders`, `encode`, `cache`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from backends.video import DEFAULT_MAX_DURATION
 
 
-def register(sub) -> None:  # filled in by the foundation commit
-    pass
+def add_encoder_arg(p: argparse.ArgumentParser) -> None:
+    """The `--encoder` option shared by every command that embeds frames or text."""
+    p.add_argument("--encoder", default=None, help="registry name (see `momentlens encoders`); default: "
+                   "clip:ViT-B/32 if its weights are on disk, else conse-effnet-minilm")
+
+
+def add_video_args(p: argparse.ArgumentParser) -> None:
+    """Sampling options shared by every command that reads a video."""
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (0.5, 1, 2, 4; default 1)")
+    p.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
+                   help="refuse videos longer than this many seconds (default 7200)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("encoders", help="list registered encoders and whether their weights are available offline")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("encode", help="embed the frames of a video (cached)")
+    p.add_argument("video", help="video file (mp4, avi, webm, mov)")
+    add_encoder_arg(p)
+    add_video_args(p)
+    p.add_argument("--out", type=Path, help="write features/times to this .npz file")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("cache", help="show or clear the feature cache")
+    p.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_cache)
+
+
+def cmd_encoders(args) -> int:
+    from backends.cli import emit_json
+    from backends.encoders import default_encoder_name, registry
+    from backends.encoders.clip_encoder import clip, clip_weights_file
+
+    rows = []
+    for name, spec in registry().items():
+        if spec.family:
+            for model in clip.available_models():
+                rows.append({"name": f"{name}{model}", "available": bool(spec.available(model)),
+                             "description": f"{spec.description} (file {clip_weights_file(model).name})"})
+            rows.append({"name": f"{name}/path/to/model.pt", "available": None, "description": spec.description})
+        else:
+            rows.append({"name": name, "available": bool(spec.available(None)), "description": spec.description})
+    default = default_encoder_name()
+    if args.json:
+        emit_json({"default": default, "encoders": rows})
+        return 0
+    for r in rows:
+        mark = {True: "offline", False: "missing", None: "-"}[r["available"]]
+        star = "*" if r["name"] == default else " "
+        print(f"{star} {r['name']:<34} {mark:<8} {r['description']}")
+    print(f"(* default: {default})")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from backends.cli import emit_json
+    from backends.features import encode_video
+
+    feats = encode_video(args.video, args.encoder, fps=args.fps, cache=not args.no_cache,
+                         max_duration=args.max_duration)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, features=feats.features, times=feats.times)
+    summary = {
+        "video": str(args.video), "encoder": feats.encoder_id, "frames": len(feats), "dim": int(feats.features.shape[1]),
+        "fps": feats.fps, "duration": round(feats.duration, 3), "from_cache": feats.from_cache,
+        "out": str(args.out) if args.out else None,
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        src = "from cache" if feats.from_cache else "computed"
+        dest = f" -> {args.out}" if args.out else ""
+        print(f"{Path(args.video).name}: {len(feats)} frames x {summary['dim']} ({feats.encoder_id}, "
+              f"{feats.fps:g} fps, {feats.duration:.1f} s), {src}{dest}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from backends.cache import FeatureCache
+    from backends.cli import emit_json
+
+    store = FeatureCache()
+    if args.action == "clear":
+        freed = store.clear()
+        info = {"root": str(store.root), "cleared_bytes": freed}
+        emit_json(info) if args.json else print(f"cleared {freed / 2**20:.1f} MiB from {store.root}")
+        return 0
+    info = {"root": str(store.root), "entries": len(store.entries()), "bytes": store.size_bytes()}
+    if args.json:
+        emit_json(info)
+    else:
+        print(f"{store.root}: {info['entries']} feature entries, {info['bytes'] / 2**20:.1f} MiB")
+    return 0

@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast lab bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[app,notebooks,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Main job: the app on the bundled offline encoder with a real sample clip preloaded.
+demo: install
+	$(PY) -m backends encode "$$($(PY) -c "from backends.paths import default_sample_clip; print(default_sample_clip())")"
+
+# Every test (slow, browser and notebook ones included; those needing absent system packages skip with a reason).
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not browser and not notebooks"
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: install
+	$(PY) benchmarks/encode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

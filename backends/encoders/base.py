@@ -1,0 +1,201 @@
+"""The encoder interface every registered model implements, and the registry/factory over them."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backends.device import resolve_device
+from backends.errors import UnknownEncoderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A registry entry: how to build one encoder family."""
+
+    name: str  # registry name, e.g. "conse-effnet-minilm"; families end in ":" ("clip:")
+    builder: Callable[..., "Encoder"]  # builder(device, arg) -> Encoder
+    description: str  # one line for `momentlens encoders`
+    available: Callable[[str | None], bool]  # are the weights on disk (no network)?
+    family: bool = False  # takes an argument after the colon (a model name or a file path)
+
+
+_REGISTRY: dict[str, EncoderSpec] = {}
+
+
+def register_encoder(name: str, description: str, available: Callable[[str | None], bool] = lambda arg: True):
+    """Decorator adding a builder to the registry; a name ending in ':' is a family taking an argument."""
+
+    def wrap(builder):
+        family = name.endswith(":")
+        _REGISTRY[name] = EncoderSpec(name, builder, description, available, family)
+        return builder
+
+    return wrap
+
+
+def list_encoders() -> list[str]:
+    """Registered names (families shown with a placeholder argument)."""
+    return [f"{n}<name-or-path>" if s.family else n for n, s in _REGISTRY.items()]
+
+
+def registry() -> dict[str, EncoderSpec]:
+    return dict(_REGISTRY)
+
+
+def _lookup(name: str) -> tuple[EncoderSpec, str | None]:
+    if name in _REGISTRY and not _REGISTRY[name].family:
+        return _REGISTRY[name], None
+    if ":" in name:
+        prefix, arg = name.split(":", 1)
+        spec = _REGISTRY.get(prefix + ":")
+        if spec is not None and arg:
+            return spec, arg
+    raise UnknownEncoderError(f"unknown encoder {name!r}; available: {', '.join(list_encoders())}")
+
+
+def create_encoder(name: str | None = None, device: str | torch.device = "auto") -> "Encoder":
+    """Build an encoder by registry name (None = the default encoder) on `device` ("auto" = CUDA if present)."""
+    if name is None:
+        name = default_encoder_name()
+    spec, arg = _lookup(name)
+    dev = resolve_device(device)
+    enc = spec.builder(dev, arg) if spec.family else spec.builder(dev)
+    log.info("encoder %s on %s", enc.id, dev)
+    return enc
+
+
+def encoder_available(name: str) -> bool:
+    """Whether `name` can be built offline (its weights are on disk)."""
+    spec, arg = _lookup(name)
+    return bool(spec.available(arg))
+
+
+def default_encoder_name() -> str:
+    """CLIP ViT-B/32 when its weights are already on disk, else the bundled offline encoder."""
+    name = "clip:ViT-B/32" if encoder_available("clip:ViT-B/32") else "conse-effnet-minilm"
+    log.info("default encoder: %s", name)
+    return name
+
+
+class Encoder(ABC):
+    """Frames and texts to L2-normalised embeddings in one joint space.
+
+    Subclasses set `name`, `id` (name + weights version, used in cache keys), `dim`, `visual_dim`,
+    `input_size`, `device`, and implement the abstract methods. Everything returns float32 NumPy on CPU.
+    """
+
+    name: str
+    id: str
+    dim: int  # joint (text-frame) embedding size
+    visual_dim: int  # raw visual feature size (for self-similarity views)
+    input_size: int  # square input resolution after preprocessing
+    device: torch.device
+    batch_size: int = 32
+
+    # --- preprocessing ---------------------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 RGB (T,H,W,3) -> model input (T,3,S,S) on the encoder's device."""
+
+    # --- differentiable parts (Grad-CAM) -----------------------------------------------------------
+    @abstractmethod
+    def image_model(self) -> torch.nn.Module:
+        """A module mapping preprocessed frames to (unnormalised) joint embeddings, with autograd."""
+
+    @abstractmethod
+    def target_layer(self) -> torch.nn.Module:
+        """The layer whose activations Grad-CAM weighs."""
+
+    def reshape_transform(self):
+        """Turns the target layer's output into (N, C, h, w); None when it already is."""
+        return None
+
+    # --- inference -------------------------------------------------------------------------------
+    @abstractmethod
+    def _embed_batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed batch -> (joint embeddings, raw visual features), both (B, *)."""
+
+    @abstractmethod
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> (Q, dim) joint embeddings (any norm)."""
+
+    @torch.inference_mode()
+    def encode_frames_both(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB (T,H,W,3) -> (joint (T,dim) L2-normalised, visual (T,visual_dim)) float32."""
+        joint, visual = [], []
+        for i in range(0, len(frames), self.batch_size):
+            batch = self.preprocess(frames[i : i + self.batch_size])
+            j, v = self._embed_batch(batch)
+            joint.append(F.normalize(j.float(), dim=-1).cpu())
+            visual.append(v.float().cpu())
+        if not joint:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, self.visual_dim), np.float32)
+        return torch.cat(joint).numpy(), torch.cat(visual).numpy()
+
+    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB (T,H,W,3) -> (T, dim) float32, L2-normalised."""
+        return self.encode_frames_both(frames)[0]
+
+    def encode_visual(self, frames: np.ndarray) -> np.ndarray:
+        """Raw visual features (T, visual_dim) for self-similarity views."""
+        return self.encode_frames_both(frames)[1]
+
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """list of Q strings -> (Q, dim) float32, L2-normalised."""
+        if isinstance(texts, str):
+            texts = [texts]
+        emb = self._embed_texts(list(texts))
+        return F.normalize(emb.float(), dim=-1).cpu().numpy()
+
+    def describe(self) -> dict:
+        """Plain facts for the UIs: id, device, sizes."""
+        return {
+            "name": self.name,
+            "id": self.id,
+            "device": str(self.device),
+            "dim": self.dim,
+            "visual_dim": self.visual_dim,
+            "input_size": self.input_size,
+        }
+
+
+def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (T,H,W,3) -> (T,size,size,3): shorter side to `size` (bicubic), then a centre crop."""
+    import cv2
+
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for i, f in enumerate(frames):
+        h, w = f.shape[:2]
+        s = size / min(h, w)
+        nh, nw = max(size, round(h * s)), max(size, round(w * s))
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+        r = cv2.resize(f, (nw, nh), interpolation=interp)
+        y, x = (nh - size) // 2, (nw - size) // 2
+        out[i] = r[y : y + size, x : x + size]
+    return out
+
+
+_MODEL_CACHE: dict[tuple[str, str], Encoder] = {}
+_MODEL_CACHE_LOCK = __import__("threading").Lock()
+
+
+def cached_encoder(name: str | None = None, device: str | torch.device = "auto") -> Encoder:
+    """A shared, read-only encoder instance per (name, device): models load once per process."""
+    if name is None:
+        name = default_encoder_name()
+    key = (name, str(resolve_device(device)))
+    with _MODEL_CACHE_LOCK:
+        enc = _MODEL_CACHE.get(key)
+        if enc is None:
+            enc = _MODEL_CACHE[key] = create_encoder(name, device)
+    return enc

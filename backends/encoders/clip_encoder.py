@@ -1,0 +1,149 @@
+"""OpenAI CLIP through the `clip` package: `clip:<model name or local file>` and `clip-tiny-random`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backends.encoders.base import Encoder, register_encoder, resize_center_crop
+from backends.errors import CheckpointError, WeightsNotFoundError
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # clip imports the deprecated pkg_resources
+    import clip
+    from clip.model import CLIP
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_CACHE = Path(os.environ.get("CLIP_CACHE", Path.home() / ".cache" / "clip"))
+
+
+def clip_weights_file(name: str) -> Path | None:
+    """Where `clip.load(name)` looks for a named model's file (None for unknown names)."""
+    url = clip.clip._MODELS.get(name)
+    return CLIP_CACHE / os.path.basename(url) if url else None
+
+
+def clip_available(arg: str | None) -> bool:
+    if not arg:
+        return False
+    local = clip_weights_file(arg)
+    return (local is not None and local.is_file()) or Path(arg).expanduser().is_file()
+
+
+class ClipEncoder(Encoder):
+    """A CLIP model: frames through the image tower, queries through the text tower."""
+
+    def __init__(self, model: CLIP, device: torch.device, name: str, version: str):
+        self.model = model.eval()
+        self.device = device
+        self.name = name
+        self.id = f"{name}@{version}"
+        self.dtype = next(model.visual.parameters()).dtype  # fp16 on CUDA, fp32 on CPU
+        self.input_size = int(model.visual.input_resolution)
+        self.dim = int(model.text_projection.shape[1])
+        self.visual_dim = self.dim
+        self.is_vit = hasattr(model.visual, "transformer")
+        self._mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+        if device.type == "cpu" and not self.is_vit:
+            self.model.visual.to(memory_format=torch.channels_last)
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        # CLIP's transform: bicubic resize of the shorter side, centre crop, CLIP mean/std
+        x = torch.from_numpy(resize_center_crop(np.asarray(frames), self.input_size)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = (x - self._mean) / self._std
+        if self.device.type == "cpu" and not self.is_vit:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.to(self.dtype)
+
+    def image_model(self) -> torch.nn.Module:
+        return _ImageTower(self.model)
+
+    def target_layer(self) -> torch.nn.Module:
+        if self.is_vit:
+            return self.model.visual.transformer.resblocks[-1].ln_1
+        return self.model.visual.layer4[-1]
+
+    def reshape_transform(self):
+        if not self.is_vit:
+            return None
+        grid = self.input_size // self.model.visual.conv1.kernel_size[0]
+
+        def seq_first_to_map(t: torch.Tensor) -> torch.Tensor:
+            # CLIP ViT is sequence-first (L, N, D): to (N, L, D), drop the class token, to (N, D, h, w)
+            t = t.permute(1, 0, 2)[:, 1:, :]
+            return t.reshape(t.shape[0], grid, grid, t.shape[2]).permute(0, 3, 1, 2)
+
+        return seq_first_to_map
+
+    def _embed_batch(self, batch):
+        emb = self.model.encode_image(batch)
+        return emb, emb
+
+    def _embed_texts(self, texts):
+        tokens = clip.tokenize(texts, truncate=True).to(self.device)
+        return self.model.encode_text(tokens)
+
+
+class _ImageTower(torch.nn.Module):
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.encode_image(x)
+
+
+def _file_version(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+@register_encoder("clip:", "OpenAI CLIP by model name (weights in ~/.cache/clip) or local .pt file", clip_available)
+def build_clip(device: torch.device, arg: str) -> ClipEncoder:
+    path = Path(arg).expanduser()
+    if path.is_file():
+        try:
+            model, _ = clip.load(str(path), device=device, jit=False)
+        except Exception as err:  # a file that is not a CLIP checkpoint
+            raise CheckpointError(f"{path.name} is not a CLIP checkpoint that the clip package can load ({err}).") from err
+        return ClipEncoder(model, device, f"clip:{path.name}", _file_version(path))
+    if arg not in clip.available_models():
+        raise WeightsNotFoundError(
+            f"CLIP model {arg!r} is neither a known model name ({', '.join(clip.available_models())}) nor a file."
+        )
+    local = clip_weights_file(arg)
+    try:
+        model, _ = clip.load(arg, device=device, jit=False, download_root=str(CLIP_CACHE))
+    except (urllib.error.URLError, OSError, RuntimeError) as err:
+        raise WeightsNotFoundError(
+            f"CLIP {arg} weights are not in {CLIP_CACHE} and cannot be downloaded (offline?); "
+            f"place {local.name} in {CLIP_CACHE} or pass clip:/path/to/{local.name}."
+        ) from err
+    return ClipEncoder(model, device, f"clip:{arg}", local.name.split(".")[0])
+
+
+def tiny_random_clip(seed: int = 0) -> CLIP:
+    """A ~3 M-parameter CLIP with random weights, for tests (architecture of REFERENCE.md)."""
+    g = torch.random.fork_rng()
+    with g:
+        torch.manual_seed(seed)
+        model = CLIP(
+            embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
+            context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1,
+        )
+    return model.float()
+
+
+@register_encoder("clip-tiny-random", "tiny random CLIP ViT (tests only; meaningless embeddings)")
+def build_clip_tiny(device: torch.device) -> ClipEncoder:
+    return ClipEncoder(tiny_random_clip().to(device), device, "clip-tiny-random", "seed0")

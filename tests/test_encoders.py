@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from backends.encoders import create_encoder, default_encoder_name, list_encoders
+from backends.encoders.clip_encoder import tiny_random_clip
+from backends.errors import CheckpointError, UnknownEncoderError, WeightsNotFoundError
+from backends.video import read_frames
+
+
+@pytest.fixture(scope="module")
+def frames(realmix_video):
+    return read_frames(realmix_video, fps=0.25, size=96)[0]
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(UnknownEncoderError) as err:
+        create_encoder("resnet-9000")
+    for name in list_encoders():
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["clip-tiny-random", "conse-tiny-random"])
+def test_tiny_encoders_shapes_and_norms(name, frames):
+    enc = create_encoder(name, device="cpu")
+    f = enc.encode_frames(frames)
+    q = enc.encode_text(["a dog on a lawn", "a red car"])
+    assert f.dtype == np.float32 and f.shape == (len(frames), enc.dim)
+    assert q.shape == (2, enc.dim)
+    assert np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    # batching must not change results (a batch-size bug would show here)
+    enc.batch_size = 3
+    assert np.allclose(enc.encode_frames(frames), f, atol=1e-5)
+    assert enc.encode_visual(frames).shape == (len(frames), enc.visual_dim)
+
+
+def test_clip_loads_a_local_checkpoint_file(tmp_path, frames):
+    path = tmp_path / "tiny_clip.pt"
+    torch.save(tiny_random_clip(seed=3).state_dict(), path)
+    enc = create_encoder(f"clip:{path}", device="cpu")
+    assert enc.input_size == 32 and enc.dim == 32 and enc.id.startswith("clip:tiny_clip.pt@")
+    f = enc.encode_frames(frames)
+    q = enc.encode_text(["a person"])
+    assert f.shape == (len(frames), 32) and q.shape == (1, 32)
+    assert np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    # embeddings equal the clip package's own forward pass on the same input
+    with torch.inference_mode():
+        ref = enc.model.encode_image(enc.preprocess(frames)).float()
+    ref = (ref / ref.norm(dim=-1, keepdim=True)).numpy()
+    assert np.allclose(f, ref, atol=1e-5)
+
+
+def test_clip_checkpoint_that_is_not_clip(tmp_path):
+    bad = tmp_path / "not_clip.pt"
+    torch.save({"weight": torch.zeros(3)}, bad)
+    with pytest.raises(CheckpointError, match="not a CLIP checkpoint"):
+        create_encoder(f"clip:{bad}", device="cpu")
+
+
+def test_clip_name_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    import backends.encoders.clip_encoder as ce
+
+    monkeypatch.setattr(ce, "CLIP_CACHE", tmp_path / "clip")
+    monkeypatch.setattr(ce.clip.clip, "_download", lambda url, root: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(WeightsNotFoundError, match="place ViT-B-32.pt in"):
+        create_encoder("clip:ViT-B/32", device="cpu")
+
+
+def test_default_encoder_is_the_bundled_one_without_clip_weights(tmp_path, monkeypatch):
+    import backends.encoders.clip_encoder as ce
+
+    monkeypatch.setattr(ce, "CLIP_CACHE", tmp_path)
+    assert default_encoder_name() == "conse-effnet-minilm"
+    (tmp_path / "ViT-B-32.pt").write_bytes(b"x")
+    assert default_encoder_name() == "clip:ViT-B/32"
+
+
+def test_grad_cam_hooks_exist_on_every_encoder():
+    for name in ["clip-tiny-random", "conse-tiny-random"]:
+        enc = create_encoder(name, device="cpu")
+        assert isinstance(enc.target_layer(), torch.nn.Module)
+        assert isinstance(enc.image_model(), torch.nn.Module)
+
+
+@pytest.fixture(scope="module")
+def conse():
+    return create_encoder("conse-effnet-minilm", device="cpu")
+
+
+def test_conse_real_weights_see_real_frames(conse, realmix_annotations, realmix_video):
+    """Real weights: realmix's box scene lands on box-like ImageNet classes and the car scene (a young man
+    in a bow tie) on ties; the ConSE embeddings rank matching queries first for each frame."""
+    seg = {s["id"]: s for s in realmix_annotations["segments"]}
+    box, _ = read_frames(realmix_video, fps=None, start=seg["box"]["start"] + 5, max_frames=1)
+    car, _ = read_frames(realmix_video, fps=None, start=seg["car"]["start"] + 1.5, max_frames=1)
+    top = conse.classify(np.concatenate([box, car]), k=3)
+    box_names = " ".join(n for n, _ in top[0])
+    assert any(w in box_names for w in ("crate", "chest", "carton", "packet", "envelope")), top[0]
+    assert "tie" in top[1][0][0], top[1]
+    f = conse.encode_frames(np.concatenate([box, car]))
+    q = conse.encode_text(["a wooden box", "a man wearing a bow tie"])
+    s = f @ q.T
+    assert s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0], s
+    assert f.shape[1] == 384 and conse.encode_visual(box).shape == (1, 1280)
