@@ -75,3 +75,42 @@ def clamp_windows(windows, duration: float) -> np.ndarray:
     w = _as_windows(windows) if len(windows) else np.zeros((0, 2))
     w = np.sort(w, axis=1)
     return np.clip(w, 0.0, float(duration))
+
+
+def batched_nms(windows, scores, threshold: float, top_k: int, chunk: int = 1024) -> np.ndarray:
+    """Greedy 1-D NMS run independently on each row of a batch, vectorised over rows.
+
+    windows (B, N, 2), scores (B, N) -> (B, top_k) indices into N in descending score order, -1 where a row
+    keeps fewer than top_k windows. Same rule as `nms`: drop a window whose IoU with a kept one is > threshold.
+    """
+    w = np.asarray(windows, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    kept = np.full((s.shape[0], top_k), -1, dtype=int)
+    for lo in range(0, s.shape[0], chunk):
+        kept[lo : lo + chunk] = _batched_nms_chunk(w[lo : lo + chunk], s[lo : lo + chunk], threshold, top_k)
+    return kept
+
+
+def _batched_nms_chunk(w: np.ndarray, s: np.ndarray, threshold: float, top_k: int) -> np.ndarray:
+    b, n = s.shape
+    order = np.argsort(-s, axis=1, kind="stable")
+    ws = np.take_along_axis(w, order[..., None], axis=1)  # windows by descending score
+    length = ws[..., 1] - ws[..., 0]
+    suppressed = np.zeros((b, n), dtype=bool)
+    kept = np.full((b, top_k), -1, dtype=int)
+    count = np.zeros(b, dtype=int)
+    for i in range(n):
+        rows = np.flatnonzero(~suppressed[:, i] & (count < top_k))
+        if rows.size == 0:
+            if (count >= top_k).all():
+                break
+            continue
+        kept[rows, count[rows]] = order[rows, i]
+        count[rows] += 1
+        # IoU of the newly kept window with every window of its row (later ones matter)
+        cur = ws[rows, i]
+        inter = np.clip(np.minimum(cur[:, None, 1], ws[rows, :, 1]) - np.maximum(cur[:, None, 0], ws[rows, :, 0]), 0, None)
+        union = length[rows, i][:, None] + length[rows] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        suppressed[rows] |= iou > threshold
+    return kept
