@@ -20,6 +20,8 @@ from backends.errors import MomentLensError
 # while the project is being built up, so keep this list to modules that exist.
 COMMAND_MODULES = [
     "backends.commands",
+    "backends.evaluation.cli",
+    "backends.views.augment_cli",
 ]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backends.device import inference_dtype
 from backends.encoders.base import Encoder, register_encoder
 from backends.encoders.efficientnet_lite import (
     IMAGENET_CLASSES,
@@ -72,14 +73,16 @@ class ConseEncoder(Encoder):
         dim_of = getattr(self.text_model, "get_embedding_dimension", None) or self.text_model.get_sentence_embedding_dimension
         self.dim = int(dim_of())
         self.visual_dim = 1280
-        self.id = f"{self.name}@{version or 'lite0-minilm6-t%d-v1' % top_t}"
+        self.autocast_dtype = inference_dtype(device)  # bf16/fp16 CNN inference where the hardware has it
+        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        self.id = f"{self.name}@{version or 'lite0-minilm6-t%d-v1' % top_t}-{precision}"
         self.label_embeddings = self._label_embeddings().to(device)  # (1000, dim), unit norm
 
     # class-name embeddings are fixed for given weights: computed once, then read from the cache
     def _label_embeddings(self) -> torch.Tensor:
         from backends.paths import cache_dir
 
-        key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + self.id).encode()).hexdigest()[:16]
+        key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + str(minilm_path().name)).encode()).hexdigest()[:16]
         path = cache_dir() / "labels" / f"{key}.npy"
         if path.is_file():
             try:
@@ -110,7 +113,12 @@ class ConseEncoder(Encoder):
         return torch.einsum("bt,btd->bd", top_p, self.label_embeddings[top_i])
 
     def _embed_batch(self, batch):
-        pooled = self.cnn.pooled_features(batch)
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                pooled = self.cnn.pooled_features(batch)
+            pooled = pooled.float()
+        else:
+            pooled = self.cnn.pooled_features(batch)
         logits = self.cnn._fc(pooled)
         return self.conse_from_logits(logits), pooled
 
