@@ -141,7 +141,12 @@ class MomentPrior:
     def fit(cls, rel_moments: np.ndarray) -> "MomentPrior":
         if len(rel_moments) < 3:
             raise MomentLensError("a moment prior needs at least 3 training moments.")
-        kde = gaussian_kde(rel_moments.T)  # Scott's rule bandwidth
+        try:
+            kde = gaussian_kde(rel_moments.T)  # Scott's rule bandwidth
+        except np.linalg.LinAlgError:
+            # identical (or collinear) moments: a tiny fixed jitter makes the covariance invertible
+            jitter = np.random.default_rng(0).normal(0.0, 1e-3, rel_moments.shape)
+            kde = gaussian_kde((rel_moments + jitter).T)
         pad = 3.0 * np.sqrt(np.diag(kde.covariance))
         lo, hi = rel_moments.min(0) - pad, rel_moments.max(0) + pad
         gx, gy = np.linspace(lo[0], hi[0], GRID), np.linspace(lo[1], hi[1], GRID)
