@@ -10,8 +10,8 @@ Moment retrieval (MR):
   enters a bucket with only its windows in that range; "full" uses every query and window.
 Highlight detection (HL), from per-clip (2 s) saliency scores of 3 raters, a clip is positive for a rater
 when its score >= 2 (Fair), 3 (Good) or 4 (VeryGood):
-- HL-mAP: interpolated AP of the predicted clip scores for each rater (tied scores form one threshold),
-  averaged over raters and queries.
+- HL-mAP: per rater, the mean of the interpolated precisions at the score thresholds that add a positive
+  (tied scores form one threshold; the mean is unweighted by recall steps), averaged over raters and queries.
 - HL-Hit1: the top-scored clip is positive for at least one rater (max over raters), averaged over queries.
 Values are reported x100 and rounded to 2 decimals.
 """
@@ -147,17 +147,27 @@ def _saliency_matrix(gt: dict) -> np.ndarray:
 
 
 def _saliency_ap(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Interpolated AP of clip scores against 0/1 labels; tied scores count as one threshold.
-
-    Sorting ties with negatives first makes every positive of a tie block take the precision at the block's
-    end (as threshold-based AP does), so the value does not depend on the order of the clips.
+    """Highlight AP as the QVHighlights metric computes it: each distinct score is one threshold (ties form one
+    block); at every threshold that adds a positive, take the interpolated precision (the best precision at
+    that recall or higher) and average these values with equal weight (not weighted by the recall step).
+    A clip list whose labels are all negative scores 0, all positive 1.
     """
-    order = np.lexsort((positive, -scores))  # by descending score, negatives first among ties
-    return interpolated_ap(positive[order], positive.sum())
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return float(positive.all())
+    values, inverse = np.unique(-np.asarray(scores, dtype=float), return_inverse=True)  # thresholds, descending
+    tp = np.cumsum(np.bincount(inverse, weights=positive, minlength=len(values)))
+    fp = np.cumsum(np.bincount(inverse, weights=~positive, minlength=len(values)))
+    last = int(np.searchsorted(tp, tp[-1]))  # thresholds below full recall add nothing
+    tp, fp = tp[: last + 1], fp[: last + 1]
+    precision = tp / (tp + fp)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at this recall or higher
+    adds_positive = np.diff(np.concatenate([[0.0], tp])) > 0
+    return float(np.mean(envelope[adds_positive]))
 
 
 def _highlight_metrics(pairs: list[tuple[dict, dict]]) -> dict:
-    mats, preds = [], []
+    mats, preds, tops = [], [], []
     for gt, pred in pairs:
         mat = _saliency_matrix(gt)
         p = np.asarray(pred["pred_saliency_scores"], dtype=float)
@@ -165,18 +175,22 @@ def _highlight_metrics(pairs: list[tuple[dict, dict]]) -> dict:
             raise AnnotationError(
                 f"query {gt['qid']} has {len(p)} predicted saliency scores but its video has {len(mat)} clips of 2 s."
             )
-        # features often have one clip less than int(duration / 2): score the clips both sides cover
-        n = min(len(p), len(mat))
-        mat, p = mat[:n], p[:n]
+        # Hit@1 takes the top clip of the predicted list as given. For AP, predictions fill a zero vector over
+        # the video's int(duration / 2) clips, like the ground truth: a model whose features stop one clip early
+        # leaves the last clip at score 0 (this reproduces the official files exactly).
+        tops.append(min(int(np.argmax(p)), len(mat) - 1))
+        full = np.zeros(len(mat))
+        full[: min(len(p), len(mat))] = p[: len(mat)]
+        p = full
         mats.append(mat)
         preds.append(p)
     out = {}
     for name, min_score in SALIENCY_LEVELS.items():
         aps, hits = [], []
-        for mat, p in zip(mats, preds):
+        for mat, p, top in zip(mats, preds, tops):
             positive = (mat >= min_score).astype(float)
             aps.append([_saliency_ap(positive[:, r], p) for r in range(mat.shape[1])])
-            hits.append(positive[int(np.argmax(p))].max())  # Hit@1: top clip positive for any rater
+            hits.append(positive[top].max())  # Hit@1: top clip positive for any rater
         out[f"HL-min-{name}"] = {"HL-mAP": _pct(np.mean(aps)), "HL-Hit1": _pct(np.mean(hits))}
     return out
 
