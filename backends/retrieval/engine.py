@@ -1,0 +1,377 @@
+"""Moment retrieval entry points: a text query in, ranked [start, end, score] moments and the 2D map out.
+
+Pipeline: cached frame features -> `VideoIndex` (clip grid, candidate windows, video structure; built once
+per video) -> per query: clip similarity, one score per candidate (zero-shot scorer or trained head),
+greedy NMS, clamping to the video. Short videos use one 2D-TAN map of N clips; long videos (more frames
+than the largest map) use multi-scale windowed sparse maps over a one-frame clip grid, so memory grows
+with the number of clips only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from backends.errors import CheckpointError, QueryError, WindowError
+from backends.retrieval import temporal_map as tm
+from backends.retrieval import zero_shot as zs
+from backends.windows import clamp_windows, nms
+
+MAX_QUERY_CHARS = 1000
+LONG_WINDOW_CLIPS = 128  # clips per window of the long-video maps (2D-TAN TACoS size), hop half of it
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+
+ProgressFn = Callable[[float, str], None]
+
+
+class QueryTextError(QueryError):
+    """The query text is empty, whitespace only, or too long."""
+
+
+class OutsideVideoError(WindowError):
+    """A window (e.g. a ground truth given with --gt) does not lie inside the video."""
+
+
+class HeadCheckpointError(CheckpointError):
+    """The trained head cannot be used with this encoder."""
+
+
+# --- results ---------------------------------------------------------------------------------------
+@dataclass
+class Moment:
+    start: float  # seconds
+    end: float  # seconds
+    score: float  # higher is better; comparable within one query only
+
+    def to_json(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "score": round(float(self.score), 6)}
+
+
+@dataclass
+class RetrievalResult:
+    """One query's ranked moments, its saliency curve and the 2D map that explains the ranking."""
+
+    video: str
+    duration: float
+    encoder: str
+    query: str
+    moments: list[Moment]  # after NMS, sorted by descending score
+    saliency_times: np.ndarray  # (T,) seconds of the sampled frames
+    saliency: np.ndarray  # (T,) cosine similarity of each frame with the query
+    map: tm.TemporalMap  # the scored map (long videos: a coarse map of the whole video)
+    scorer: str = zs.DEFAULT_SCORER  # zero-shot scorer name, or "head:<checkpoint>"
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """`{"video", "duration", "encoder", "query", "moments": [{"start", "end", "score"}]}`."""
+        return {"video": self.video, "duration": round(float(self.duration), 3), "encoder": self.encoder,
+                "query": self.query, "moments": [m.to_json() for m in self.moments]}
+
+
+# --- input checks ----------------------------------------------------------------------------------
+def check_query(query: Any) -> str:
+    """Return the stripped query or raise QueryTextError with one sentence."""
+    if not isinstance(query, str) or not query.strip():
+        raise QueryTextError("the query is empty; type a sentence describing the moment to find.")
+    text = " ".join(query.split())
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryTextError(
+            f"the query has {len(text)} characters; keep it under {MAX_QUERY_CHARS} (one or two sentences).")
+    return text
+
+
+def check_window(window: Sequence[float], duration: float, what: str = "the window") -> tuple[float, float]:
+    """Return (start, end) or raise OutsideVideoError when it is empty or not inside [0, duration]."""
+    try:
+        start, end = float(window[0]), float(window[1])
+    except (TypeError, ValueError, IndexError):
+        raise OutsideVideoError(f"{what} must be two numbers START END in seconds.") from None
+    tol = 1e-3
+    if not (np.isfinite(start) and np.isfinite(end)) or end <= start:
+        raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is empty; END must be greater than START.")
+    if start < -tol or end > duration + tol:
+        raise OutsideVideoError(
+            f"{what} [{start:g}, {end:g}] lies outside the video, which lasts {duration:.2f} s.")
+    return max(start, 0.0), min(end, duration)
+
+
+# --- the per-video index ---------------------------------------------------------------------------
+@dataclass
+class VideoIndex:
+    """Everything query-independent about one video: clip grid, candidates, structure (built once)."""
+
+    duration: float
+    frame_times: np.ndarray  # (T,)
+    frame_features: np.ndarray  # (T, D) L2-normalised joint embeddings
+    clip_times: np.ndarray  # (M, 2) the scoring grid
+    clip_features: np.ndarray  # (M, D) L2-normalised
+    context: zs.ClipContext  # boundaries, event proposals (visual self-similarity)
+    starts: np.ndarray  # (C,) candidate windows as inclusive clip indices
+    ends: np.ndarray
+    windows: np.ndarray  # (C, 2) candidate windows in seconds
+    map_num_clips: int  # N of the displayed map
+    map_mask: np.ndarray  # (N, N)
+    map_edges: np.ndarray  # (N + 1,) clip-grid edge index of each map clip boundary
+    long_video: bool
+    mask_kind: str
+
+    @property
+    def map_clip_times(self) -> np.ndarray:
+        e = self.map_edges
+        t = np.concatenate([self.clip_times[:, 0], [self.clip_times[-1, 1]]])
+        return np.stack([t[e[:-1]], t[e[1:]]], axis=1)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
+
+
+def build_index(features: np.ndarray, times: np.ndarray, duration: float, visual: np.ndarray | None = None,
+                fps: float = 1.0, num_clips: int | None = None, mask: str = "auto") -> VideoIndex:
+    """Prepare a video for queries. `num_clips` fixes one N x N map; by default N follows the duration and
+    videos with more frames than 128 get multi-scale windowed sparse maps."""
+    if mask not in tm.MASK_KINDS:
+        raise ValueError(f"unknown mask {mask!r}; use one of {', '.join(tm.MASK_KINDS)}")
+    features = _unit(features)
+    times = np.asarray(times, dtype=np.float64)
+    duration = float(max(duration, times[-1] if len(times) else 0.0, 1e-3))
+    long_video = num_clips is None and len(times) > max(tm.NUM_CLIP_CHOICES)
+    if not long_video:
+        n = int(num_clips or tm.default_num_clips(duration, fps))
+        if n < 1:
+            raise ValueError("num_clips must be positive")
+        clip_times = tm.clip_grid(duration, n)
+        clip_feats = _unit(tm.resample_to_clips(features, times, clip_times))
+        clip_vis = tm.resample_to_clips(visual, times, clip_times) if visual is not None else None
+        map_mask = tm.moment_mask(n, mask)
+        starts, ends = np.nonzero(map_mask)
+        map_edges = np.arange(n + 1)
+        map_n = n
+    else:
+        # one clip per sampled frame; candidates from windowed maps at scales 1, 2, 4, ... clips per cell unit
+        m = len(times)
+        clip_times = tm.clip_grid(duration, m)
+        clip_feats = features
+        clip_vis = None if visual is None else np.asarray(visual, dtype=np.float32)
+        starts, ends = _multiscale_candidates(m, mask)
+        map_n = max(tm.NUM_CLIP_CHOICES)
+        map_mask = tm.moment_mask(map_n, "sparse" if mask == "auto" else mask)
+        map_edges = np.linspace(0, m, map_n + 1).round().astype(int)
+    order = np.lexsort((ends, starts))
+    starts, ends = starts[order].astype(np.int64), ends[order].astype(np.int64)
+    windows = np.stack([clip_times[starts, 0], clip_times[ends, 1]], axis=1)
+    return VideoIndex(duration, times, features, clip_times, clip_feats, zs.ClipContext(clip_vis, len(clip_times)),
+                      starts, ends, windows, map_n, map_mask, map_edges, long_video, mask)
+
+
+def _multiscale_candidates(num_clips: int, mask: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of sparse (or dense) maps of 128 units sliding by 64 units, at unit = 1, 2, 4, ... clips,
+    until one map covers the video (MS-2D-TAN style). Returns unique inclusive clip windows."""
+    w = LONG_WINDOW_CLIPS
+    base = tm.moment_mask(w, "sparse" if mask == "auto" else mask)
+    a0, b0 = np.nonzero(base)
+    keys = []
+    unit = 1
+    while True:
+        units = -(-num_clips // unit)  # clips in this scale, rounded up
+        offsets = np.arange(0, max(units - w, 0) + 1, w // 2)
+        if offsets[-1] + w < units:
+            offsets = np.append(offsets, units - w)
+        a = (offsets[:, None] + a0[None, :]).ravel()
+        b = (offsets[:, None] + b0[None, :]).ravel()
+        keep = b < units
+        s = a[keep] * unit
+        e = np.minimum((b[keep] + 1) * unit, num_clips) - 1
+        keys.append(s.astype(np.int64) * num_clips + e)
+        if units <= w:
+            break
+        unit *= 2
+    key = np.unique(np.concatenate(keys))
+    return key // num_clips, key % num_clips
+
+
+# --- scoring one query -----------------------------------------------------------------------------
+def score_candidates(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip similarity (M,) and one zero-shot score per candidate window (C,)."""
+    sim = index.clip_features @ _unit(np.asarray(query_vec).reshape(-1))
+    signals = zs.ClipSignals(sim, index.context)
+    return sim, zs.get_scorer(scorer)(signals, index.starts, index.ends)
+
+
+def top_moments(index: VideoIndex, scores: np.ndarray, top_k: int = 5, nms_threshold: float = 0.5) -> list[Moment]:
+    """Greedy NMS over the candidate windows, clamped to the video, best first."""
+    finite = np.isfinite(scores)
+    cand = np.nonzero(finite)[0]
+    if len(cand) == 0:
+        return []
+    # NMS only needs the best few hundred windows (the pairwise IoU matrix stays small on long videos)
+    pre = min(len(cand), max(50 * top_k, 500))
+    cand = cand[np.argpartition(-scores[cand], pre - 1)[:pre]] if pre < len(cand) else cand
+    keep = nms(index.windows[cand], scores[cand], nms_threshold, top_k=top_k)
+    wins = clamp_windows(index.windows[cand[keep]], index.duration)
+    return [Moment(float(s), float(e), float(scores[cand[k]])) for (s, e), k in zip(wins, keep)]
+
+
+def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = None,
+               sim: np.ndarray | None = None) -> tm.TemporalMap:
+    """The N x N map of the query (NaN for invalid cells) scored by the same scorer as the moments."""
+    if sim is None:
+        sim = index.clip_features @ _unit(np.asarray(query_vec).reshape(-1))
+    n = index.map_num_clips
+    a, b = np.nonzero(index.map_mask)
+    s = index.map_edges[a]
+    e = index.map_edges[b + 1] - 1
+    ok = e >= s
+    values = np.full(len(a), np.nan)
+    signals = zs.ClipSignals(sim, index.context)
+    values[ok] = zs.get_scorer(scorer)(signals, s[ok], e[ok])
+    grid = np.full((n, n), np.nan)
+    grid[a, b] = values
+    return tm.TemporalMap(n, index.map_clip_times, grid, index.map_mask.copy())
+
+
+# --- trained head (another module; optional) ---------------------------------------------------------
+def load_head(checkpoint: str | os.PathLike, encoder_dim: int):
+    """Load a trained 2D-TAN grounding head from `backends.retrieval.grounding` and check its dimension."""
+    try:
+        from backends.retrieval import grounding
+    except ImportError:
+        raise HeadCheckpointError(
+            "the trained grounding head is not part of this installation; retrieve without --head.") from None
+    head = grounding.load_head(checkpoint)
+    dim = getattr(head, "feature_dim", None) or getattr(head, "dim", None)
+    if dim is not None and int(dim) != int(encoder_dim):
+        raise HeadCheckpointError(
+            f"the head {Path(checkpoint).name} was trained on {dim}-d features but this encoder gives "
+            f"{encoder_dim}-d ones; pick the encoder it was trained with.")
+    return head
+
+
+def _head_scores(head, index: VideoIndex, query_vec: np.ndarray) -> tuple[np.ndarray, tm.TemporalMap]:
+    """Scores of the map cells from the trained head; its own map replaces the candidates."""
+    n = index.map_num_clips
+    mt = index.map_clip_times
+    feats = _unit(tm.resample_to_clips(index.frame_features, index.frame_times, mt))
+    grid = np.asarray(head.score_map(feats, _unit(query_vec), index.map_mask), dtype=np.float64)
+    grid = np.where(index.map_mask, grid, np.nan)
+    return grid, tm.TemporalMap(n, mt, grid, index.map_mask.copy())
+
+
+# --- public entry points ---------------------------------------------------------------------------
+_INDEX_CACHE: "OrderedDict[tuple, tuple[Any, VideoIndex]]" = OrderedDict()  # read-only results, bounded
+_INDEX_CACHE_SIZE = 4
+
+
+def _video_features(video, encoder, fps: float, progress: ProgressFn | None):
+    from backends.encoders import Encoder, cached_encoder
+    from backends.features import encode_video
+
+    enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
+    return enc, encode_video(video, enc, fps=fps, progress=progress)
+
+
+def _index_for(feats, fps: float, num_clips: int | None, mask: str) -> VideoIndex:
+    key = (str(feats.path), feats.encoder_id, float(fps), len(feats), float(feats.duration),
+           float(feats.features[:, :8].sum()), num_clips, mask)
+    hit = _INDEX_CACHE.get(key)
+    if hit is not None:
+        _INDEX_CACHE.move_to_end(key)
+        return hit[1]
+    index = build_index(feats.features, feats.times, feats.duration, feats.visual, fps, num_clips, mask)
+    _INDEX_CACHE[key] = (None, index)
+    while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+        _INDEX_CACHE.popitem(last=False)
+    return index
+
+
+def retrieve_many(video, queries: Sequence[str], encoder=None, head=None, top_k: int = 5,
+                  nms_threshold: float = 0.5, fps: float = 1.0, num_clips: int | None = None,
+                  mask: str = "auto", progress: ProgressFn | None = None,
+                  scorer: str | None = None) -> list[RetrievalResult]:
+    """Retrieve moments for several queries, encoding the video once."""
+    texts = [check_query(q) for q in queries]
+    if top_k < 1:
+        raise QueryTextError(f"top-k must be at least 1, got {top_k}.")
+    enc, feats = _video_features(video, encoder, fps, progress)
+    index = _index_for(feats, fps, num_clips, mask)
+    head_model = load_head(head, feats.features.shape[1]) if head else None
+    qvecs = np.asarray(enc.encode_text(texts), dtype=np.float32).reshape(len(texts), -1)
+    frame_sim = feats.features @ _unit(qvecs).T  # (T, Q) saliency curves
+    results = []
+    for i, text in enumerate(texts):
+        if head_model is None:
+            sim, scores = score_candidates(index, qvecs[i], scorer)
+            moments = top_moments(index, scores, top_k, nms_threshold)
+            tmap = map_scores(index, qvecs[i], scorer, sim)
+            used = scorer or zs.DEFAULT_SCORER
+        else:
+            grid, tmap = _head_scores(head_model, index, qvecs[i])
+            a, b = np.nonzero(index.map_mask)
+            sub = _sub_index(index, a, b)
+            moments = top_moments(sub, grid[a, b], top_k, nms_threshold)
+            used = f"head:{Path(head).name}"
+        results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
+                                       feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used))
+    return results
+
+
+def _sub_index(index: VideoIndex, a: np.ndarray, b: np.ndarray) -> VideoIndex:
+    mt = index.map_clip_times
+    windows = np.stack([mt[a, 0], mt[b, 1]], axis=1)
+    return VideoIndex(index.duration, index.frame_times, index.frame_features, mt, index.clip_features,
+                      index.context, a, b, windows, index.map_num_clips, index.map_mask, index.map_edges,
+                      index.long_video, index.mask_kind)
+
+
+def retrieve(video, query: str, encoder=None, head=None, top_k: int = 5, nms_threshold: float = 0.5,
+             fps: float = 1.0, num_clips: int | None = None, mask: str = "auto",
+             progress: ProgressFn | None = None, scorer: str | None = None) -> RetrievalResult:
+    """Top-k moments of one text query in a video, with its saliency curve and 2D temporal map."""
+    return retrieve_many(video, [query], encoder, head, top_k, nms_threshold, fps, num_clips, mask,
+                         progress, scorer)[0]
+
+
+def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None) -> Path:
+    """The video file of an annotation's `vid`: as given (simple json names the file), else with a common
+    extension, in `video_dir`."""
+    from backends.errors import VideoNotFoundError
+
+    base = Path(video_dir) if video_dir is not None else Path(".")
+    direct = Path(vid) if Path(vid).is_absolute() else base / vid
+    if direct.is_file():
+        return direct
+    for ext in VIDEO_EXTENSIONS:
+        for cand in (base / f"{vid}{ext}", base / f"{vid}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    raise VideoNotFoundError(f"no video file for {vid!r} in {base}; pass --video-dir with the videos "
+                             f"named VID.mp4 (or .avi, .webm, .mkv, .mov).")
+
+
+def predict_for_annotations(queries, video_dir=None, encoder=None, head=None, top_k: int = 10,
+                            progress: ProgressFn | None = None, scorer: str | None = None,
+                            nms_threshold: float = 0.5, fps: float = 1.0) -> list[dict]:
+    """Predictions aligned with `queries` (AnnotatedQuery): `{"qid", "pred_relevant_windows": [[s, e, score]]}`.
+    Queries are grouped by video so that each video is encoded once."""
+    by_video: "OrderedDict[str, list[int]]" = OrderedDict()
+    for i, q in enumerate(queries):
+        by_video.setdefault(str(q.vid), []).append(i)
+    out: list[dict | None] = [None] * len(queries)
+    for done, (vid, idx) in enumerate(by_video.items()):
+        path = resolve_annotation_video(vid, video_dir)
+        if progress is not None:
+            progress(done / len(by_video), f"video {done + 1}/{len(by_video)}: {path.name}")
+        results = retrieve_many(path, [queries[i].query for i in idx], encoder, head, top_k, nms_threshold,
+                                fps, scorer=scorer)
+        for i, r in zip(idx, results):
+            out[i] = {"qid": queries[i].qid, "vid": vid, "query": queries[i].query,
+                      "pred_relevant_windows": [[m.start, m.end, m.score] for m in r.moments]}
+    if progress is not None:
+        progress(1.0, "done")
+    return out  # type: ignore[return-value]
