@@ -24,6 +24,7 @@ KINDS = ("repnet", "cosine")
 FEATURE_KINDS = ("visual", "joint")
 BOUNDARY_SOURCES = ("novelty", "events")  # peaks of the boundary-strength curve, or edges of the k-means events
 REPNET_TAU = 13.544  # RepNet's softmax temperature
+MAX_VIEW_FRAMES = 3000  # a T x T view beyond this is too heavy to draw or ship as JSON
 
 ProgressFn = Callable[[float, str], None]
 
@@ -218,7 +219,7 @@ def segment_events(
     Deterministic: KMeans(random_state=seed, n_init=n_init).
     """
     from sklearn.cluster import KMeans  # noqa: PLC0415
-    from sklearn.metrics import silhouette_score  # noqa: PLC0415
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - a scikit-learn dependency
 
     x = _as_features(features)
     t = np.asarray(times, dtype=np.float64)
@@ -232,10 +233,19 @@ def segment_events(
     def fit(k: int) -> np.ndarray:
         return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(z)
 
-    if n_events is not None:
-        k = int(min(max(1, n_events), n))
-        labels = fit(k) if k > 1 else np.zeros(n, dtype=int)
-        return EventSegmentation(labels, k)
+    # one thread: these problems are small, and OpenMP start-up on a shared CPU costs 10x the fit
+    with threadpool_limits(limits=1):
+        if n_events is not None:
+            k = int(min(max(1, n_events), n))
+            labels = fit(k) if k > 1 else np.zeros(n, dtype=int)
+            return EventSegmentation(labels, k)
+        return _select_k(z, fit, duration, n, min_event_seconds, max_clusters, seed)
+
+
+def _select_k(z, fit, duration, n, min_event_seconds, max_clusters, seed) -> EventSegmentation:
+    """The k with the best silhouette among 2 .. k_max (ties: the smaller k)."""
+    from sklearn.metrics import silhouette_score  # noqa: PLC0415
+
     k_max = int(min(max_clusters, math.floor(duration / min_event_seconds), n - 1))
     best, scores = None, {}
     for k in range(2, max(2, k_max) + 1):
@@ -377,6 +387,12 @@ def similarity_from_features(
         raise SimilarityError(f"{len(x)} feature rows but {len(t)} timestamps.")
     if len(t) < 2:
         raise SimilarityError("a self-similarity matrix needs at least 2 sampled frames; raise --fps or use a longer video.")
+    if len(t) > MAX_VIEW_FRAMES:
+        span = float(t[-1] - t[0]) or 1.0
+        raise SimilarityError(
+            f"{len(t)} sampled frames make a matrix too large to show; lower --fps to at most "
+            f"{MAX_VIEW_FRAMES / span:.2g} or pick a shorter video."
+        )
     if duration is None:
         duration = _duration_from_times(t)
     step = float(np.median(np.diff(t)))
