@@ -22,6 +22,10 @@ COMMAND_MODULES = [
     "backends.commands",
     "backends.evaluation.cli",
     "backends.views.augment_cli",
+    "backends.views.similarity_cli",
+    "backends.retrieval.cli",
+    "backends.views.gradcam_cli",
+    "backends.views.scaling_cli",
 ]
 
 
