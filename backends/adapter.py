@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -420,14 +420,13 @@ def train_adapter_on_videos(
 
     Writes `out`, `<out stem>.loss.json` and `<out stem>.loss.png`; returns the checkpoint path.
     """
-    from backends.encoders import create_encoder, default_encoder_name
+    from backends.encoders import default_encoder_name
     from backends.features import encode_video
 
     paths = find_videos(videos) if not isinstance(videos, (list, tuple)) else [Path(v) for v in videos]
     enc_name = encoder.name if isinstance(encoder, Encoder) else (encoder or default_encoder_name())
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(enc_name)
-    train = train or TrainConfig()
-    train.epochs, train.fps = epochs, fps
+    train = replace(train or TrainConfig(), epochs=epochs, fps=fps)
     sequences = []
     for k, path in enumerate(paths):
         stage = (lambda f, t, k=k: progress(0.3 * (k + f) / len(paths), f"features of {path.name}: {t}")) if progress else None

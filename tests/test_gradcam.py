@@ -1,0 +1,240 @@
+"""Query-conditioned Grad-CAM: map shape/range, CLIP ViT/ResNet, EfficientNet, 3-D video models, hooks, sanity."""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from backends.encoders import create_encoder
+from backends.encoders.base import Encoder
+from backends.errors import QueryError
+from backends.video import read_frames
+from backends.views.gradcam import (
+    CosineToText, GradCamError, frames_to_input, gradcam_frames, gradcam_view, map_to_frame, query_cam, save_pngs,
+)
+
+
+@pytest.fixture(scope="module")
+def box_frames():
+    from backends import paths
+
+    clips = paths.opencv_doc_clips()
+    if "box" not in clips:
+        pytest.skip("opencv-doc's box clip is not installed")
+    frames, _ = read_frames(clips["box"], fps=0.5, max_frames=6)
+    return frames
+
+
+def box_mask(frame: np.ndarray) -> np.ndarray:
+    """The yellow-orange box by colour (independent of any model): saturated pixels with hue < 35."""
+    hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+    return (hsv[..., 1] > 120) & (hsv[..., 0] < 35)
+
+
+def check_maps(maps, frames):
+    assert maps.shape == frames.shape[:3]
+    assert maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "eigencam"])
+def test_maps_have_frame_shape_and_unit_range(box_frames, method):
+    frames = box_frames[:2, :200, :300]  # a non-square, non-model-sized frame
+    maps, scores = gradcam_frames(frames, "a box", "conse-tiny-random", method=method)
+    check_maps(maps, frames)
+    assert scores.shape == (2,) and np.all(np.abs(scores) <= 1.0 + 1e-5)
+
+
+def test_scores_are_the_encoders_cosine(box_frames):
+    enc = create_encoder("conse-tiny-random", "cpu")
+    frames = box_frames[:3]
+    _, scores = gradcam_frames(frames, "a box", enc, fit="squash")
+    squashed, _ = frames_to_input(frames, enc.input_size, "squash")
+    expected = enc.encode_frames(squashed) @ enc.encode_text(["a box"])[0]
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
+def test_crop_fit_is_zero_outside_the_centre_crop(box_frames):
+    frames = box_frames[:1]  # 480 x 640: the centre crop spans columns 80..560
+    maps, _ = gradcam_frames(frames, "a box", "conse-tiny-random", method="eigencam", fit="crop")
+    check_maps(maps, frames)
+    assert maps[0, :, :70].max() == 0 and maps[0, :, 570:].max() == 0
+    assert maps[0, :, 90:550].max() > 0.5
+
+
+def test_map_to_frame_geometry():
+    cam = np.zeros((10, 10), np.float32)
+    cam[0, 0] = 1.0
+    _, geometry = frames_to_input(np.zeros((1, 40, 80, 3), np.uint8), 10, "crop")
+    assert geometry == {"canvas_h": 10, "canvas_w": 20, "top": 0, "left": 5, "size": 10}
+    full = map_to_frame(cam, geometry, 40, 80)
+    y, x = np.unravel_index(full.argmax(), full.shape)
+    assert y < 4 and 20 <= x < 24  # the crop's top-left cell sits a quarter into the frame
+
+
+def test_cosine_target_matches_torch():
+    text = torch.randn(8)
+    out = torch.randn(8, requires_grad=True)
+    value = CosineToText(text)(out)
+    assert torch.isclose(value, torch.dot(out, text) / (out.norm() * text.norm()), atol=1e-6)
+
+
+def _tiny_clip_resnet(tmp_path):
+    from clip.model import CLIP
+
+    torch.manual_seed(0)
+    model = CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=16,
+                 vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=64,
+                 transformer_heads=1, transformer_layers=1)
+    path = tmp_path / "tiny_rn.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["vit", "resnet"])
+def test_clip_vit_and_resnet(tmp_path, box_frames, which):
+    name = "clip-tiny-random" if which == "vit" else f"clip:{_tiny_clip_resnet(tmp_path)}"
+    enc = create_encoder(name, "cpu")
+    assert enc.is_vit == (which == "vit")
+    frames = box_frames[:2]
+    for method in ("gradcam", "gradcam++", "eigencam"):
+        maps, _ = gradcam_frames(frames, "a yellow box", enc, method=method)
+        check_maps(maps, frames)
+    maps, _ = gradcam_frames(frames, "a yellow box", enc, method="eigencam")
+    assert maps.max() > 0.5  # EigenCAM's projection is never all zero on a real frame
+
+
+class TinyVideoEncoder(Encoder):
+    """A 3-D CNN video encoder for the (B,T,H,W) path: preprocess gives one clip (1,3,T,S,S)."""
+
+    name = "tiny-3d"
+    id = "tiny-3d@test"
+    dim = visual_dim = 16
+    input_size = 32
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.device = torch.device("cpu")
+        self.net = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv3d(8, 16, 3, padding=1), nn.ReLU())
+        self.proj = nn.Linear(16, 16)
+        self.model = nn.Sequential(self.net, nn.AdaptiveAvgPool3d(1), nn.Flatten(), self.proj)
+        self.text = nn.Embedding(100, 16)
+
+    def preprocess(self, frames):
+        x = torch.from_numpy(np.stack([cv2.resize(f, (32, 32)) for f in frames])).float() / 127.5 - 1
+        return x.permute(3, 0, 1, 2)[None]  # (1, 3, T, S, S)
+
+    def image_model(self):
+        return self.model
+
+    def target_layer(self):
+        return self.net[-1]
+
+    def _embed_batch(self, batch):
+        e = self.model(batch)
+        return e, e
+
+    def _embed_texts(self, texts):
+        return self.text(torch.tensor([sum(map(ord, t)) % 100 for t in texts]))
+
+
+def test_3d_video_encoder_gives_one_map_per_frame(box_frames):
+    enc = TinyVideoEncoder()
+    frames = box_frames[:4]
+    x = enc.preprocess(frames)
+    raw, scores = query_cam(enc.image_model(), enc.target_layer(), x, enc.encode_text(["a box"])[0], "gradcam")
+    assert raw.shape == (1, 4, 32, 32) and scores.shape == (1,)  # 5-D activations -> (B, T, H, W)
+    for method in ("gradcam", "gradcam++", "eigencam"):
+        maps, scores = gradcam_frames(frames, "a box", enc, method=method)
+        check_maps(maps, frames)
+    assert len(scores) == 4 and np.allclose(scores, scores[0])  # one clip score, repeated per frame
+    maps, _ = gradcam_frames(frames, "a box", enc, method="eigencam")
+    assert not np.allclose(maps[0], maps[-1])  # frames get their own maps
+
+
+def _live_tensors() -> int:
+    import warnings
+
+    gc.collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # touching deprecated torch aliases while scanning objects
+        return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
+
+
+def _forward_hooks(module: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in module.modules())
+
+
+def test_hooks_released_and_no_tensor_growth(box_frames):
+    enc = create_encoder("conse-tiny-random", "cpu")
+    frames = box_frames[:1, ::4, ::4]
+    hooks_before = _forward_hooks(enc.cnn)
+    gradcam_frames(frames, "a box", enc)  # warm up lazily created state
+    tensors_before = _live_tensors()
+    for _ in range(50):
+        gradcam_frames(frames, "a box", enc)
+    tensors_after = _live_tensors()
+    assert _forward_hooks(enc.cnn) == hooks_before == 0
+    assert tensors_after - tensors_before <= 2
+    assert all(p.grad is None for p in enc.cnn.parameters())  # the shared encoder's weights stay untouched
+    assert all(p.requires_grad for p in enc.cnn.parameters())  # and their flags are restored
+
+
+def test_runs_inside_inference_mode(box_frames):
+    with torch.inference_mode():
+        maps, _ = gradcam_frames(box_frames[:1], "a box", "conse-tiny-random")
+    check_maps(maps, box_frames[:1])
+
+
+def test_user_errors(box_frames):
+    with pytest.raises(QueryError):
+        gradcam_frames(box_frames[:1], "   ", "conse-tiny-random", method="gradcam")
+    with pytest.raises(GradCamError):
+        gradcam_frames(box_frames[:1], "a box", "conse-tiny-random", method="scorecam")
+    maps, scores = gradcam_frames(box_frames[:1], "", "conse-tiny-random", method="eigencam")
+    assert scores is None and maps.shape == box_frames[:1].shape[:3]
+
+
+def test_view_figure_pngs_and_cli(tmp_path, opencv_doc_clips, capsys):
+    result, fig = gradcam_view(opencv_doc_clips["cup"], "a cup", encoder="conse-tiny-random", frames=3, opacity=0.4)
+    check_maps(result.maps, result.frames)
+    assert len(result.times) == 3 and np.all(np.diff(result.times) > 1.0)  # spread over the 8 s clip
+    assert len(fig.layout.sliders[0].steps) == 3 and len(fig.data) == 9
+    assert fig.data[2].opacity == 0.4
+    written = save_pngs(result, tmp_path / "png", 0.4)
+    assert len(written) == 6 and cv2.imread(str(written[0])).shape == result.frames.shape[1:]
+
+    import backends.cli as cli
+    from backends.views import gradcam_cli
+
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0]
+    if "gradcam" not in commands.choices:  # until backends.cli lists the module
+        gradcam_cli.register(commands)
+    args = parser.parse_args(["gradcam", str(opencv_doc_clips["cup"]), "a cup", "--encoder", "conse-tiny-random",
+                              "--frames", "2", "--method", "eigencam", "--json", "--html", str(tmp_path / "c.html")])
+    assert args.func(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["times"]) == 2 and set(doc["frames"][0]) >= {"time", "peak", "mean", "hot_fraction", "score"}
+    assert (tmp_path / "c.html").stat().st_size > 100_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gradcam++", "eigencam"])
+def test_real_weights_put_more_heat_on_the_named_object(box_frames, method):
+    """Bundled EfficientNet-Lite0 + MiniLM: for 'a box', the box (found by colour) is hotter than the rest."""
+    maps, scores = gradcam_frames(box_frames, "a box", "conse-effnet-minilm", method=method)
+    check_maps(maps, box_frames)
+    ratios = []
+    for m, f in zip(maps, box_frames):
+        mask = box_mask(f)
+        assert 0.05 < mask.mean() < 0.5  # the box is a localised object
+        ratios.append(m[mask].mean() / m[~mask].mean())
+    assert np.median(ratios) > 1.5, ratios
+    assert sum(r > 1.0 for r in ratios) >= len(ratios) - 1, ratios
