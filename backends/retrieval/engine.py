@@ -211,7 +211,7 @@ def top_moments(index: VideoIndex, scores: np.ndarray, top_k: int = 5, nms_thres
     if len(cand) == 0:
         return []
     # NMS only needs the best few hundred windows (the pairwise IoU matrix stays small on long videos)
-    pre = min(len(cand), max(50 * top_k, 500))
+    pre = min(len(cand), max(20 * top_k, 100))
     cand = cand[np.argpartition(-scores[cand], pre - 1)[:pre]] if pre < len(cand) else cand
     keep = nms(index.windows[cand], scores[cand], nms_threshold, top_k=top_k)
     wins = clamp_windows(index.windows[cand[keep]], index.duration)
@@ -219,8 +219,14 @@ def top_moments(index: VideoIndex, scores: np.ndarray, top_k: int = 5, nms_thres
 
 
 def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = None,
-               sim: np.ndarray | None = None) -> tm.TemporalMap:
-    """The N x N map of the query (NaN for invalid cells) scored by the same scorer as the moments."""
+               sim: np.ndarray | None = None, candidate_scores: np.ndarray | None = None) -> tm.TemporalMap:
+    """The N x N map of the query (NaN for invalid cells) scored by the same scorer as the moments
+    (short videos: the candidates are the map's cells, so their scores are reused when given)."""
+    n = index.map_num_clips
+    if candidate_scores is not None and not index.long_video:
+        grid = np.full((n, n), np.nan)
+        grid[index.starts, index.ends] = candidate_scores
+        return tm.TemporalMap(n, index.map_clip_times, grid, index.map_mask.copy())
     if sim is None:
         sim = index.clip_features @ _unit(np.asarray(query_vec).reshape(-1))
     n = index.map_num_clips
@@ -308,7 +314,7 @@ def retrieve_many(video, queries: Sequence[str], encoder=None, head=None, top_k:
         if head_model is None:
             sim, scores = score_candidates(index, qvecs[i], scorer)
             moments = top_moments(index, scores, top_k, nms_threshold)
-            tmap = map_scores(index, qvecs[i], scorer, sim)
+            tmap = map_scores(index, qvecs[i], scorer, sim, scores)
             used = scorer or zs.DEFAULT_SCORER
         else:
             grid, tmap = _head_scores(head_model, index, qvecs[i])

@@ -53,7 +53,7 @@ def clip_grid(duration: float, num_clips: int, start: float = 0.0) -> np.ndarray
 
 def resample_to_clips(values: np.ndarray, times: np.ndarray, clip_times: np.ndarray) -> np.ndarray:
     """Average the per-frame rows of `values` (T, ...) whose time falls in each clip; a clip holding no
-    frame takes its nearest frame. Returns (N, ...)."""
+    frame takes the frame shown at its centre (the last one sampled before it). Returns (N, ...)."""
     values = np.asarray(values)
     times = np.asarray(times, dtype=float)
     n = len(clip_times)
@@ -70,9 +70,9 @@ def resample_to_clips(values: np.ndarray, times: np.ndarray, clip_times: np.ndar
     has = counts > 0
     out[has] = sums[has] / counts[has, None]
     if not has.all():
-        centres = clip_times.mean(axis=1)
-        nearest = np.abs(centres[~has, None] - times[None, :]).argmin(axis=1)
-        out[~has] = flat[nearest]
+        centres = clip_times[~has].mean(axis=1)
+        shown = np.clip(np.searchsorted(times, centres, side="right") - 1, 0, len(times) - 1)
+        out[~has] = flat[shown]
     return out.reshape((n,) + values.shape[1:]).astype(values.dtype if values.dtype.kind == "f" else np.float64)
 
 

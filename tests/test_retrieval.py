@@ -1,0 +1,206 @@
+"""Zero-shot retrieval: scorers vs brute force, long videos, the retrieve contract, bad inputs, CLI."""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from backends.errors import CheckpointError, QueryError, WindowError
+from backends.evaluation.annotations import load_annotations
+from backends.retrieval import engine, retrieve, retrieve_many, predict_for_annotations
+from backends.retrieval import temporal_map as tm
+from backends.retrieval import zero_shot as zs
+
+TINY = "conse-tiny-random"
+
+
+def brute_force(sim, a, b, kind):
+    """Independent per-window computation of each scorer's formula."""
+    sim = np.asarray(sim, float)
+    n = len(sim)
+    inside = sim[a:b + 1]
+    outside = np.concatenate([sim[:a], sim[b + 1:]])
+    m_out = outside.mean() if len(outside) else sim.mean()
+    if kind == "naive":
+        return inside.mean() - m_out
+    if kind == "z-contrast":
+        return (inside.mean() - m_out) * np.sqrt(len(inside) * len(outside) / n) / sim.std()
+    if kind == "welch-t":
+        if not len(outside):
+            return 0.0
+        v_in = inside.var() if len(inside) > 1 else sim.var()
+        v_out = outside.var() if len(outside) > 1 else sim.var()
+        return (inside.mean() - m_out) / np.sqrt(v_in / len(inside) + v_out / len(outside))
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["naive", "z-contrast", "welch-t"])
+def test_scorers_match_brute_force(kind):
+    rng = np.random.default_rng(1)
+    sim = rng.normal(size=12)
+    a, b = np.nonzero(tm.dense_moment_mask(12))
+    got = zs.get_scorer(kind)(zs.ClipSignals(sim), a, b)
+    want = [brute_force(sim, i, j, kind) for i, j in zip(a, b)]
+    assert np.allclose(got, want, atol=1e-9)
+
+
+def test_boundary_scorer_adds_edge_strength_of_visual_cuts():
+    rng = np.random.default_rng(2)
+    visual = np.repeat(rng.normal(size=(3, 16)), [5, 6, 5], axis=0) + 0.01 * rng.normal(size=(16, 16))
+    b = zs.boundary_strength(visual, 16)
+    assert b[0] == b[-1] == 1.0 and set(np.argsort(-b[1:-1])[:2] + 1) == {5, 11}  # the two cuts
+    sim = rng.normal(size=16)
+    a_, e_ = np.nonzero(tm.dense_moment_mask(16))
+    sig = zs.ClipSignals(sim, visual=visual)
+    got = zs.get_scorer("z-boundary")(sig, a_, e_)
+    want = zs.score_z_contrast(sig, a_, e_) + 0.5 * (b[a_] + b[e_ + 1])
+    assert np.allclose(got, want)
+
+
+def test_event_proposals_find_scenes():
+    rng = np.random.default_rng(3)
+    visual = np.repeat(rng.normal(size=(4, 32)), [10, 14, 12, 12], axis=0) + 0.05 * rng.normal(size=(48, 32))
+    props = {tuple(p) for p in zs.event_proposals(visual, 48)}
+    assert {(0, 9), (10, 23), (24, 35), (36, 47)} <= props
+
+
+def test_z_contrast_recovers_a_planted_moment_where_naive_picks_one_clip():
+    rng = np.random.default_rng(4)
+    sim = 0.2 + 0.05 * rng.normal(size=64)
+    sim[20:36] += 0.1
+    sim[50] += 0.25  # one outlier frame, stronger than the moment per frame
+    index = engine.build_index(np.eye(64, 8), np.arange(64.0), 64.0, num_clips=64)
+    index.clip_features = np.eye(64, dtype=np.float32)  # similarity = the query vector itself
+    _, z = engine.score_candidates(index, sim, "z-contrast")
+    _, naive = engine.score_candidates(index, sim, "naive")
+    best = engine.top_moments(index, z, 1)[0]
+    assert abs(best.start - 20) <= 1 and abs(best.end - 36) <= 1
+    worst = engine.top_moments(index, naive, 1)[0]
+    assert worst.end - worst.start == 1.0
+
+
+def test_long_video_windows_cover_a_planted_moment_with_bounded_candidates():
+    n = 3600
+    rng = np.random.default_rng(5)
+    sim = 0.2 + 0.05 * rng.normal(size=n)
+    sim[1000:1090] += 0.15
+    index = engine.build_index(np.ones((n, 4)), np.arange(float(n)), float(n))
+    assert index.long_video and len(index.clip_times) == n and len(index.starts) < 60 * n
+    index.clip_features = None
+    signals = zs.ClipSignals(sim, index.context)
+    scores = zs.score_z_contrast(signals, index.starts, index.ends)
+    moments = engine.top_moments(index, scores, 5)
+    assert all(0 <= m.start < m.end <= n for m in moments)
+    best = moments[0]
+    inter = max(0.0, min(best.end, 1090) - max(best.start, 1000))
+    assert inter / (max(best.end, 1090) - min(best.start, 1000)) >= 0.7
+
+
+def test_retrieve_on_realmix_contract(realmix_video):
+    r = retrieve(realmix_video, "  people walking   on a lawn ", encoder=TINY, top_k=4)
+    assert r.query == "people walking on a lawn"
+    assert 1 <= len(r.moments) <= 4
+    scores = [m.score for m in r.moments]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= m.start < m.end <= r.duration + 1e-6 for m in r.moments)
+    doc = r.to_json()
+    assert set(doc) == {"video", "duration", "encoder", "query", "moments"}
+    assert all(set(m) == {"start", "end", "score"} for m in doc["moments"])
+    json.dumps(doc, allow_nan=False)
+    n = r.map.num_clips
+    assert n == 64 and r.map.scores.shape == (n, n) and r.map.clip_times.shape == (n, 2)
+    assert np.isnan(r.map.scores[~r.map.mask]).all() and np.isfinite(r.map.scores[r.map.mask]).all()
+    top = r.moments[0]  # the best moment is the best map cell
+    a, b = np.unravel_index(np.nanargmax(r.map.scores), (n, n))
+    assert np.isclose(r.map.scores[a, b], top.score)
+    assert len(r.saliency) == len(r.saliency_times) and np.all(np.abs(r.saliency) <= 1 + 1e-5)
+
+
+def test_retrieve_many_and_sparse_map(realmix_video):
+    rs = retrieve_many(realmix_video, ["a tree", "a cup"], encoder=TINY, num_clips=128, mask="sparse")
+    assert [r.query for r in rs] == ["a tree", "a cup"]
+    assert all(int(r.map.mask.sum()) == 2548 for r in rs)
+
+
+def test_predict_for_annotations_is_aligned(shared_data):
+    qs = load_annotations(shared_data / "realmix_dev.json")[:3]
+    preds = predict_for_annotations(qs, shared_data, encoder=TINY, top_k=3)
+    assert [p["qid"] for p in preds] == [q.qid for q in qs]
+    assert all(1 <= len(p["pred_relevant_windows"]) <= 3 and len(p["pred_relevant_windows"][0]) == 3 for p in preds)
+
+
+def test_video_resolution_tries_extensions(tmp_path, shared_data):
+    (tmp_path / "abc.avi").write_bytes(b"x")
+    assert engine.resolve_annotation_video("abc", tmp_path).name == "abc.avi"
+    assert engine.resolve_annotation_video("realmix_dev.mp4", shared_data).name == "realmix_dev.mp4"
+    with pytest.raises(Exception, match="no video file"):
+        engine.resolve_annotation_video("missing", tmp_path)
+
+
+@pytest.mark.parametrize("query", ["", "   \n\t", "x" * 1001, None])
+def test_bad_queries_are_one_sentence(query, realmix_video):
+    with pytest.raises(QueryError) as err:
+        retrieve(realmix_video, query, encoder=TINY)
+    assert str(err.value).count(".") == 1 and str(err.value).endswith(".")
+
+
+def test_windows_outside_the_video():
+    assert engine.check_window([1, 5], 10.0) == (1.0, 5.0)
+    for bad in ([5, 20], [-3, 4], [6, 6], [7, 2]):
+        with pytest.raises(WindowError):
+            engine.check_window(bad, 10.0, "the ground truth --gt")
+
+
+def test_head_checkpoint_for_another_dimension(monkeypatch, tmp_path, realmix_video):
+    fake = types.ModuleType("backends.retrieval.grounding")
+    fake.load_head = lambda path: types.SimpleNamespace(feature_dim=7)
+    monkeypatch.setitem(sys.modules, "backends.retrieval.grounding", fake)
+    with pytest.raises(CheckpointError, match="7-d features"):
+        retrieve(realmix_video, "a cup", encoder=TINY, head=tmp_path / "head.pt")
+
+
+def test_missing_head_module_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "backends.retrieval.grounding", None)
+    with pytest.raises(CheckpointError, match="not part of this installation"):
+        engine.load_head(tmp_path / "head.pt", 16)
+
+
+def _cli(argv):
+    import backends.cli as cli
+
+    mods = list(cli.COMMAND_MODULES)
+    if "backends.retrieval.cli" not in mods:
+        cli.COMMAND_MODULES.append("backends.retrieval.cli")
+    try:
+        return cli.main(argv)
+    finally:
+        cli.COMMAND_MODULES[:] = mods
+
+
+def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):
+    assert _cli(["retrieve", str(realmix_video), "a cup", "--encoder", TINY, "--top-k", "3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"video", "duration", "encoder", "query", "moments"} and len(doc["moments"]) <= 3
+    assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--num-clips", "16", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["num_clips"] == 16 and len(m["scores"]) == 16 and m["scores"][3][1] is None
+    assert sum(v is not None for row in m["scores"] for v in row) == 136
+    html = tmp_path / "map.html"
+    assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "60", "68", "--html", str(html)]) == 0
+    assert html.stat().st_size > 100_000
+    capsys.readouterr()
+    assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "70", "90", "--json"]) == 2
+    assert "outside the video" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bundled_encoder_beats_naive_on_realmix(shared_data):
+    from backends.evaluation.metrics import evaluate_windows
+
+    qs = load_annotations(shared_data / "realmix_dev.json")
+    z = evaluate_windows(qs, predict_for_annotations(qs, shared_data, "conse-effnet-minilm", scorer="z-contrast"))
+    naive = evaluate_windows(qs, predict_for_annotations(qs, shared_data, "conse-effnet-minilm", scorer="naive"))
+    assert z.metrics["R1@0.5"] >= 0.5 > naive.metrics["R1@0.5"]
+    assert z.metrics["mIoU"] > 0.4 > naive.metrics["mIoU"]
