@@ -213,7 +213,7 @@ class GradCamResult:
         rows = []
         for i, (m, t) in enumerate(zip(self.maps, self.times)):
             h, w = m.shape
-            py, px = np.unravel_index(int(np.argmax(m)), m.shape)
+            py, px = (int(v) for v in np.unravel_index(int(np.argmax(m)), m.shape))
             mass = float(m.sum())
             ys, xs = np.mgrid[0:h, 0:w]
             cy = float((m * ys).sum() / mass) if mass > 0 else h / 2
