@@ -25,7 +25,7 @@ def register(sub) -> None:
                     help="Charades_v1_{train,test}.csv (default: those in the shared data folder, for Charades-STA)")
     ev.add_argument("--nms", type=float, default=None, help="NMS threshold of the momentlens protocol (default 0.5)")
     ev.add_argument("--per-query", type=Path, metavar="OUT", help="write per-query results to OUT.csv or OUT.json")
-    ev.add_argument("--video-dir", type=Path, help="model run: folder holding the annotated videos")
+    ev.add_argument("--video-dir", type=Path, help="model run: folder holding the annotated videos (default: the annotation file's folder)")
     ev.add_argument("--encoder", default=None, help="model run: encoder name")
     ev.add_argument("--head", type=Path, default=None, help="model run: trained head checkpoint")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -92,7 +92,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         preds = _run_model(queries, args)
         result = evaluate_windows(queries, preds, protocol)
-        encoder = args.encoder
+        from backends.encoders import cached_encoder
+
+        encoder = cached_encoder(args.encoder).id  # the model that actually ran (default resolved)
     if args.per_query:
         result.write_per_query(args.per_query)
     if args.json:
@@ -117,7 +119,8 @@ def _run_model(queries, args) -> list[dict]:
     except ImportError as err:
         raise MomentLensError(f"the retrieval backend is not available ({err}); pass --predictions instead.") from None
     preds = retrieval.predict_for_annotations(
-        queries, video_dir=args.video_dir, encoder=args.encoder, head=args.head, top_k=10
+        queries, video_dir=args.video_dir or Path(args.ground_truth).resolve().parent,
+        encoder=args.encoder, head=args.head, top_k=10
     )
     if len(preds) != len(queries):
         raise MomentLensError(f"the model returned {len(preds)} predictions for {len(queries)} queries.")
