@@ -92,9 +92,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         preds = _run_model(queries, args)
         result = evaluate_windows(queries, preds, protocol)
-        from backends.encoders import cached_encoder
+        from backends.encoders import default_encoder_name
 
-        encoder = cached_encoder(args.encoder).id  # the model that actually ran (default resolved)
+        encoder = args.encoder or default_encoder_name()  # the model that ran, default resolved
     if args.per_query:
         result.write_per_query(args.per_query)
     if args.json:
