@@ -31,3 +31,6 @@ __all__ = [
     "register_encoder",
     "registry",
 ]
+
+# Trained temporal adapters load as encoders too (`adapter:<checkpoint>`).
+import backends.adapter as _adapter  # noqa: F401,E402
