@@ -51,7 +51,7 @@ def cmd_encoders(args) -> int:
     rows = []
     for name, spec in registry().items():
         if spec.family:
-            for model in clip.available_models():
+            for model in clip.available_models() if name == "clip:" else []:
                 rows.append({"name": f"{name}{model}", "available": bool(spec.available(model)),
                              "description": f"{spec.description} (file {clip_weights_file(model).name})"})
             rows.append({"name": f"{name}/path/to/model.pt", "available": None, "description": spec.description})
