@@ -197,6 +197,11 @@ class VideoReader:
         with _open(p) as container:
             stream = _video_stream(container, p)
             stream.thread_type = "AUTO"  # frame-threaded decoding
+            if self.fps is not None and self.info.fps >= 4 * self.fps:
+                # Sparse sampling: skip frames nothing refers to (B-frames). A sample then lands on the first
+                # reference frame at or after its instant (typically <= 2 native frames late; its true
+                # timestamp is returned) and decoding costs about 40% less.
+                stream.codec_context.skip_frame = "NONREF"
             t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
             step = None if self.fps is None else 1.0 / self.fps
             next_t = self.start

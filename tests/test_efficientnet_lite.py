@@ -133,3 +133,13 @@ def test_real_photos_get_the_right_top1(real_model):
         top1 = real_model(batch).argmax(dim=1).tolist()
     got = {name: IMAGENET_CLASSES[i] for (name, _), i in zip(REAL_PHOTOS, top1)}
     assert top1 == [label for _, label in REAL_PHOTOS], got
+
+
+def test_fused_batchnorm_gives_the_same_outputs():
+    model = load_efficientnet_lite0(pretrained=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        ref = model(x)
+        fused = model.fuse_batchnorm()
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert torch.allclose(fused(x), ref, atol=1e-4)

@@ -18,7 +18,9 @@ def test_realmix_sampled_at_one_fps_by_timestamp(realmix_video):
     times = np.array([t for t, _ in reader])
     assert len(times) in (78, 79)
     assert np.all(np.diff(times) > 0)
-    assert np.allclose(np.diff(times), 1.0, atol=1 / 15 + 1e-6)  # one frame per second, +- one 15-fps frame
+    # one frame per second; a sample may land up to two 15-fps frames late (B-frames are skipped)
+    assert np.allclose(np.diff(times), 1.0, atol=2 / 15 + 1e-6)
+    assert np.all(times - np.arange(len(times)) < 2 / 15 + 1e-6)
     assert reader.duration == pytest.approx(78.4, abs=0.07)
 
 
@@ -26,7 +28,7 @@ def test_realmix_sampled_at_one_fps_by_timestamp(realmix_video):
 def test_other_sampling_rates(realmix_video, fps, expected):
     times = [t for t, _ in VideoReader(realmix_video, fps=fps, size=(32, 18))]
     assert abs(len(times) - expected) <= 1
-    assert np.allclose(np.diff(times), 1 / fps, atol=1 / 15 + 1e-6)
+    assert np.allclose(np.diff(times), 1 / fps, atol=2 / 15 + 1e-6)
 
 
 def test_tree_avi_decodes_68_frames_not_the_444_it_claims(opencv_doc_clips):

@@ -188,6 +188,22 @@ class EfficientNetLite0(nn.Module):
         """(B,3,H,W) normalised images -> (B,1280) globally average-pooled features."""
         return self.forward_features(x).mean(dim=(2, 3))
 
+    @torch.no_grad()
+    def fuse_batchnorm(self) -> "EfficientNetLite0":
+        """Fold every eval-mode BatchNorm into the convolution before it (same outputs up to float
+        rounding, about twice as fast on CPU). In place; the state dict no longer matches the PyPI file."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        pairs = [(self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1")]
+        for block in self._blocks:
+            names = [("_expand_conv", "_bn0")] if block.has_expand else []
+            pairs += [(block, c, b) for c, b in names + [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]]
+        for owner, conv, bn in pairs:
+            if isinstance(getattr(owner, bn), nn.BatchNorm2d):
+                setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv).eval(), getattr(owner, bn).eval()))
+                setattr(owner, bn, nn.Identity())
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) normalised images -> (B,1000) ImageNet logits (see ``IMAGENET_CLASSES``)."""
         return self._fc(self._dropout(self.pooled_features(x)))
