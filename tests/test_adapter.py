@@ -167,12 +167,8 @@ def test_scaling_reads_foreign_state_dicts_by_name(tmp_path, capsys):
     assert len(fig.data) == 2 * (1 + 2)  # mean + mean|.| per (checkpoint, series)
 
     import backends.cli as cli
-    from backends.views import scaling_cli
 
     parser = cli.build_parser()
-    commands = parser._subparsers._group_actions[0]
-    if "scaling" not in commands.choices:  # until backends.cli lists the module
-        scaling_cli.register(commands)
     args = parser.parse_args(["scaling", str(ours), "--json"])
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -170,13 +170,7 @@ def test_missing_head_module_is_a_clear_error(monkeypatch, tmp_path):
 def _cli(argv):
     import backends.cli as cli
 
-    mods = list(cli.COMMAND_MODULES)
-    if "backends.retrieval.cli" not in mods:
-        cli.COMMAND_MODULES.append("backends.retrieval.cli")
-    try:
-        return cli.main(argv)
-    finally:
-        cli.COMMAND_MODULES[:] = mods
+    return cli.main(argv)
 
 
 def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):

@@ -171,18 +171,12 @@ def test_view_figure_and_frames_on_real_footage(realmix_video):
 def test_cli_json_round_trip(realmix_video, capsys, tmp_path):
     import backends.cli as cli
 
-    parser_modules = [*cli.COMMAND_MODULES, "backends.views.similarity_cli"]
-    saved = cli.COMMAND_MODULES
-    cli.COMMAND_MODULES = parser_modules
-    try:
-        rc = cli.main(["tsm", str(realmix_video), "--encoder", "conse-tiny-random", "--fps", "0.5", "--json"])
-        doc = json.loads(capsys.readouterr().out)
-        html = tmp_path / "tsm.html"
-        rc_html = cli.main(["tsm", str(realmix_video), "--encoder", "conse-tiny-random", "--fps", "0.5",
-                            "--kind", "cosine", "--html", str(html)])
-        rc_bad = cli.main(["tsm", str(tmp_path / "missing.mp4"), "--encoder", "conse-tiny-random"])
-    finally:
-        cli.COMMAND_MODULES = saved
+    rc = cli.main(["tsm", str(realmix_video), "--encoder", "conse-tiny-random", "--fps", "0.5", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    html = tmp_path / "tsm.html"
+    rc_html = cli.main(["tsm", str(realmix_video), "--encoder", "conse-tiny-random", "--fps", "0.5",
+                        "--kind", "cosine", "--html", str(html)])
+    rc_bad = cli.main(["tsm", str(tmp_path / "missing.mp4"), "--encoder", "conse-tiny-random"])
     assert rc == 0 and rc_html == 0 and rc_bad == 2
     assert {"kind", "times", "matrix", "boundaries", "events", "proposals", "encoder"} <= doc.keys()
     n = len(doc["times"])
