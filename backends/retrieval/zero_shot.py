@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from backends.views import similarity
+
 EPS = 1e-8
 
 
@@ -105,22 +107,17 @@ def window_stats(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray):
 
 # --- video structure: boundaries, coherence, event proposals --------------------------------------
 def boundary_strength(visual: np.ndarray | None, num_clips: int, context: int = 2) -> np.ndarray:
-    """Edge e's strength = 1 - cos(mean of the `context` clips before e, mean of the `context` clips after),
-    a local contrast on the visual cosine self-similarity, normalised by the largest interior edge.
-
-    The video's own start and end count as full boundaries (1). Without visual features: zeros inside.
+    """(N+1,) strength of each clip edge (edge e sits before clip e), in [0, 1]: the checkerboard novelty of
+    the visual self-similarity (`backends.views.similarity.boundary_strength`, Foote 2000) on the clip grid,
+    normalised by the largest interior edge. The video's own start and end count as full boundaries (1).
     """
     out = np.zeros(num_clips + 1)
     out[0] = out[-1] = 1.0
     if visual is None or num_clips < 2:
         return out
-    v = _unit_rows(visual)
-    csum = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
-    edges = np.arange(1, num_clips)
-    before = csum[edges] - csum[np.maximum(edges - context, 0)]
-    after = csum[np.minimum(edges + context, num_clips)] - csum[edges]
-    cos = (before * after).sum(1) / (np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1) + EPS)
-    d = np.clip(1.0 - cos, 0.0, None)
+    novelty = similarity.boundary_strength(np.asarray(visual, dtype=np.float64), kernel_half_width=context,
+                                           is_similarity=False)  # entry i: between clips i-1 and i
+    d = np.clip(novelty[1:num_clips], 0.0, None)
     if d.max() > 0:
         d = d / d.max()
     out[1:-1] = d
@@ -140,26 +137,10 @@ def inside_coherence(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray)
     return out
 
 
-def atomic_events(visual: np.ndarray, num_events: int, time_weight: float = 0.5, seed: int = 0) -> np.ndarray:
-    """PSVL atomic events: k-means on the rows of the cosine self-similarity matrix with a scaled timestamp
-    column appended (keeps clusters contiguous); events are the maximal runs of one label.
-
-    Returns the cut indices [0, ..., N] (event i covers clips cuts[i] .. cuts[i+1] - 1).
-    """
-    from sklearn.cluster import KMeans
-
-    v = _unit_rows(visual)
-    n = len(v)
-    k = int(min(max(num_events, 1), n))
-    rows = np.concatenate([v @ v.T, time_weight * np.sqrt(n) * np.linspace(0.0, 1.0, n)[:, None]], axis=1)
-    labels = KMeans(k, n_init=4, random_state=seed).fit_predict(rows) if k > 1 else np.zeros(n, int)
-    cuts = [0] + [i for i in range(1, n) if labels[i] != labels[i - 1]] + [n]
-    return np.asarray(cuts)
-
-
 def event_proposals(visual: np.ndarray | None, num_clips: int, max_events: int = 4) -> np.ndarray:
-    """PSVL-style proposals: unions of 1..`max_events` consecutive atomic events, at three granularities
-    (k = N/16, N/8, N/4 events). Internal version (backends/views/similarity.py was not there yet).
+    """PSVL-style proposals on the clip grid (`backends.views.similarity.event_proposals`: k-means on TSM rows
+    with a time column, atomic events, unions of up to `max_events` consecutive events), at three
+    granularities (k = N/16, N/8, N/4 events).
 
     Returns (P, 2) inclusive clip-index windows; the whole video when there are no visual features.
     """
@@ -171,12 +152,12 @@ def event_proposals(visual: np.ndarray | None, num_clips: int, max_events: int =
         coarse = (csum[edges[1:]] - csum[edges[:-1]]) / np.diff(edges)[:, None]
         small = event_proposals(coarse, MAX_EVENT_CLIPS, max_events)
         return np.stack([edges[small[:, 0]], edges[small[:, 1] + 1] - 1], axis=1)
+    centres = np.arange(num_clips) + 0.5  # clip i spans [i, i + 1) in clip units
     props = set()
     for k in sorted({max(2, num_clips // 16), max(2, num_clips // 8), max(2, num_clips // 4)}):
-        cuts = atomic_events(visual, k)
-        for i in range(len(cuts) - 1):
-            for j in range(i + 1, min(len(cuts), i + 1 + max_events)):
-                props.add((int(cuts[i]), int(cuts[j]) - 1))
+        _, spans = similarity.event_proposals(visual, centres, duration=float(num_clips), n_events=k,
+                                              max_span=max_events, min_event_seconds=1.0)
+        props.update((int(round(a)), int(round(b)) - 1) for a, b in spans)
     return np.array(sorted(props))
 
 
