@@ -59,5 +59,20 @@ def playable_path(path: str | os.PathLike, max_duration: float = DEFAULT_MAX_DUR
     if short > MAX_SHORT_SIDE:
         reader.size = MAX_SHORT_SIDE
     fps = info.fps if info.fps and info.fps > 0 else 25.0
-    write_video(out, (rgb for _, rgb in reader), fps=fps)  # atomic: temp file, then rename
+    write_video(out, constant_rate_frames(reader, fps), fps=fps)  # atomic: temp file, then rename
     return out
+
+
+def constant_rate_frames(timed_frames, fps: float):
+    """Frames at `fps` from (time, frame) pairs with possibly sparse timestamps: each frame is held until the
+    next one's time, so output frame k shows what the source shows at k / fps seconds."""
+    slot = 0
+    previous = None
+    for t, rgb in timed_frames:
+        if previous is not None:
+            while slot / fps < t - 0.5 / fps:
+                yield previous
+                slot += 1
+        previous = rgb
+    if previous is not None:
+        yield previous

@@ -1,0 +1,66 @@
+"""`momentlens app`: serve the web app (also `python -m app`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    from backends.commands import add_encoder_arg
+
+    p = sub.add_parser("app", help="open the web app (moment retrieval and every view) in the browser")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    p.add_argument("--share", action="store_true",
+                   help="also create a public Gradio share link (needs internet; offline it warns and serves locally)")
+    p.add_argument("--auth", default=None, metavar="USER:PASS", help="require this user name and password")
+    add_encoder_arg(p)
+    p.add_argument("--video", default=None, help="clip to preload (default: the sample clip)")
+    p.add_argument("--concurrency", type=int, default=1, help="model-heavy requests run at once (default 1)")
+    p.set_defaults(func=cmd_app)
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    """'user:pass' -> ('user', 'pass'); the password may contain ':'."""
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        from backends.errors import MomentLensError
+
+        raise MomentLensError("--auth must look like USER:PASS, both non-empty.")
+    return user, password
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from app import build_app
+
+    auth = parse_auth(args.auth)
+    demo = build_app(encoder=args.encoder, video=args.video, gpu_concurrency=args.concurrency)
+    if args.host not in ("127.0.0.1", "localhost"):
+        log.warning("serving on %s: anyone who can reach this machine can use the app%s", args.host,
+                    "" if auth else " (add --auth USER:PASS)")
+    if args.share and auth is None:
+        log.warning("--share makes the app public; consider --auth USER:PASS")
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
+    except Exception as err:  # e.g. no internet for the share tunnel: keep serving locally
+        if not args.share:
+            raise
+        log.warning("could not create a share link (%s); serving locally only", err)
+        demo.launch(server_name=args.host, server_port=args.port, share=False, auth=auth)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["app", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    return args.func(args)

@@ -1,0 +1,200 @@
+"""What every tab shares: the app context (defaults, per-session stop flags, a scratch folder), turning backend
+errors into one-sentence `gr.Error`s, progress bridging with cancel, exports, and presentation helpers.
+
+No computation here: handlers call backend functions and format what they return.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.util
+import json
+import logging
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import gradio as gr
+
+from backends.errors import CancelledError, MomentLensError
+
+log = logging.getLogger(__name__)
+
+GPU_QUEUE = "gpu"  # concurrency_id shared by every model-heavy handler
+FPS_CHOICES = (0.5, 1.0, 2.0, 4.0)
+PLOT_HEIGHT = 420
+
+
+# --- context ------------------------------------------------------------------------------------
+@dataclass
+class AppContext:
+    """Per-app (not per-user) settings and bookkeeping; user data lives in gr.State / per-session keys."""
+
+    encoder: str  # encoder selected when the page opens
+    video: str | None  # browser-playable copy of the preloaded sample clip
+    workdir: Path  # scratch folder under the system temp dir (Gradio serves files from there)
+    gpu_concurrency: int = 1  # model-heavy handlers running at once (one device)
+    stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop_event(self, request: gr.Request | None) -> threading.Event:
+        """The cancel flag of this browser session (created on first use)."""
+        key = getattr(request, "session_hash", None) or "api"
+        with self.lock:
+            return self.stop_requests.setdefault(key, threading.Event())
+
+    def session_dir(self, request: gr.Request | None, kind: str) -> Path:
+        """A fresh folder for one export of one session (files are copied to Gradio's cache when returned)."""
+        key = getattr(request, "session_hash", None) or "api"
+        root = self.workdir / "sessions" / "".join(c for c in key if c.isalnum())[:32]
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
+
+    def servable(self, path: str | Path) -> str:
+        """A copy of `path` inside the scratch folder (Gradio only serves files from temp, cwd or uploads)."""
+        p = Path(path)
+        if _inside(p, Path(tempfile.gettempdir())):
+            return str(p)
+        target = self.workdir / "videos" / f"{abs(hash(str(p.resolve()))) % 10**12}-{p.name}"
+        if not target.is_file() or target.stat().st_size != p.stat().st_size:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(target.suffix + ".part")
+            shutil.copyfile(p, tmp)
+            tmp.replace(target)
+        return str(target)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+# --- errors -------------------------------------------------------------------------------------
+def user_errors(fn: Callable) -> Callable:
+    """Show backend errors as one-sentence gr.Error messages; the app keeps serving the next request."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except CancelledError as err:
+            raise gr.Error(str(err), title="Cancelled") from err
+        except MomentLensError as err:
+            raise gr.Error(_sentence(str(err))) from err
+        except Exception as err:  # a bug: log the traceback, show one sentence
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Unexpected error ({type(err).__name__}): {err}; the details are in the server log.") from err
+
+    return wrapper
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] if text else "Something went wrong."
+
+
+def require_video(video: Any) -> str:
+    """The server path of the video input, or a gr.Error asking for one."""
+    if isinstance(video, dict):
+        video = video.get("path") or video.get("video", {}).get("path")
+    if not video:
+        raise gr.Error("No video yet: upload a clip or pick a sample clip first.")
+    return str(video)
+
+
+def require_text(text: Any, what: str = "query") -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise gr.Error(f"The {what} is empty; type a sentence describing the moment to find.")
+    return text
+
+
+def progress_bridge(progress: gr.Progress | None, stop: threading.Event | None,
+                    start: float = 0.0, span: float = 1.0) -> Callable[[float, str], None]:
+    """A backend `progress(frac, text)` callback that drives a gr.Progress bar and honours Cancel."""
+
+    def report(frac: float, text: str) -> None:
+        if stop is not None and stop.is_set():
+            raise CancelledError("cancelled; nothing partial was kept.")
+        if progress is not None:
+            progress(start + span * max(0.0, min(1.0, float(frac))), desc=text)
+
+    return report
+
+
+# --- exports ------------------------------------------------------------------------------------
+def kaleido_available() -> bool:
+    return importlib.util.find_spec("kaleido") is not None
+
+
+def export_figures(figures: dict[str, Any], folder: Path) -> tuple[list[str], str]:
+    """Standalone HTML of each figure (and PNG when kaleido is installed); returns (paths, note)."""
+    paths = []
+    png = kaleido_available()
+    for stem, fig in figures.items():
+        if fig is None:
+            continue
+        html = folder / f"{stem}.html"
+        fig.write_html(str(html), include_plotlyjs=True)
+        paths.append(str(html))
+        if png:
+            try:
+                out = folder / f"{stem}.png"
+                fig.write_image(str(out), scale=2)
+                paths.append(str(out))
+            except Exception as err:  # kaleido present but no browser for it
+                log.warning("PNG export failed: %s", err)
+                png = False
+    note = "" if png else ("PNG files need the `kaleido` package, which is not installed; use the camera "
+                           "button above each plot to save a PNG from the browser.")
+    return paths, note
+
+
+def write_json(obj: Any, path: Path) -> str:
+    path.write_text(json.dumps(obj, indent=2, default=_plain))
+    return str(path)
+
+
+def write_csv(rows: Iterable[dict], path: Path) -> str:
+    rows = list(rows)
+    with open(path, "w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return str(path)
+
+
+def _plain(x):
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+# --- presentation -------------------------------------------------------------------------------
+def fit_width(fig, height: int | None = None):
+    """Let a backend figure follow the width of its Gradio container (figures come sized for HTML files)."""
+    if fig is None:
+        return None
+    fig.update_layout(width=None, autosize=True, **({"height": height} if height else {}))
+    return fig
+
+
+def seconds(t: float) -> str:
+    """1:05.2 for 65.2 s (0:07.0 for 7 s)."""
+    m, s = divmod(max(0.0, float(t)), 60.0)
+    return f"{int(m)}:{s:04.1f}"

@@ -1,0 +1,243 @@
+"""Retrieval tab: a text query in, top-k moments out as a table and as chips that seek the player; the
+saliency curve with the moments shaded, the 2D temporal map beside it, optional ground truth with IoU,
+several queries on one timeline, and exports."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from app.common import (
+    GPU_QUEUE,
+    PLOT_HEIGHT,
+    AppContext,
+    export_figures,
+    fit_width,
+    progress_bridge,
+    require_text,
+    require_video,
+    seconds,
+    user_errors,
+    write_csv,
+    write_json,
+)
+from app.source import PLAYER_ID, Source
+
+MOMENT_COLUMNS = ["rank", "start (s)", "end (s)", "length (s)", "score", "IoU with ground truth"]
+NUM_CLIP_OPTIONS = ["auto", "16", "32", "64", "128"]
+EXAMPLE_QUERY = "a rabbit in a grassy meadow"
+
+# Delegated click handler: any element with data-start inside the chips seeks the shared player.
+SEEK_JS = f"""
+element.addEventListener('click', (event) => {{
+  const chip = event.target.closest('[data-start]');
+  if (!chip) return;
+  const player = document.querySelector('#{PLAYER_ID} video');
+  if (!player) return;
+  player.currentTime = parseFloat(chip.dataset.start);
+  element.querySelectorAll('.ml-chip').forEach((c) => c.classList.toggle('ml-chip-active', c === chip));
+  player.play().catch(() => {{}});
+}});
+"""
+CHIP_CSS = """
+.ml-chips { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 0; }
+.ml-chip { border: 1px solid var(--border-color-primary); border-left: 6px solid var(--chip-colour);
+  border-radius: 8px; padding: 6px 10px; background: var(--background-fill-secondary); cursor: pointer;
+  font: inherit; font-size: 14px; color: var(--body-text-color); line-height: 1.25; text-align: left; }
+.ml-chip:hover { background: var(--background-fill-primary); box-shadow: 0 1px 4px rgba(0,0,0,.15); }
+.ml-chip-active { outline: 2px solid var(--chip-colour); }
+.ml-chip b { font-size: 15px; }
+.ml-chip small { color: var(--body-text-color-subdued); }
+.ml-empty { color: var(--body-text-color-subdued); font-style: italic; padding: 6px 0; }
+"""
+
+
+def _colours():
+    from backends.retrieval.figures import MOMENT_COLOURS
+
+    return MOMENT_COLOURS
+
+
+def moment_chips(moments, gt_ious=None) -> str:
+    """HTML chips, one per moment: rank, time span, score; clicking one seeks the player to its start."""
+    if not moments:
+        return '<div class="ml-empty">No moments yet: type a query and press Find moments.</div>'
+    colours = _colours()
+    chips = []
+    for rank, m in enumerate(moments, start=1):
+        iou = "" if gt_ious is None else f" · IoU {gt_ious[rank - 1]:.2f}"
+        chips.append(
+            f'<button class="ml-chip" data-start="{m.start:.3f}" data-rank="{rank}" '
+            f'style="--chip-colour:{colours[(rank - 1) % len(colours)]}" '
+            f'title="play from {m.start:.2f} s">'
+            f'<b>#{rank}</b> {seconds(m.start)} – {seconds(m.end)}<br>'
+            f'<small>score {m.score:.3f}{iou}</small></button>')
+    return '<div class="ml-chips">' + "".join(chips) + "</div>"
+
+
+def moment_rows(moments, gt_ious=None) -> list[list]:
+    return [[rank, round(m.start, 2), round(m.end, 2), round(m.end - m.start, 2), round(m.score, 4),
+             None if gt_ious is None else round(float(gt_ious[rank - 1]), 3)]
+            for rank, m in enumerate(moments, start=1)]
+
+
+def _ground_truth(gt_start, gt_end, duration: float):
+    """(start, end) when both are given, else None; outside the video -> the backend's one-sentence error."""
+    if gt_start is None and gt_end is None:
+        return None
+    if gt_start is None or gt_end is None:
+        raise gr.Error("Give both ground-truth START and END in seconds, or leave both empty.")
+    from backends.retrieval.engine import check_window
+
+    return check_window((gt_start, gt_end), duration, "the ground truth")
+
+
+def _num_clips(value) -> int | None:
+    return None if value in (None, "", "auto") else int(value)
+
+
+def build_retrieval_tab(ctx: AppContext, source: Source) -> None:
+    with gr.Row():
+        query = gr.Textbox(label="Query", value=EXAMPLE_QUERY, placeholder="describe the moment to find",
+                           scale=5, max_lines=2, elem_id="ml-query")
+        submit = gr.Button("Find moments", variant="primary", scale=1, min_width=140, elem_id="ml-submit")
+    with gr.Row():
+        top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k moments")
+        nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
+        gt_start = gr.Number(value=None, label="Ground truth start (s, optional)")
+        gt_end = gr.Number(value=None, label="Ground truth end (s, optional)")
+    summary = gr.Markdown(elem_classes=["ml-note"])
+    chips = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-chips")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            saliency_plot = gr.Plot(label="Saliency: similarity of each sampled frame with the query",
+                                    elem_id="ml-saliency")
+            table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
+                                 elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
+        with gr.Column(scale=4):
+            map_plot = gr.Plot(label="2D temporal map (hover: start, end, score)", elem_id="ml-map")
+    with gr.Accordion("2D map options", open=False):
+        with gr.Row():
+            num_clips = gr.Dropdown(NUM_CLIP_OPTIONS, value="auto", label="Map size N (clips)")
+            mask = gr.Radio(["auto", "dense", "sparse"], value="auto", label="Valid cells (2D-TAN mask)")
+            redraw = gr.Button("Redraw map")
+        map_file = gr.File(label="Map as JSON ({num_clips, clip_times, scores})", interactive=False)
+    with gr.Accordion("Compare several queries on one timeline", open=False):
+        with gr.Row():
+            queries = gr.Textbox(label="Queries, one per line", lines=3, scale=5,
+                                 value="a rabbit in a grassy meadow\npeople riding bicycles\npedestrians walking")
+            compare = gr.Button("Compare", scale=1)
+        timeline_plot = gr.Plot(label="Queries on one timeline")
+    with gr.Accordion("Export", open=False):
+        export = gr.Button("Export moments and figures")
+        export_note = gr.Markdown(elem_classes=["ml-note"])
+        export_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    with gr.Accordion("Trained grounding head (2D-TAN)", open=False):
+        head = gr.File(label="Head checkpoint (.pt); empty = zero-shot scoring", file_types=[".pt", ".pth"])
+    last = gr.State(None)  # this session's last retrieval (for exports)
+
+    @user_errors
+    def run_retrieve(video, query_text: str, encoder: str = ctx.encoder, k: float = 5, nms_threshold: float = 0.5,
+                     gt_s: float | None = None, gt_e: float | None = None, fps: float = 1.0,
+                     head_file: str | None = None, request: gr.Request = None, progress=gr.Progress()):
+        from backends.retrieval import retrieve
+        from backends.retrieval.figures import saliency_figure, temporal_map_figure
+        from backends.windows import temporal_iou
+
+        path = require_video(video)
+        require_text(query_text)
+        stop = ctx.stop_event(request)
+        stop.clear()
+        t0 = time.perf_counter()
+        result = retrieve(path, query_text, encoder=encoder or None, head=head_file or None, top_k=int(k),
+                          nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
+                          progress=progress_bridge(progress, stop))
+        elapsed = time.perf_counter() - t0
+        gt = _ground_truth(gt_s, gt_e, result.duration)
+        ious = None
+        if gt is not None and result.moments:
+            ious = np.atleast_1d(temporal_iou(np.array([[m.start, m.end] for m in result.moments]), np.array(gt)))
+        sal = fit_width(saliency_figure(result, top=min(3, len(result.moments))), PLOT_HEIGHT)
+        if gt is not None:
+            sal.add_vrect(x0=gt[0], x1=gt[1], line=dict(color="#2ca02c", width=2, dash="dash"), fillcolor="rgba(0,0,0,0)",
+                          annotation_text="ground truth", annotation_position="bottom left")
+        tmap = fit_width(temporal_map_figure(result.map, result.moments, gt,
+                                             title=f"2D temporal map, N = {result.map.num_clips}"), 560)
+        text = (f"**{len(result.moments)} moments** for “{html.escape(result.query)}” in {Path(path).name} "
+                f"({result.duration:.1f} s) · encoder `{result.encoder}` · scorer `{result.scorer}` · {elapsed * 1000:.0f} ms")
+        if ious is not None:
+            text += f" · best IoU with the ground truth {float(ious.max()):.2f} (top-1 {float(ious[0]):.2f})"
+        state = {"result": result, "gt": gt, "ious": ious, "figures": {"saliency": sal, "map2d": tmap}}
+        return (text, moment_chips(result.moments, ious), moment_rows(result.moments, ious), sal, tmap, state)
+
+    @user_errors
+    def run_map2d(video, query_text: str, encoder: str = ctx.encoder, n: str = "auto", mask_kind: str = "auto",
+                  k: float = 5, gt_s: float | None = None, gt_e: float | None = None, fps: float = 1.0,
+                  request: gr.Request = None, progress=gr.Progress()):
+        from backends.retrieval import retrieve
+        from backends.retrieval.figures import temporal_map_figure
+
+        path = require_video(video)
+        require_text(query_text)
+        stop = ctx.stop_event(request)
+        stop.clear()
+        result = retrieve(path, query_text, encoder=encoder or None, top_k=int(k), fps=float(fps or 1.0),
+                          num_clips=_num_clips(n), mask=mask_kind or "auto", progress=progress_bridge(progress, stop))
+        gt = _ground_truth(gt_s, gt_e, result.duration)
+        fig = fit_width(temporal_map_figure(result.map, result.moments, gt,
+                                            title=f"2D temporal map, N = {result.map.num_clips}, mask {mask_kind}"), 560)
+        out = ctx.session_dir(request, "map2d")
+        doc = {"video": Path(path).name, "query": result.query, "encoder": result.encoder, **result.map.to_json()}
+        return fig, write_json(doc, out / "map2d.json")
+
+    @user_errors
+    def run_compare(video, lines: str, encoder: str = ctx.encoder, fps: float = 1.0,
+                    request: gr.Request = None, progress=gr.Progress()):
+        from backends.retrieval import retrieve_many
+        from backends.retrieval.figures import timeline_figure
+
+        path = require_video(video)
+        texts = [t.strip() for t in (lines or "").splitlines() if t.strip()]
+        if not texts:
+            raise gr.Error("Type at least one query, one per line.")
+        if len(texts) > 8:
+            raise gr.Error(f"{len(texts)} queries given; compare at most 8 at once so the timeline stays readable.")
+        stop = ctx.stop_event(request)
+        stop.clear()
+        results = retrieve_many(path, texts, encoder=encoder or None, top_k=1, fps=float(fps or 1.0),
+                                progress=progress_bridge(progress, stop))
+        return fit_width(timeline_figure(results, top=1, title="queries on one timeline (top moment of each shaded)"),
+                         PLOT_HEIGHT + 40)
+
+    @user_errors
+    def run_export(state, request: gr.Request = None):
+        if not state:
+            raise gr.Error("Nothing to export yet: find moments first.")
+        result = state["result"]
+        out = ctx.session_dir(request, "retrieval")
+        doc = result.to_json()
+        doc["scorer"] = result.scorer
+        if state["gt"] is not None:
+            doc["ground_truth"] = list(state["gt"])
+            doc["iou"] = [round(float(v), 4) for v in state["ious"]]
+        rows = [dict(zip(MOMENT_COLUMNS, r)) for r in moment_rows(result.moments, state["ious"])]
+        files = [write_json(doc, out / "moments.json"), write_csv(rows, out / "moments.csv"),
+                 write_json({"query": result.query, **result.map.to_json()}, out / "map2d.json")]
+        figs, note = export_figures(state["figures"], out)
+        return files + figs, note
+
+    inputs = [source.video, query, source.encoder, top_k, nms, gt_start, gt_end, source.fps, head]
+    outputs = [summary, chips, table, saliency_plot, map_plot, last]
+    heavy = dict(concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+    ev = submit.click(run_retrieve, inputs, outputs, api_name="retrieve", **heavy)
+    ev2 = query.submit(run_retrieve, inputs, outputs, api_name=False, **heavy)
+    ev3 = redraw.click(run_map2d, [source.video, query, source.encoder, num_clips, mask, top_k, gt_start, gt_end,
+                                   source.fps], [map_plot, map_file], api_name="map2d", **heavy)
+    ev4 = compare.click(run_compare, [source.video, queries, source.encoder, source.fps], timeline_plot,
+                        api_name="compare", **heavy)
+    export.click(run_export, last, [export_files, export_note], api_name="retrieve_export")
+    source.heavy_events += [ev, ev2, ev3, ev4]

