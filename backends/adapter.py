@@ -185,7 +185,7 @@ def load_adapter(path, expected_dim: int | None = None) -> tuple[TemporalAdapter
     name = Path(path).name
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND or "state_dict" not in ckpt:
         raise CheckpointError(f"{name} is not a momentlens temporal-adapter checkpoint (train one with "
-                              "`momentlens train-adapter`).")
+                              "`momentlens train adapter`).")
     known = {f.name for f in fields(AdapterConfig)}
     config = AdapterConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
     if expected_dim is not None and config.dim != expected_dim:
@@ -259,14 +259,14 @@ def _adapter_available(arg: str | None) -> bool:
     return bool(arg) and Path(arg).expanduser().is_file()
 
 
-@register_encoder("adapter:", "temporal adapter checkpoint over its base encoder (train with `train-adapter`)",
+@register_encoder("adapter:", "temporal adapter checkpoint over its base encoder (train with `momentlens train adapter`)",
                   _adapter_available)
 def build_adapter_encoder(device: torch.device, arg: str) -> AdapterEncoder:
     path = Path(arg).expanduser()
     ckpt_peek = read_checkpoint(path)
     if not isinstance(ckpt_peek, dict) or ckpt_peek.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path.name} is not a momentlens temporal-adapter checkpoint (train one with "
-                              "`momentlens train-adapter`).")
+                              "`momentlens train adapter`).")
     base = cached_encoder(ckpt_peek["encoder"], device)
     adapter, _ = load_adapter(path, expected_dim=base.dim)
     return AdapterEncoder(base, adapter, f"adapter:{path.name}", _file_version(path))

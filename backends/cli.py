@@ -43,8 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("--verbose", "-v", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train_parser = sub.add_parser("train", help="train a model: `train adapter` (temporal adapter) or "
+                                  "`train grounding` (2D-TAN head)")
+    train_parser.set_defaults(func=lambda args: train_parser.print_help() or 1)
+    train = train_parser.add_subparsers(dest="what", metavar="MODEL")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        module = importlib.import_module(name)
+        module.register(sub)
+        if hasattr(module, "register_train"):  # modules that train a model add `train <model>`
+            module.register_train(train)
     return parser
 
 

@@ -1,6 +1,6 @@
-"""`momentlens scaling CKPT [CKPT ...]` and `momentlens train-adapter --videos DIR --out CKPT`.
+"""`momentlens scaling CKPT [CKPT ...]` and `momentlens train adapter --videos DIR --out CKPT`.
 
-    momentlens train-adapter --videos clips/ --encoder conse-effnet-minilm --epochs 10 --out adapter.pt --save-initial
+    momentlens train adapter --videos clips/ --encoder conse-effnet-minilm --epochs 10 --out adapter.pt --save-initial
     momentlens scaling adapter.epoch0.pt adapter.pt --html scaling.html
     momentlens scaling vit_checkpoint.pth --json
 """
@@ -13,7 +13,7 @@ from backends.commands import add_encoder_arg
 
 
 def register(sub) -> None:
-    """Add `scaling` and `train-adapter`."""
+    """Add `scaling`."""
     p = sub.add_parser(
         "scaling",
         help="plot per-layer temporal scale parameters (LiteVL) read by name from checkpoints",
@@ -30,8 +30,11 @@ def register(sub) -> None:
     out.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
     p.set_defaults(func=cmd_scaling)
 
-    p = sub.add_parser(
-        "train-adapter",
+
+def register_train(train_sub) -> None:
+    """Add `train adapter`."""
+    p = train_sub.add_parser(
+        "adapter",
         help="train a temporal adapter on a folder of videos (self-supervised, CVRL-style)",
         description="Frame features from the cache; two clips per video drawn with CVRL's temporal interval "
         "sampling; InfoNCE; writes CKPT, CKPT-stem.loss.json and .loss.png.",
