@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.common import AppContext
+from app.common import GPU_QUEUE, AppContext
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
         source, cancel_btn, request_stop = build_source(ctx)
         with gr.Tabs():
             with gr.Tab("Moment retrieval", id="retrieval"):
-                build_retrieval_tab(ctx, source)
+                example = build_retrieval_tab(ctx, source)
             with gr.Tab("Self-similarity", id="tsm"):
                 build_similarity_tab(ctx, source)
             with gr.Tab("Augmentations", id="augment"):
@@ -89,7 +89,9 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
             return info, [ctx.video] if ctx.video else []
 
         demo.load(on_load, source.encoder, [source.encoder_info, source.opened], api_name=False,
-                  concurrency_id="gpu", concurrency_limit=gpu_concurrency)
+                  concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
+        if ctx.video:  # the example query on the sample clip, so the first screen shows results
+            demo.load(*example, api_name=False, concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
     demo.queue(max_size=queue_size, default_concurrency_limit=2)
     demo.momentlens_context = ctx
     return demo

@@ -59,7 +59,10 @@ class AppContext:
         p = Path(path)
         if _inside(p, Path(tempfile.gettempdir())):
             return str(p)
-        target = self.workdir / "videos" / f"{abs(hash(str(p.resolve()))) % 10**12}-{p.name}"
+        import hashlib
+
+        key = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
+        target = self.workdir / "videos" / key / p.name  # keeps the file name the user knows
         if not target.is_file() or target.stat().st_size != p.stat().st_size:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(target.suffix + ".part")

@@ -86,8 +86,9 @@ def moment_rows(moments, gt_ious=None) -> list[list]:
 
 
 def _ground_truth(gt_start, gt_end, duration: float):
-    """(start, end) when both are given, else None; outside the video -> the backend's one-sentence error."""
-    if gt_start is None and gt_end is None:
+    """(start, end) when both are given, else None (empty or both 0 = none); outside the video -> the
+    backend's one-sentence error."""
+    if (gt_start is None and gt_end is None) or (not gt_start and not gt_end):
         return None
     if gt_start is None or gt_end is None:
         raise gr.Error("Give both ground-truth START and END in seconds, or leave both empty.")
@@ -100,7 +101,8 @@ def _num_clips(value) -> int | None:
     return None if value in (None, "", "auto") else int(value)
 
 
-def build_retrieval_tab(ctx: AppContext, source: Source) -> None:
+def build_retrieval_tab(ctx: AppContext, source: Source):
+    """Build the tab; returns (handler, inputs, outputs) of the example query, run when the page opens."""
     with gr.Row():
         query = gr.Textbox(label="Query", value=EXAMPLE_QUERY, placeholder="describe the moment to find",
                            scale=5, max_lines=2, elem_id="ml-query")
@@ -108,9 +110,9 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> None:
     with gr.Row():
         top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k moments")
         nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
-        gt_start = gr.Number(value=None, label="Ground truth start (s, optional)")
-        gt_end = gr.Number(value=None, label="Ground truth end (s, optional)")
-    summary = gr.Markdown(elem_classes=["ml-note"])
+        gt_start = gr.Number(value=None, label="Ground truth start (s; 0 and 0 = none)")
+        gt_end = gr.Number(value=None, label="Ground truth end (s)")
+    summary = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-summary")
     chips = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-chips")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -241,3 +243,4 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> None:
                         api_name="compare", **heavy)
     export.click(run_export, last, [export_files, export_note], api_name="retrieve_export")
     source.heavy_events += [ev, ev2, ev3, ev4]
+    return run_retrieve, inputs, outputs

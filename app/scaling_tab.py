@@ -22,9 +22,9 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             checkpoint = gr.File(label="Checkpoint (.pt): ours or any state dict with layer-indexed scales",
-                                 file_types=[".pt", ".pth", ".bin", ".ckpt"], elem_id="ml-ckpt")
+                                 file_types=[".pt", ".pth", ".bin", ".ckpt"], elem_id="ml-ckpt", height=130)
             others = gr.File(label="More checkpoints to overlay (optional)", file_count="multiple",
-                             file_types=[".pt", ".pth", ".bin", ".ckpt"])
+                             file_types=[".pt", ".pth", ".bin", ".ckpt"], height=130)
             pattern = gr.Textbox(value="", label="Parameter name pattern (regex; empty = temporal_scale/alpha/gamma)")
             show = gr.Button("Show scales", variant="primary", elem_id="ml-scaling-btn")
         with gr.Column(scale=2):
@@ -33,7 +33,7 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
             epochs = gr.Slider(1, 30, value=5, step=1, label="Epochs")
             train = gr.Button("Train adapter")
             loss_png = gr.Image(label="Loss per epoch", interactive=False, height=220)
-            trained = gr.File(label="Trained checkpoint", interactive=False)
+            trained = gr.File(label="Trained checkpoint", interactive=False, height=80)
     summary = gr.Markdown(elem_classes=["ml-note"])
     plot = gr.Plot(label="Per-layer temporal scales", elem_id="ml-scaling")
     with gr.Accordion("Export", open=False):
