@@ -120,7 +120,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
             progress(0.0, desc="converting to H.264 for the browser")
             path = playable_path(path)
             note += " (converted to H.264 mp4 so the browser can play it)"
-        return path, note + ".", _remember(opened_videos, path)
+        return path, note + ".", _remember(opened_videos, path), None  # no sample is selected now
 
     @user_errors
     def encode(video, encoder_name: str, fps: float, request: gr.Request, progress=gr.Progress()):
@@ -140,7 +140,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
 
     sample.input(pick_sample, [sample, opened], [video, status, opened], api_name="sample",
                  concurrency_id="video", concurrency_limit=2)
-    video.upload(prepare_upload, [video, opened], [video, status, opened], api_name="prepare",
+    video.upload(prepare_upload, [video, opened], [video, status, opened, sample], api_name="prepare",
                  concurrency_id="video", concurrency_limit=2)
     encoder.change(user_errors(describe_encoder), encoder, encoder_info, api_name="encoder_info",
                    concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)

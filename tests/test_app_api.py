@@ -252,7 +252,7 @@ def test_upload_that_browsers_cannot_play_is_transcoded(client, opencv_doc_clips
     from backends.video import probe
 
     avi = opencv_doc_clips["tree"]  # cinepak in avi, sparse timestamps
-    video, status = client.predict(handle_file(avi), api_name="/prepare")
+    video, status, sample = client.predict(handle_file(avi), api_name="/prepare")
     assert Path(video).suffix == ".mp4" and is_browser_playable(video)
     assert probe(video).duration == pytest.approx(probe(avi).duration, abs=0.2)  # same timeline
     assert "converted" in status
