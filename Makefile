@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # Main job: the app on the bundled offline encoder with a real sample clip preloaded.
 demo: install
-	$(PY) -m backends encode "$$($(PY) -c "from backends.paths import default_sample_clip; print(default_sample_clip())")"
+	$(PY) -m app
 
 # Every test (slow, browser and notebook ones included; those needing absent system packages skip with a reason).
 test: install

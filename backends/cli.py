@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "backends.retrieval.cli",
     "backends.views.gradcam_cli",
     "backends.views.scaling_cli",
+    "app.cli",
 ]
 
 
