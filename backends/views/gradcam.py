@@ -29,8 +29,7 @@ from backends.video import probe, read_frames
 
 log = logging.getLogger(__name__)
 
-METHODS = ("gradcam", "gradcam++", "eigencam")
-FITS = ("squash", "crop")  # how a frame becomes the model's square input (see `frames_to_input`)
+from backends.views.gradcam_options import FITS, METHODS  # noqa: E402  (re-exported)
 MAX_QUERY_CHARS = 500
 
 

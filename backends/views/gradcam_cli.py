@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backends.commands import add_encoder_arg
-from backends.views.gradcam import FITS, METHODS
+from backends.views.gradcam_options import FITS, METHODS
 
 
 def register(sub) -> None:

@@ -1,0 +1,97 @@
+"""The momentlens web app (Gradio): `build_app()` assembles one module per tab around a shared video panel.
+
+>>> demo = build_app()                 # bundled offline encoder, the sample clip preloaded
+>>> demo.launch()                      # http://127.0.0.1:7860 (see `momentlens app --help`)
+
+Every event has an api_name, so the app is scriptable with gradio_client:
+`Client(url).predict(handle_file("clip.mp4"), "a dog runs", api_name="/retrieve")`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from app.common import GPU_QUEUE, AppContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+QUEUE_MAX_SIZE = 32  # waiting requests beyond this are refused with "queue full"
+APP_CSS = """
+.ml-note { font-size: 0.92em; color: var(--body-text-color-subdued); }
+#ml-header h1 { margin-bottom: 0; }
+#ml-header p { margin-top: 2px; color: var(--body-text-color-subdued); }
+#ml-player video { background: #000; }
+"""
+HEADER = """# momentlens
+See what your video encoders do: find moments with a text query, and look at self-similarity, augmentations,
+Grad-CAM and temporal scaling on your own clips. Everything runs locally."""
+
+
+class MomentLensApp(gr.Blocks):
+    """gr.Blocks whose launch() defaults to the app's look, 127.0.0.1 and the bounded queue."""
+
+    def launch(self, *args, **kwargs):
+        kwargs.setdefault("css", APP_CSS)
+        kwargs.setdefault("theme", gr.themes.Soft(primary_hue="indigo"))
+        kwargs.setdefault("server_name", DEFAULT_HOST)
+        return super().launch(*args, **kwargs)
+
+
+def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_concurrency: int = 1,
+              queue_size: int = QUEUE_MAX_SIZE) -> MomentLensApp:
+    """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
+    (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers."""
+    from app.augment_tab import build_augment_tab
+    from app.gradcam_tab import build_gradcam_tab
+    from app.retrieval_tab import build_retrieval_tab
+    from app.scaling_tab import build_scaling_tab
+    from app.similarity_tab import build_similarity_tab
+    from app.source import build_source, describe_encoder
+    from backends.encoders import default_encoder_name
+    from backends.paths import default_sample_clip
+    from backends.playback import playable_path
+
+    workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
+    ctx = AppContext(encoder=encoder or default_encoder_name(), video=None, workdir=workdir,
+                     gpu_concurrency=gpu_concurrency)
+    clip = Path(video) if video is not None else default_sample_clip()
+    ctx.video_source = clip
+    if clip is not None:
+        ctx.video = ctx.servable(playable_path(clip))
+
+    with MomentLensApp(title="momentlens") as demo:
+        gr.Markdown(HEADER, elem_id="ml-header")
+        source, cancel_btn, request_stop = build_source(ctx)
+        with gr.Tabs():
+            with gr.Tab("Moment retrieval", id="retrieval"):
+                example = build_retrieval_tab(ctx, source)
+            with gr.Tab("Self-similarity", id="tsm"):
+                build_similarity_tab(ctx, source)
+            with gr.Tab("Augmentations", id="augment"):
+                build_augment_tab(ctx, source)
+            with gr.Tab("Grad-CAM", id="gradcam"):
+                build_gradcam_tab(ctx, source)
+            with gr.Tab("Temporal scaling", id="scaling"):
+                build_scaling_tab(ctx, source)
+        cancel_btn.click(request_stop, None, source.status, cancels=source.heavy_events, api_name="cancel",
+                         queue=False)
+
+        def on_load(encoder_name: str):
+            try:
+                info = describe_encoder(encoder_name)
+            except Exception as err:  # shown in place; choosing another encoder retries
+                info = f"Encoder {encoder_name!r} is not usable: {err}"
+            return info, [ctx.video] if ctx.video else []
+
+        demo.load(on_load, source.encoder, [source.encoder_info, source.opened], api_name=False,
+                  concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
+        if ctx.video:  # the example query on the sample clip, so the first screen shows results
+            demo.load(*example, api_name=False, concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
+    demo.queue(max_size=queue_size, default_concurrency_limit=2)
+    demo.momentlens_context = ctx
+    return demo
