@@ -1,7 +1,8 @@
-"""The `retrieve` and `map2d` sub-commands."""
+"""The `retrieve`, `map2d` and `train grounding` sub-commands."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from backends.commands import add_encoder_arg, add_video_args
@@ -34,6 +35,48 @@ def register(sub) -> None:
     out.add_argument("--json", action="store_true", help="print {num_clips, clip_times, scores} as JSON")
     out.add_argument("--html", type=Path, help="write a standalone plotly heat map to this file")
     p.set_defaults(func=cmd_map2d)
+
+
+def register_train(train_sub) -> None:
+    p = train_sub.add_parser(
+        "grounding", help="train a 2D-TAN grounding head on annotated videos or precomputed features",
+        description="Same code path for videos (encoded through the cache) and precomputed features "
+        "(--features-dir holding VID.npy (T x D at --fps) or VID.npz with features/times), with "
+        "Charades-STA txt, QVHighlights jsonl, ActivityNet json or momentlens' simple JSON annotations.")
+    p.add_argument("--annotations", required=True, type=Path, help="annotation file")
+    p.add_argument("--video-dir", type=Path, default=None, help="folder of the annotated videos "
+                   "(default: the annotation file's folder)")
+    p.add_argument("--features-dir", type=Path, default=None, help="folder of precomputed features instead of videos")
+    p.add_argument("--durations", type=Path, nargs="*", default=None,
+                   help="Charades_v1_*.csv files with video durations (Charades-STA)")
+    add_encoder_arg(p)
+    p.add_argument("--fps", type=float, default=1.0, help="frame rate of the features (default 1)")
+    p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=16, help="map size N (default 16)")
+    p.add_argument("--mask", choices=("dense", "sparse"), default="dense", help="valid cells (default dense)")
+    p.add_argument("--hidden", type=int, default=128, help="channels of the map convolutions (default 128)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    p.set_defaults(func=cmd_train_grounding)
+
+
+def cmd_train_grounding(args) -> int:
+    from backends.encoders import cached_encoder
+    from backends.evaluation.annotations import load_annotations
+    from backends.retrieval import grounding as g
+
+    queries = load_annotations(args.annotations, durations=args.durations or None)
+    enc = cached_encoder(args.encoder)
+    samples = g.samples_from_annotations(queries, enc, args.num_clips,
+                                         video_dir=args.video_dir or args.annotations.resolve().parent,
+                                         features_dir=args.features_dir, fps=args.fps)
+    config = g.GroundingConfig(feature_dim=enc.dim, hidden=args.hidden, num_clips=args.num_clips, mask=args.mask)
+    settings = g.TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    head, log = g.train_head(samples, config, settings, show_progress=sys.stderr.isatty())
+    out = g.save_head(head, args.out, enc.id, settings, log)
+    print(f"trained on {len(samples)} query/video pairs, loss {log.losses[0]:.4f} -> {log.losses[-1]:.4f}; wrote {out}")
+    return 0
 
 
 def cmd_retrieve(args) -> int:

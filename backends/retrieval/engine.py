@@ -305,8 +305,10 @@ def retrieve_many(video, queries: Sequence[str], encoder=None, head=None, top_k:
     if top_k < 1:
         raise QueryTextError(f"top-k must be at least 1, got {top_k}.")
     enc, feats = _video_features(video, encoder, fps, progress)
-    index = _index_for(feats, fps, num_clips, mask)
     head_model = load_head(head, feats.features.shape[1]) if head else None
+    if head_model is not None:  # the head scores the map size and mask it was trained on
+        num_clips, mask = head_model.num_clips, head_model.config.mask
+    index = _index_for(feats, fps, num_clips, mask)
     qvecs = np.asarray(enc.encode_text(texts), dtype=np.float32).reshape(len(texts), -1)
     frame_sim = feats.features @ _unit(qvecs).T  # (T, Q) saliency curves
     results = []
