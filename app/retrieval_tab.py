@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from app.common import (
     GPU_QUEUE,
@@ -79,10 +78,9 @@ def moment_chips(moments, gt_ious=None) -> str:
     return '<div class="ml-chips">' + "".join(chips) + "</div>"
 
 
-def moment_rows(moments, gt_ious=None) -> list[list]:
-    return [[rank, round(m.start, 2), round(m.end, 2), round(m.end - m.start, 2), round(m.score, 4),
-             None if gt_ious is None else round(float(gt_ious[rank - 1]), 3)]
-            for rank, m in enumerate(moments, start=1)]
+def moment_rows(result, gt=None) -> list[list]:
+    """The backend's moment table as rows for gr.Dataframe (columns MOMENT_COLUMNS)."""
+    return [list(row.values()) for row in result.table(gt)]
 
 
 def _ground_truth(gt_start, gt_end, duration: float):
@@ -148,8 +146,6 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
                      head_file: str | None = None, request: gr.Request = None, progress=gr.Progress()):
         from backends.retrieval import retrieve
         from backends.retrieval.figures import saliency_figure, temporal_map_figure
-        from backends.windows import temporal_iou
-
         path = require_video(video)
         require_text(query_text)
         stop = ctx.stop_event(request)
@@ -160,9 +156,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
                           progress=progress_bridge(progress, stop))
         elapsed = time.perf_counter() - t0
         gt = _ground_truth(gt_s, gt_e, result.duration)
-        ious = None
-        if gt is not None and result.moments:
-            ious = np.atleast_1d(temporal_iou(np.array([[m.start, m.end] for m in result.moments]), np.array(gt)))
+        ious = result.ious(gt)
         sal = fit_width(saliency_figure(result, top=min(3, len(result.moments))), PLOT_HEIGHT)
         if gt is not None:
             sal.add_vrect(x0=gt[0], x1=gt[1], line=dict(color="#2ca02c", width=2, dash="dash"), fillcolor="rgba(0,0,0,0)",
@@ -174,7 +168,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         if ious is not None:
             text += f" · best IoU with the ground truth {float(ious.max()):.2f} (top-1 {float(ious[0]):.2f})"
         state = {"result": result, "gt": gt, "ious": ious, "figures": {"saliency": sal, "map2d": tmap}}
-        return (text, moment_chips(result.moments, ious), moment_rows(result.moments, ious), sal, tmap, state)
+        return (text, moment_chips(result.moments, ious), moment_rows(result, gt), sal, tmap, state)
 
     @user_errors
     def run_map2d(video, query_text: str, encoder: str = ctx.encoder, n: str = "auto", mask_kind: str = "auto",
@@ -226,7 +220,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         if state["gt"] is not None:
             doc["ground_truth"] = list(state["gt"])
             doc["iou"] = [round(float(v), 4) for v in state["ious"]]
-        rows = [dict(zip(MOMENT_COLUMNS, r)) for r in moment_rows(result.moments, state["ious"])]
+        rows = [dict(zip(MOMENT_COLUMNS, r)) for r in moment_rows(result, state["gt"])]
         files = [write_json(doc, out / "moments.json"), write_csv(rows, out / "moments.csv"),
                  write_json({"query": result.query, **result.map.to_json()}, out / "map2d.json")]
         figs, note = export_figures(state["figures"], out)

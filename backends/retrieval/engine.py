@@ -20,7 +20,7 @@ import numpy as np
 from backends.errors import CheckpointError, QueryError, WindowError
 from backends.retrieval import temporal_map as tm
 from backends.retrieval import zero_shot as zs
-from backends.windows import clamp_windows, nms
+from backends.windows import clamp_windows, nms, temporal_iou
 
 MAX_QUERY_CHARS = 1000
 LONG_WINDOW_CLIPS = 128  # clips per window of the long-video maps (2D-TAN TACoS size), hop half of it
@@ -66,6 +66,20 @@ class RetrievalResult:
     map: tm.TemporalMap  # the scored map (long videos: a coarse map of the whole video)
     scorer: str = zs.DEFAULT_SCORER  # zero-shot scorer name, or "head:<checkpoint>"
     extra: dict = field(default_factory=dict)
+
+    def ious(self, gt: Sequence[float] | None) -> np.ndarray | None:
+        """IoU of every moment with a ground-truth window (None without one)."""
+        if gt is None or not self.moments:
+            return None
+        wins = np.array([[m.start, m.end] for m in self.moments], dtype=float)
+        return np.atleast_1d(temporal_iou(wins, np.asarray(gt, dtype=float)))
+
+    def table(self, gt: Sequence[float] | None = None) -> list[dict]:
+        """One row per moment (rank, start, end, length, score, IoU with `gt` or None): what the UIs list."""
+        ious = self.ious(gt)
+        return [{"rank": i + 1, "start": round(m.start, 2), "end": round(m.end, 2),
+                 "length": round(m.end - m.start, 2), "score": round(float(m.score), 4),
+                 "iou": None if ious is None else round(float(ious[i]), 3)} for i, m in enumerate(self.moments)]
 
     def to_json(self) -> dict:
         """`{"video", "duration", "encoder", "query", "moments": [{"start", "end", "score"}]}`."""
