@@ -288,12 +288,12 @@ _INDEX_CACHE: "OrderedDict[tuple, tuple[Any, VideoIndex]]" = OrderedDict()  # re
 _INDEX_CACHE_SIZE = 4
 
 
-def _video_features(video, encoder, fps: float, progress: ProgressFn | None):
+def _video_features(video, encoder, fps: float, progress: ProgressFn | None, should_stop=None):
     from backends.encoders import Encoder, cached_encoder
     from backends.features import encode_video
 
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
-    return enc, encode_video(video, enc, fps=fps, progress=progress)
+    return enc, encode_video(video, enc, fps=fps, progress=progress, should_stop=should_stop)
 
 
 def _index_for(feats, fps: float, num_clips: int | None, mask: str) -> VideoIndex:
@@ -313,12 +313,12 @@ def _index_for(feats, fps: float, num_clips: int | None, mask: str) -> VideoInde
 def retrieve_many(video, queries: Sequence[str], encoder=None, head=None, top_k: int = 5,
                   nms_threshold: float = 0.5, fps: float = 1.0, num_clips: int | None = None,
                   mask: str = "auto", progress: ProgressFn | None = None,
-                  scorer: str | None = None) -> list[RetrievalResult]:
-    """Retrieve moments for several queries, encoding the video once."""
+                  scorer: str | None = None, should_stop=None) -> list[RetrievalResult]:
+    """Retrieve moments for several queries, encoding the video once (`should_stop()` -> True cancels)."""
     texts = [check_query(q) for q in queries]
     if top_k < 1:
         raise QueryTextError(f"top-k must be at least 1, got {top_k}.")
-    enc, feats = _video_features(video, encoder, fps, progress)
+    enc, feats = _video_features(video, encoder, fps, progress, should_stop)
     head_model = load_head(head, feats.features.shape[1]) if head else None
     if head_model is not None:  # the head scores the map size and mask it was trained on
         num_clips, mask = head_model.num_clips, head_model.config.mask
@@ -353,10 +353,10 @@ def _sub_index(index: VideoIndex, a: np.ndarray, b: np.ndarray) -> VideoIndex:
 
 def retrieve(video, query: str, encoder=None, head=None, top_k: int = 5, nms_threshold: float = 0.5,
              fps: float = 1.0, num_clips: int | None = None, mask: str = "auto",
-             progress: ProgressFn | None = None, scorer: str | None = None) -> RetrievalResult:
+             progress: ProgressFn | None = None, scorer: str | None = None, should_stop=None) -> RetrievalResult:
     """Top-k moments of one text query in a video, with its saliency curve and 2D temporal map."""
     return retrieve_many(video, [query], encoder, head, top_k, nms_threshold, fps, num_clips, mask,
-                         progress, scorer)[0]
+                         progress, scorer, should_stop)[0]
 
 
 def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None) -> Path:
