@@ -99,6 +99,13 @@ def _num_clips(value) -> int | None:
     return None if value in (None, "", "auto") else int(value)
 
 
+def _default_annotations() -> str:
+    from backends.paths import shared_data_dir
+
+    data = shared_data_dir()
+    return str(data / "realmix_dev.json") if data is not None and (data / "realmix_dev.json").is_file() else ""
+
+
 def build_retrieval_tab(ctx: AppContext, source: Source):
     """Build the tab; returns (handler, inputs, outputs) of the example query, run when the page opens."""
     with gr.Row():
@@ -138,6 +145,18 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         export_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
     with gr.Accordion("Trained grounding head (2D-TAN)", open=False):
         head = gr.File(label="Head checkpoint (.pt); empty = zero-shot scoring", file_types=[".pt", ".pth"])
+    with gr.Accordion("Evaluate on an annotated dataset (with the blind prior baseline)", open=False):
+        with gr.Row():
+            ann_path = gr.Textbox(label="Annotations (Charades-STA txt, QVHighlights jsonl, ActivityNet json, "
+                                  "simple JSON)", value=_default_annotations(), scale=3)
+            video_dir = gr.Textbox(value="", label="Video folder (empty: beside the annotations)", scale=2)
+        with gr.Row():
+            train_path = gr.Textbox(value="", label="Train split for the prior baseline (optional)", scale=3)
+            durations = gr.Textbox(value="", label="Charades_v1_*.csv durations, comma-separated (Charades-STA)", scale=2)
+            protocol = gr.Radio(["momentlens", "charades-sta"], value="momentlens", label="Protocol")
+            evaluate = gr.Button("Evaluate", scale=1)
+        eval_summary = gr.Markdown(elem_classes=["ml-note"])
+        eval_table = gr.Dataframe(label="Per query", interactive=False)
     last = gr.State(None)  # this session's last retrieval (for exports)
 
     @user_errors
@@ -225,6 +244,36 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
                  write_json({"query": result.query, **result.map.to_json()}, out / "map2d.json")]
         figs, note = export_figures(state["figures"], out)
         return files + figs, note
+
+    @user_errors
+    def run_evaluate(annotations: str, folder: str = "", encoder: str = ctx.encoder, train: str = "",
+                     csvs: str = "", protocol_name: str = "momentlens", progress=gr.Progress()):
+        from backends.evaluation.report import evaluate_with_baseline
+
+        if not isinstance(annotations, str) or not annotations.strip():
+            raise gr.Error("Give the path of an annotation file to evaluate on.")
+        report = evaluate_with_baseline(
+            annotations.strip(), video_dir=folder.strip() or None, encoder=encoder or None, protocol=protocol_name,
+            train=train.strip() or None, durations=[c.strip() for c in csvs.split(",") if c.strip()] or None,
+            progress=progress_bridge(progress, None))
+        keys = [k for k in report["model"]]
+        lines = [f"**{report['num_queries']} queries** · protocol: {report['protocol']}", "",
+                 "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
+                 "| model | " + " | ".join(f"{100 * report['model'][k]:.2f}" for k in keys) + " |"]
+        if report["prior"] is not None:
+            p = report["prior"]
+            lines.append(f"| prior baseline (blind, seed {p['seed']}, {p['runs']} runs) | "
+                         + " | ".join(f"{100 * p[k]:.2f}" for k in keys) + " |")
+        else:
+            lines.append("")
+            lines.append("_No train split given: the blind prior baseline needs one to fit its moment prior._")
+        rows = [{"query": r["query"], "gt": str(r["gt"]), "top-1": str(r["top1"]), "IoU": round(r["iou_top1"], 3)}
+                for r in report["per_query"]]
+        return "\n".join(lines), rows
+
+    evaluate.click(run_evaluate, [ann_path, video_dir, source.encoder, train_path, durations, protocol],
+                   [eval_summary, eval_table], api_name="evaluate", concurrency_id=GPU_QUEUE,
+                   concurrency_limit=ctx.gpu_concurrency)
 
     inputs = [source.video, query, source.encoder, top_k, nms, gt_start, gt_end, source.fps, head]
     outputs = [summary, chips, table, saliency_plot, map_plot, last]
