@@ -258,17 +258,13 @@ def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = No
 
 # --- trained head (another module; optional) ---------------------------------------------------------
 def load_head(checkpoint: str | os.PathLike, encoder_dim: int):
-    """Load a trained 2D-TAN grounding head from `backends.retrieval.grounding` and check its dimension."""
-    try:
-        from backends.retrieval import grounding
-    except ImportError:
-        raise HeadCheckpointError(
-            "the trained grounding head is not part of this installation; retrieve without --head.") from None
+    """Load a trained 2D-TAN grounding head (`backends.retrieval.grounding`) and check its dimension."""
+    from backends.retrieval import grounding
+
     head = grounding.load_head(checkpoint)
-    dim = getattr(head, "feature_dim", None) or getattr(head, "dim", None)
-    if dim is not None and int(dim) != int(encoder_dim):
+    if int(head.feature_dim) != int(encoder_dim):
         raise HeadCheckpointError(
-            f"the head {Path(checkpoint).name} was trained on {dim}-d features but this encoder gives "
+            f"the head {Path(checkpoint).name} was trained on {head.feature_dim}-d features but this encoder gives "
             f"{encoder_dim}-d ones; pick the encoder it was trained with.")
     return head
 
