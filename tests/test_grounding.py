@@ -149,3 +149,37 @@ def test_cli_train_grounding_on_features_then_retrieve(tmp_path, realmix_video, 
     starts = [m["start"] for m in doc["moments"]]
     assert len(starts) == 5 and all(0 <= m["start"] < m["end"] <= doc["duration"] + 1e-6 for m in doc["moments"])
     assert [m["score"] for m in doc["moments"]] == sorted((m["score"] for m in doc["moments"]), reverse=True)
+
+
+def test_training_from_videos_goes_through_the_feature_cache(realmix_video, tmp_path):
+    from backends.encoders import create_encoder
+    from backends.evaluation.annotations import load_annotations
+    from backends.features import encode_video
+
+    enc = create_encoder("conse-tiny-random", device="cpu")
+    queries = load_annotations(realmix_video.with_suffix(".json"))
+    samples = g.samples_from_annotations(queries, enc, 16, video_dir=realmix_video.parent)
+    assert len(samples) == len(queries) and samples[0].clip_features.shape == (16, enc.dim)
+    # the same clips as resampling the cached features by hand (the features-folder path uses the same code)
+    vf = encode_video(realmix_video, enc, fps=1.0)
+    assert vf.from_cache
+    clips = tm.resample_to_clips(vf.features, vf.times, tm.clip_grid(samples[0].duration, 16))
+    clips /= np.linalg.norm(clips, axis=1, keepdims=True)
+    assert np.allclose(samples[0].clip_features, clips, atol=1e-5)
+    seen = []
+    head, log = g.train_head(samples, g.GroundingConfig(feature_dim=enc.dim, hidden=8),
+                             g.TrainSettings(epochs=2, batch_size=4), device="cpu",
+                             progress=lambda frac, text: seen.append((frac, text)))
+    assert [f for f, _ in seen] == [0.5, 1.0] and "epoch 2/2" in seen[-1][1] and len(log.losses) == 2
+    # predictions are valid cells only: forward windows on the clip grid, inside the video
+    edges = set(np.round(tm.clip_grid(samples[0].duration, 16).ravel(), 6))
+    for s, e, _ in g.predict_windows(head, samples[0], top_k=5):
+        assert s < e <= samples[0].duration + 1e-6 and round(s, 6) in edges and round(e, 6) in edges
+
+
+def test_training_can_be_stopped():
+    from backends.errors import CancelledError
+
+    with pytest.raises(CancelledError):
+        g.train_head(_toy(8, 3), g.GroundingConfig(feature_dim=D, hidden=8), g.TrainSettings(epochs=3),
+                     device="cpu", should_stop=lambda: True)
