@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.encoders.base import Encoder, cached_encoder, register_encoder
+from backends.device import resolve_device
 from backends.errors import CancelledError, CheckpointError, MomentLensError
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,10 @@ def train_adapter(
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     show_progress: bool | None = None,
+    device: str | torch.device = "auto",
 ) -> TrainResult:
-    """Train a temporal adapter on frame-feature sequences [(T_v, D)], one per video, CVRL-style.
+    """Train a temporal adapter on frame-feature sequences [(T_v, D)], one per video, CVRL-style
+    (on CUDA when present; the returned adapter lives on the CPU).
 
     Each step draws one clip pair per video (CVRL temporal interval sampling), runs the adapter over
     each clip, mean-pools, projects, and minimises InfoNCE across the batch. `loss_curve[0]` is the
@@ -336,11 +339,12 @@ def train_adapter(
     config = config or AdapterConfig(dim=dim)
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
-    adapter = TemporalAdapter(config)
-    head = _ProjectionHead(dim)
+    dev = resolve_device(device)
+    adapter = TemporalAdapter(config).to(dev)
+    head = _ProjectionHead(dim).to(dev)
     params = list(adapter.parameters()) + list(head.parameters())
     optimiser = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
-    tensors = [torch.from_numpy(s) for s in seqs]
+    tensors = [torch.from_numpy(s).to(dev) for s in seqs]
 
     def batch_loss(draws) -> torch.Tensor:
         clips_a = torch.stack([t[i] for t, (i, _) in zip(tensors, draws)])
@@ -391,7 +395,7 @@ def train_adapter(
         torch.set_num_threads(previous_threads)
         if bar is not None:
             bar.close()
-    return TrainResult(adapter.eval(), loss_curve, history)
+    return TrainResult(adapter.cpu().eval(), loss_curve, history)
 
 
 def find_videos(folder) -> list[Path]:

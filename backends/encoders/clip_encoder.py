@@ -46,7 +46,7 @@ class ClipEncoder(Encoder):
         self.device = device
         self.name = name
         self.id = f"{name}@{version}"
-        self.dtype = next(model.visual.parameters()).dtype  # fp16 on CUDA, fp32 on CPU
+        self.dtype = model.dtype  # the conv weights' dtype: fp16 on CUDA (clip.load), fp32 on CPU
         self.input_size = int(model.visual.input_resolution)
         self.dim = int(model.text_projection.shape[1])
         self.visual_dim = self.dim
