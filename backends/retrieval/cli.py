@@ -53,7 +53,7 @@ def register_train(train_sub) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="frame rate of the features (default 1)")
     p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=16, help="map size N (default 16)")
     p.add_argument("--mask", choices=("dense", "sparse"), default="dense", help="valid cells (default dense)")
-    p.add_argument("--hidden", type=int, default=128, help="channels of the map convolutions (default 128)")
+    p.add_argument("--hidden", type=int, default=64, help="channels of the map convolutions (default 64)")
     p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
