@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,6 +153,7 @@ class Runner(W.HBox):
         generation, stop = self._generation, self._stop
         self.bar.value = 0.0
         self.status.value = "working…"
+        started = time.perf_counter()
         in_thread = self.background if self.background is not None else bool(background)
 
         def step():
@@ -177,8 +179,7 @@ class Runner(W.HBox):
                 return
             done(result)
             self.bar.value = 1.0
-            if self.status.value == "working…":
-                self.status.value = "done"
+            self.status.value = f"done in {time.perf_counter() - started:.1f} s"
 
         if in_thread:
             self._thread = threading.Thread(target=step, daemon=True)
@@ -196,12 +197,13 @@ def from_browser(change: dict | None) -> bool:
 
 
 def show_figure(target: go.FigureWidget, fig: go.Figure, on_click: Callable[[float, float], None] | None = None) -> None:
-    """Replace what a FigureWidget shows with `fig` (data and layout); `on_click(x, y)` on every trace."""
-    with target.batch_update():
-        target.data = ()
-        target.layout = {}
-        target.add_traces(list(fig.data))
-        target.update_layout(fig.layout)
+    """Replace what a FigureWidget shows with `fig`; `on_click(x, y)` on every trace.
+
+    The layout (subplot axes and domains included) goes first, then the traces that refer to those axes.
+    """
+    target.data = ()
+    target.layout = fig.layout
+    target.add_traces(list(fig.data))
     if on_click is not None:
         for trace in target.data:
             trace.on_click(lambda _trace, points, _state: points.xs and on_click(points.xs[0], points.ys[0]))

@@ -12,6 +12,7 @@ Every panel has `.widget` (what is displayed), `.result` (plain data of the last
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -85,10 +86,10 @@ class RetrievalPanel(Panel):
         self.table = W.HTML()
         self.player = VideoPlayer()
         self.saliency = go.FigureWidget(layout=dict(height=320, title="saliency"))
-        self.map = go.FigureWidget(layout=dict(height=460, width=560, title="2D temporal map"))
+        self.map = go.FigureWidget(layout=dict(height=560, width=700, title="2D temporal map"))
         self._rerun_on(self.query, self.top_k, self.nms, self.gt)
         return [W.HBox([self.query, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]), self.chips,
-                W.HBox([self.player, self.table]), W.HBox([self.saliency, self.map])]
+                W.HBox([self.player, self.table]), self.saliency, self.map]
 
     def _ground_truth(self, duration: float) -> tuple[float, float] | None:
         from backends.errors import WindowError
@@ -164,7 +165,8 @@ class SelfSimilarityPanel(Panel):
         self.summary = W.HTML()
         self.t1 = W.FloatText(value=0.0, description="t1 (s)", layout=W.Layout(width="160px"))
         self.t2 = W.FloatText(value=10.0, description="t2 (s)", layout=W.Layout(width="160px"))
-        self.frames = W.HBox([W.Image(format="png", width=260), W.Image(format="png", width=260)])
+        self.frames = W.HBox([W.Image(format="png", width=320), W.Image(format="png", width=320)],
+                             layout=W.Layout(display="none"))  # shown once there are frames
         self._rerun_on(self.kind, self.features)
         for t in (self.t1, self.t2):
             t.observe(lambda change: self.show_frames(background=from_browser(change)), names="value")
@@ -201,6 +203,7 @@ class SelfSimilarityPanel(Panel):
         def done(pair):
             for img, rgb in zip(self.frames.children, pair):
                 img.value = png_bytes(rgb)
+            self.frames.layout.display = "flex"
 
         self.runner.run(lambda: frames_at(video, t1, t2, size=240), done, background)
 
@@ -231,9 +234,11 @@ class AugmentationPanel(Panel):
         self.inconsistent = W.Checkbox(value=False, description="per-frame draws (inconsistent)")
         self.figure = go.FigureWidget(layout=dict(height=900))
         self.params = W.HTML()
+        self.params_box = W.Accordion(children=[self.params], selected_index=None)
+        self.params_box.set_title(0, "sampled parameters (JSON)")
         self._rerun_on(self.method, self.seed, self.strength, self.start, self.enabled, self.inconsistent)
         return [W.HBox([self.method, self.seed, self.strength, self.start]),
-                W.HBox([self.enabled, self.inconsistent]), self.figure, self.params]
+                W.HBox([self.enabled, self.inconsistent]), self.figure, self.params_box]
 
     def run(self, background: bool = False) -> None:
         from backends.views.augment import CvrlConfig, augment_view
@@ -247,8 +252,8 @@ class AugmentationPanel(Panel):
             result, fig = out
             show_figure(self.figure, fig)
             self.result = result.to_dict()
-            shown = {k: v for k, v in self.result.items() if k in ("cvrl", "fame", "flow", "tgrad")}
-            self.params.value = f"<pre style='font-size:11px'>{html.escape(str(shown)[:3000])}</pre>"
+            text = json.dumps(self.result, indent=1, default=str)
+            self.params.value = f"<pre style='font-size:11px;max-height:400px;overflow:auto'>{html.escape(text)}</pre>"
 
         self.runner.run(lambda: augment_view(video, **options), done, background)
 
