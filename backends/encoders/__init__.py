@@ -12,6 +12,7 @@ from backends.encoders.base import (
     default_encoder_name,
     encoder_available,
     list_encoders,
+    offline_encoder_names,
     register_encoder,
     registry,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "default_encoder_name",
     "encoder_available",
     "list_encoders",
+    "offline_encoder_names",
     "register_encoder",
     "registry",
 ]

@@ -79,6 +79,23 @@ def encoder_available(name: str) -> bool:
     return bool(spec.available(arg))
 
 
+def offline_encoder_names(first: str | None = None) -> list[str]:
+    """Encoders that build without a download (CLIP models only when their weights are on disk); `first`
+    (e.g. the current or default choice) leads the list."""
+    names = []
+    for name, spec in _REGISTRY.items():
+        if not spec.family:
+            if spec.available(None):
+                names.append(name)
+        elif name == "clip:":
+            from backends.encoders.clip_encoder import clip
+
+            names += [f"clip:{m}" for m in clip.available_models() if spec.available(m)]
+    if first:
+        names = [first] + [n for n in names if n != first]
+    return names
+
+
 def default_encoder_name() -> str:
     """CLIP ViT-B/32 when its weights are already on disk, else the bundled offline encoder."""
     name = "clip:ViT-B/32" if encoder_available("clip:ViT-B/32") else "conse-effnet-minilm"
