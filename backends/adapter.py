@@ -215,6 +215,7 @@ class AdapterEncoder(Encoder):
         self.name = name
         self.id = f"{name}@{version}+{base.id}"
         self.dim, self.visual_dim, self.input_size = base.dim, base.visual_dim, base.input_size
+        self.input_fit = base.input_fit
         self.batch_size = max(base.batch_size, 32)  # the adapter's temporal context in encode_video
 
     def preprocess(self, frames):

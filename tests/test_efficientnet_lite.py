@@ -106,6 +106,20 @@ def test_preprocess_resizes_crops_and_normalises():
         preprocess(np.zeros((2, 3, 32, 32), dtype=np.uint8))
 
 
+def test_preprocess_squash_keeps_the_whole_frame():
+    # a wide frame whose left third is white: the centre crop loses it, the squashed frame keeps it
+    wide = np.zeros((1, 100, 300, 3), dtype=np.uint8)
+    wide[:, :, :100] = 255
+    crop = preprocess(wide, size=60)
+    squash = preprocess(wide, size=60, fit="squash")
+    assert squash.shape == crop.shape == (1, 3, 60, 60)
+    assert crop[..., 2:].max() < -0.9  # only black pixels in the centre square (but its resampled edge)
+    assert torch.allclose(squash[..., :18], torch.tensor(128 / 128), atol=1e-3)  # the white third, 20 columns
+    assert torch.allclose(squash[..., 22:], torch.tensor(-127 / 128), atol=1e-3)
+    with pytest.raises(ValueError, match="unknown fit"):
+        preprocess(wide, fit="pad")
+
+
 def test_imagenet_class_names():
     assert len(IMAGENET_CLASSES) == 1000
     assert IMAGENET_CLASSES[335] == "fox squirrel"

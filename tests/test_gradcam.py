@@ -78,6 +78,18 @@ def test_map_to_frame_geometry():
     assert y < 4 and 20 <= x < 24  # the crop's top-left cell sits a quarter into the frame
 
 
+def test_crop_fit_of_a_squashing_encoder_covers_the_whole_frame():
+    # the bundled encoder resizes whole frames (input_fit "squash"): its heat maps cover the frame
+    frames = np.zeros((1, 40, 80, 3), np.uint8)
+    same, geometry = frames_to_input(frames, 10, "crop", encoder_fit="squash")
+    assert same is frames and geometry == {"canvas_h": 10, "canvas_w": 10, "top": 0, "left": 0, "size": 10}
+    cam = np.zeros((10, 10), np.float32)
+    cam[0, 9] = 1.0
+    full = map_to_frame(cam, geometry, 40, 80)
+    y, x = np.unravel_index(full.argmax(), full.shape)
+    assert y < 4 and x >= 72  # the model's top-right cell is the frame's top-right corner
+
+
 def test_cosine_target_matches_torch():
     text = torch.randn(8)
     out = torch.randn(8, requires_grad=True)

@@ -115,6 +115,7 @@ class Encoder(ABC):
     dim: int  # joint (text-frame) embedding size
     visual_dim: int  # raw visual feature size (for self-similarity views)
     input_size: int  # square input resolution after preprocessing
+    input_fit: str = "crop"  # how a frame becomes the square input: "crop" (centre square) or "squash" (whole frame)
     device: torch.device
     batch_size: int = 32
 

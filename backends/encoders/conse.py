@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 # Prompt templates for the class names (averaged per class), as in CLIP-style zero-shot prompting.
 PROMPT_TEMPLATES = ("a photo of a {}.", "a video frame showing a {}.", "a close-up photo of the {}.", "a scene with a {}.")
-TOP_T = 10  # ConSE's T: classes mixed into a frame embedding
+TOP_T = 20  # ConSE's T: classes mixed into a frame embedding
+# The CNN sees the whole frame resized to 224 x 224 rather than its centre square: video frames are wide,
+# and on the dev and BSP sets (benchmarks/retrieval.py) the sides carry the scene as often as the centre.
+INPUT_FIT = "squash"
 
 
 def minilm_path() -> Path:
@@ -62,6 +65,7 @@ class ConseEncoder(Encoder):
 
     name = "conse-effnet-minilm"
     input_size = 224
+    input_fit = INPUT_FIT
 
     def __init__(self, device: torch.device, top_t: int = TOP_T, cnn=None, text_model=None, version: str | None = None,
                  fuse_batchnorm: bool = True):
@@ -78,7 +82,7 @@ class ConseEncoder(Encoder):
         self.visual_dim = 1280
         self.autocast_dtype = inference_dtype(device)  # bf16/fp16 CNN inference where the hardware has it
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
-        self.id = f"{self.name}@{version or 'lite0-minilm6-t%d-v2' % top_t}-{precision}"
+        self.id = f"{self.name}@{version or 'lite0-%s-minilm6-t%d-v3' % (self.input_fit, top_t)}-{precision}"
         self.label_embeddings = self._label_embeddings().to(device)  # (1000, dim), unit norm
 
     # class-name embeddings are fixed for given weights: computed once, then read from the cache
@@ -105,7 +109,7 @@ class ConseEncoder(Encoder):
         return emb
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        x = effnet_preprocess(np.asarray(frames)).to(self.device)
+        x = effnet_preprocess(np.asarray(frames), fit=self.input_fit).to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
     def conse_from_logits(self, logits: torch.Tensor) -> torch.Tensor:

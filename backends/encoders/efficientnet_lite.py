@@ -44,6 +44,7 @@ __all__ = [
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 INPUT_SIZE = 224
+INPUT_FITS = ("crop", "squash")  # centre square of the frame, or the whole frame resized
 
 # TF BatchNormalization defaults used to train the checkpoint (momentum 0.99 in TF = 0.01 here;
 # momentum only matters when training, eps matters at eval).
@@ -227,14 +228,17 @@ def load_efficientnet_lite0(pretrained: bool = True, channels_last: bool = False
     return model.eval()
 
 
-def preprocess(frames_uint8_rgb: np.ndarray | torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+def preprocess(frames_uint8_rgb: np.ndarray | torch.Tensor, size: int = INPUT_SIZE, fit: str = "crop") -> torch.Tensor:
     """(T,H,W,3) or (H,W,3) uint8 RGB frames -> (T,3,size,size) float32 model input.
 
-    The shorter side is resized to ``size`` (bilinear, antialiased) and the centre ``size`` x
-    ``size`` square is cropped, so objects keep their aspect ratio (a direct resize squashes wide
-    video frames); then pixels are normalised as (x - 127) / 128. The weights expect RGB order.
-    A tensor input stays on its device.
+    ``fit="crop"``: the shorter side is resized to ``size`` (bilinear, antialiased) and the centre
+    ``size`` x ``size`` square is cropped, so objects keep their aspect ratio but the sides of a wide
+    frame are lost. ``fit="squash"``: the whole frame is resized to ``size`` x ``size`` (nothing is
+    cut, the aspect ratio is not kept). Then pixels are normalised as (x - 127) / 128. The weights
+    expect RGB order. A tensor input stays on its device.
     """
+    if fit not in INPUT_FITS:
+        raise ValueError(f"unknown fit {fit!r}; use one of {', '.join(INPUT_FITS)}")
     x = torch.as_tensor(frames_uint8_rgb)
     if x.ndim == 3:
         x = x.unsqueeze(0)
@@ -242,6 +246,10 @@ def preprocess(frames_uint8_rgb: np.ndarray | torch.Tensor, size: int = INPUT_SI
         raise ValueError(f"expected frames shaped (T,H,W,3) or (H,W,3), got {tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
+    if fit == "squash":
+        if (h, w) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return ((x - INPUT_MEAN) / INPUT_STD).contiguous()
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     if (new_h, new_w) != (h, w):

@@ -110,16 +110,19 @@ def query_cam(
     return np.clip(maps, 0.0, 1.0), scores
 
 
-def frames_to_input(frames: np.ndarray, size: int, fit: str) -> tuple[np.ndarray, dict[str, int]]:
+def frames_to_input(frames: np.ndarray, size: int, fit: str, encoder_fit: str = "crop") -> tuple[np.ndarray, dict[str, int]]:
     """Frames (T,H,W,3) -> what goes to `encoder.preprocess`, and where the model's square lies in the frame.
 
     'squash' resizes the whole frame to size x size (every pixel gets a heat value, aspect not kept);
-    'crop' keeps the frame, so the encoder's own shorter-side resize and centre crop apply
-    (what retrieval features see; outside the crop the map is 0).
+    'crop' keeps the frame, so the encoder's own input fit applies (what retrieval features see): its
+    shorter-side resize and centre crop (outside the crop the map is 0), or, for an encoder whose
+    `input_fit` is 'squash', the whole frame.
     """
     if fit not in FITS:
         raise GradCamError(f"unknown fit {fit!r}; choose one of {', '.join(FITS)}.")
     h, w = frames.shape[1:3]
+    if fit == "crop" and encoder_fit == "squash":  # the encoder resizes the whole frame itself
+        return frames, {"canvas_h": size, "canvas_w": size, "top": 0, "left": 0, "size": size}
     if fit == "squash":
         interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
         squashed = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
@@ -170,7 +173,7 @@ def gradcam_frames(
     text = check_query(query, required=method != "eigencam")
     text_emb = enc.encode_text([text])[0] if text else None
     model, layer, reshape = enc.image_model(), enc.target_layer(), enc.reshape_transform()
-    model_frames, geometry = frames_to_input(frames, int(enc.input_size), fit)
+    model_frames, geometry = frames_to_input(frames, int(enc.input_size), fit, getattr(enc, "input_fit", "crop"))
     h, w = frames.shape[1:3]
     maps, scores = [], []
     probe_input = enc.preprocess(model_frames[:1])
