@@ -57,6 +57,55 @@ def test_boundary_scorer_adds_edge_strength_of_visual_cuts():
     assert np.allclose(got, want)
 
 
+def brute_force_visual_contrast(visual, a, b):
+    """Independent per-window loop: mean cosine inside minus mean cosine with both equally long flanks,
+    over the spread of all pairwise clip cosines."""
+    v = visual / np.linalg.norm(visual, axis=1, keepdims=True)
+    n = len(v)
+    pairs = (v @ v.T)[np.triu_indices(n, 1)]
+    length = b - a + 1
+    inside = list(range(a, b + 1))
+    flanks = [i for i in range(a - length, a) if i >= 0] + [i for i in range(b + 1, b + 1 + length) if i < n]
+    if not flanks:
+        return 0.0
+    coherence = np.mean([v[i] @ v[j] for i in inside for j in inside])
+    cross = np.mean([v[i] @ v[j] for i in inside for j in flanks])
+    return (coherence - cross) / pairs.std()
+
+
+def test_visual_local_contrast_matches_brute_force():
+    rng = np.random.default_rng(5)
+    visual = np.abs(rng.normal(size=(14, 24)))
+    a, b = np.nonzero(tm.dense_moment_mask(14))
+    got = zs.visual_local_contrast(zs.ClipContext(visual, 14), a, b)
+    want = [brute_force_visual_contrast(visual, i, j) for i, j in zip(a, b)]
+    assert np.allclose(got, want, atol=1e-4)
+    assert got[(a == 0) & (b == 13)][0] == 0.0  # the whole video has no flanks
+    sim = rng.normal(size=14)
+    sig = zs.ClipSignals(sim, visual=visual)
+    assert np.allclose(zs.get_scorer("z-visual")(sig, a, b),
+                       zs.score_z_contrast(sig, a, b) + zs.VISUAL_WEIGHT * np.asarray(want), atol=1e-3)
+
+
+def test_z_visual_keeps_a_moment_on_its_cuts_where_z_contrast_spills_into_the_next_scene():
+    # four scenes with distinct looks; the query matches scene 1 and half-matches its neighbour, scene 2
+    rng = np.random.default_rng(6)
+    lengths = [16, 8, 16, 24]
+    visual = np.repeat(np.abs(rng.normal(size=(4, 64))), lengths, axis=0) + 0.1 * np.abs(rng.normal(size=(64, 64)))
+    sim = np.repeat([0.10, 0.40, 0.32, 0.10], lengths) + 0.01 * rng.normal(size=64)
+    index = engine.build_index(np.eye(64, 8), np.arange(64.0), 64.0, visual, num_clips=64)
+    index.clip_features = np.eye(64, dtype=np.float32)  # similarity = the query vector itself
+    spilled = engine.top_moments(index, engine.score_candidates(index, sim, "z-contrast")[1], 1)[0]
+    assert (spilled.start, spilled.end) == (16, 40)  # scenes 1 + 2: more evidence, wrong moment
+    kept = engine.top_moments(index, engine.score_candidates(index, sim, "z-visual")[1], 1)[0]
+    assert (kept.start, kept.end) == (16, 24)
+    # without visual features the scorer is z-contrast
+    text_only = engine.build_index(np.eye(64, 8), np.arange(64.0), 64.0, num_clips=64)
+    text_only.clip_features = np.eye(64, dtype=np.float32)
+    assert np.allclose(engine.score_candidates(text_only, sim, "z-visual")[1],
+                       engine.score_candidates(text_only, sim, "z-contrast")[1])
+
+
 def test_event_proposals_find_scenes():
     rng = np.random.default_rng(3)
     visual = np.repeat(rng.normal(size=(4, 32)), [10, 14, 12, 12], axis=0) + 0.05 * rng.normal(size=(48, 32))
@@ -188,11 +237,12 @@ def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_bundled_encoder_beats_naive_on_realmix(shared_data):
+def test_bundled_encoder_meets_the_dev_goal_on_realmix(shared_data):
     from backends.evaluation.metrics import evaluate_windows
 
     qs = load_annotations(shared_data / "realmix_dev.json")
-    z = evaluate_windows(qs, predict_for_annotations(qs, shared_data, "conse-effnet-minilm", scorer="z-contrast"))
+    default = evaluate_windows(qs, predict_for_annotations(qs, shared_data, "conse-effnet-minilm"))
     naive = evaluate_windows(qs, predict_for_annotations(qs, shared_data, "conse-effnet-minilm", scorer="naive"))
-    assert z.metrics["R1@0.5"] >= 0.5 > naive.metrics["R1@0.5"]
-    assert z.metrics["mIoU"] > 0.4 > naive.metrics["mIoU"]
+    # the issue's goal for the default zero-shot scorer; the naive prototype scored 0 and 0.11
+    assert default.metrics["R1@0.5"] >= 0.6 > naive.metrics["R1@0.5"]
+    assert default.metrics["mIoU"] >= 0.5 > naive.metrics["mIoU"]

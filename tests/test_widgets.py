@@ -29,7 +29,7 @@ def test_retrieval_panel_runs_on_a_query_and_seeks(realmix_video):
     r = panel.result
     direct = retrieve(realmix_video, "a hand turning a cup", encoder=TINY)
     assert r["query"] == "a hand turning a cup" and r["moments"] == direct.to_json()["moments"]
-    assert [row["start"] for row in r["table"]] == [round(m["start"], 2) for m in r["moments"]]
+    assert [row["start"] for row in r["table"]] == [round(m.start, 2) for m in direct.moments]  # raw, not re-rounded
     assert np.allclose(panel.saliency.data[0].y, r["saliency"]["values"])
     assert np.allclose(panel.saliency.data[0].y, direct.saliency)
     assert len(panel.map.data) == 1 + len(r["moments"])  # heat map + one marker per moment

@@ -133,6 +133,18 @@ class VideoIndex:
     map_edges: np.ndarray  # (N + 1,) clip-grid edge index of each map clip boundary
     long_video: bool
     mask_kind: str
+    _map_cells: tuple | None = field(default=None, repr=False)
+
+    def map_cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The displayed map's valid cells (a, b), which of them span at least one grid clip (`ok`), and their
+        inclusive clip-grid windows (starts, ends) for those; computed once, so per-video memos hit."""
+        if self._map_cells is None:
+            a, b = np.nonzero(self.map_mask)
+            s = self.map_edges[a]
+            e = self.map_edges[b + 1] - 1
+            ok = e >= s
+            self._map_cells = (a, b, ok, s[ok], e[ok])
+        return self._map_cells
 
     @property
     def map_clip_times(self) -> np.ndarray:
@@ -243,14 +255,10 @@ def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = No
         return tm.TemporalMap(n, index.map_clip_times, grid, index.map_mask.copy())
     if sim is None:
         sim = index.clip_features @ _unit(np.asarray(query_vec).reshape(-1))
-    n = index.map_num_clips
-    a, b = np.nonzero(index.map_mask)
-    s = index.map_edges[a]
-    e = index.map_edges[b + 1] - 1
-    ok = e >= s
+    a, b, ok, s, e = index.map_cells()
     values = np.full(len(a), np.nan)
     signals = zs.ClipSignals(sim, index.context)
-    values[ok] = zs.get_scorer(scorer)(signals, s[ok], e[ok])
+    values[ok] = zs.get_scorer(scorer)(signals, s, e)
     grid = np.full((n, n), np.nan)
     grid[a, b] = values
     return tm.TemporalMap(n, index.map_clip_times, grid, index.map_mask.copy())
