@@ -224,6 +224,12 @@ def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):
     assert _cli(["retrieve", str(realmix_video), "a cup", "--encoder", TINY, "--top-k", "3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {"video", "duration", "encoder", "query", "moments"} and len(doc["moments"]) <= 3
+    assert doc["moments"] == retrieve(realmix_video, "a cup", encoder=TINY, top_k=3).to_json()["moments"]
+    assert _cli(["retrieve", str(realmix_video), "a cup", "--encoder", TINY, "--top-k", "3", "--json",
+                 "--scorer", "z-contrast"]) == 0
+    chosen = json.loads(capsys.readouterr().out)["moments"]
+    assert chosen == retrieve(realmix_video, "a cup", encoder=TINY, top_k=3, scorer="z-contrast").to_json()["moments"]
+    assert chosen != doc["moments"]  # the scorers disagree here, so the option is really passed on
     assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--num-clips", "16", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["num_clips"] == 16 and len(m["scores"]) == 16 and m["scores"][3][1] is None

@@ -6,6 +6,13 @@ import sys
 from pathlib import Path
 
 from backends.commands import add_encoder_arg, add_video_args
+from backends.retrieval.zero_shot import DEFAULT_SCORER, SCORER_NOTES
+
+
+def add_scorer_arg(p) -> None:
+    notes = "; ".join(f"{name}: {note}" for name, note in SCORER_NOTES.items())
+    p.add_argument("--scorer", choices=tuple(SCORER_NOTES), default=None,
+                   help=f"zero-shot scorer (default {DEFAULT_SCORER}; ignored with --head). {notes}")
 
 
 def register(sub) -> None:
@@ -15,6 +22,7 @@ def register(sub) -> None:
     add_encoder_arg(p)
     add_video_args(p)
     p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
+    add_scorer_arg(p)
     p.add_argument("--top-k", type=int, default=5, help="number of moments (default 5)")
     p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -26,6 +34,7 @@ def register(sub) -> None:
     add_encoder_arg(p)
     add_video_args(p)
     p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
+    add_scorer_arg(p)
     p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=None,
                    help="map size N (default: from the duration)")
     p.add_argument("--mask", choices=("dense", "sparse"), default=None, help="valid cells (default: dense up to N=64)")
@@ -84,11 +93,11 @@ def cmd_retrieve(args) -> int:
     from backends.retrieval.engine import retrieve
 
     result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
-                      nms_threshold=args.nms, fps=args.fps, progress=None)
+                      nms_threshold=args.nms, fps=args.fps, progress=None, scorer=args.scorer)
     if args.json:
         emit_json(result.to_json())
         return 0
-    print(f"{Path(args.video).name} ({result.duration:.1f} s, {result.encoder}): {result.query!r}")
+    print(f"{Path(args.video).name} ({result.duration:.1f} s, {result.encoder}, {result.scorer}): {result.query!r}")
     for rank, m in enumerate(result.moments, start=1):
         print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}")
     return 0
@@ -99,7 +108,7 @@ def cmd_map2d(args) -> int:
     from backends.retrieval.engine import check_window, retrieve
 
     result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
-                      fps=args.fps, num_clips=args.num_clips, mask=args.mask or "auto")
+                      fps=args.fps, num_clips=args.num_clips, mask=args.mask or "auto", scorer=args.scorer)
     gt = check_window(args.gt, result.duration, "the ground truth --gt") if args.gt else None
     if args.json:
         emit_json(result.map.to_json())
