@@ -116,10 +116,11 @@ def package_clip_paths() -> dict[str, Path]:
     return out
 
 
-def _random_trims(names, lengths, rng):
-    """A random order of the clips, each trimmed to 60-100% of its frames: [(name, offset, keep)]."""
+def _random_trims(lengths: dict[str, int], rng):
+    """A random order of the clips (name -> frame count), each trimmed to 60-100% of its frames:
+    [(name, offset, keep)]."""
     out = []
-    for name in rng.permutation(sorted(names)):
+    for name in rng.permutation(sorted(lengths)):
         keep = max(3, int(round(lengths[name] * rng.uniform(0.6, 1.0))))
         out.append((str(name), int(rng.integers(0, lengths[name] - keep + 1)), keep))
     return out
@@ -135,7 +136,7 @@ def bsp_sets(enc, clips: dict[str, Path], orders: int = 3, seed: int = 7):
     queries, videos = [], []
     for k in range(orders):
         feats, vis, texts, t = [], [], [], 0
-        for name, off, keep in _random_trims(per_clip, {n: len(f) for n, (f, _) in per_clip.items()}, rng):
+        for name, off, keep in _random_trims({n: len(f) for n, (f, _) in per_clip.items()}, rng):
             f, v = per_clip[name]
             feats.append(f[off:off + keep])
             vis.append(v[off:off + keep])
@@ -173,7 +174,7 @@ def letterboxed_bsp_sets(enc, clips: dict[str, Path], orders: int = 12, seed: in
     written, from_realmix = ([], []), ([], [])
     for k in range(orders):
         canvas, texts_w, texts_r, t = [], [], [], 0
-        for name, off, keep in _random_trims(frames, {n: len(f) for n, f in frames.items()}, rng):
+        for name, off, keep in _random_trims({n: len(f) for n, f in frames.items()}, rng):
             canvas += [letterbox(f) for f in frames[name][off:off + keep]]
             for (qs, _), text, texts in ((written, CLIP_QUERIES[name], texts_w),
                                          (from_realmix, realmix_query[REALMIX_SEGMENT[name]], texts_r)):
@@ -234,9 +235,9 @@ def speed(encoder_name: str) -> None:
         t0 = time.perf_counter()
         index = engine.build_index(feats, times, float(seconds), vis, 1.0, num_clips=n)
         index.context.boundary()
-        # the query-independent visual term of the default scorer, computed once per video
-        visual_term = zero_shot.VISUAL_WEIGHT * zero_shot.visual_local_contrast(index.context, index.starts, index.ends)
         engine.score_candidates(index, qv, zero_shot.DEFAULT_SCORER)  # first query: fills the per-video memo
+        # the default scorer's query-independent visual term, read from that memo (the loops add it too)
+        visual_term = zero_shot.VISUAL_WEIGHT * index.context.visual_contrast(index.starts, index.ends)
         prep = time.perf_counter() - t0
         runs = []
         for _ in range(7):

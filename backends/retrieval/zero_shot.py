@@ -66,6 +66,10 @@ class ClipContext:
             self._cache["visual_spread"] = float(pairs.std()) if len(pairs) else 0.0
         return self._cache["visual_spread"]
 
+    def visual_contrast(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """`visual_local_contrast` of these candidate windows, computed once per candidate set."""
+        return self.memo("visual-contrast", (starts, ends), lambda: visual_local_contrast(self, starts, ends))
+
     def visual_prefix(self) -> np.ndarray:
         if "visual_prefix" not in self._cache:
             v = _unit_rows(self.visual)
@@ -309,5 +313,4 @@ def score_z_visual(signals, starts, ends, weight: float = VISUAL_WEIGHT):
     ctx = signals.context
     if ctx.visual is None:
         return score_z_contrast(signals, starts, ends)
-    visual = ctx.memo("visual-contrast", (starts, ends), lambda: visual_local_contrast(ctx, starts, ends))
-    return score_z_contrast(signals, starts, ends) + weight * visual
+    return score_z_contrast(signals, starts, ends) + weight * ctx.visual_contrast(starts, ends)
