@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lab bench clean
+.PHONY: install demo check test test-fast lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,18 @@ install: $(STAMP)
 demo: install
 	$(PY) -m app
 
-# Every test (slow, browser and notebook ones included; those needing absent system packages skip with a reason).
-test: install
+# The architecture and lint checks: the import-layer contracts (pyproject [tool.importlinter]), ruff, mypy.
+check: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The checks, then every test (slow, browser and notebook ones included; those needing absent system
+# packages skip with a reason).
+test: check
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: check
 	$(PY) -m pytest -m "not slow and not browser and not notebooks"
 
 lab: install

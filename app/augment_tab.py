@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, export_figures, require_video, user_errors, write_json
+from app.common import (
+    GPU_QUEUE,
+    AppContext,
+    export_figures,
+    require_video,
+    user_errors,
+    write_json,
+)
 from app.source import Source
+from backends.analysis.augment import AUGMENTATIONS, CvrlConfig
+from backends.views.augment import augment_view
 
 AUGMENTATION_NAMES = ["crop", "flip", "jitter", "gray", "blur", "solarize"]
 
@@ -34,11 +43,10 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_augment(video, method_name: str = "cvrl", seed_value: float = 0, jitter_strength: float = 1.0,
                     start_s: float = 0.0, allowed: list[str] | None = None, per_frame: bool = False):
-        from backends.views.augment import AUGMENTATIONS, CvrlConfig, augment_view
 
         path = require_video(video)
         allowed = AUGMENTATIONS if allowed is None else allowed
-        result, fig = augment_view(path, method_name, int(seed_value or 0), CvrlConfig(strength=float(jitter_strength)),
+        result, fig = augment_view(path, method_name, int(seed_value or 0), config=CvrlConfig(strength=float(jitter_strength)),
                                    enabled=allowed, inconsistent=bool(per_frame), start=float(start_s or 0.0))
         doc = result.to_dict()
         return fig, doc, {"doc": doc, "figure": fig}

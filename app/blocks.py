@@ -15,7 +15,16 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.augment_tab import build_augment_tab
 from app.common import GPU_QUEUE, AppContext
+from app.gradcam_tab import build_gradcam_tab
+from app.retrieval_tab import build_retrieval_tab
+from app.scaling_tab import build_scaling_tab
+from app.similarity_tab import build_similarity_tab
+from app.source import build_source, describe_encoder
+from backends.core.paths import default_sample_clip
+from backends.encoders import default_encoder_name
+from backends.io.playback import playable_path
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +55,6 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
               queue_size: int = QUEUE_MAX_SIZE) -> MomentLensApp:
     """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
     (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers."""
-    from app.augment_tab import build_augment_tab
-    from app.gradcam_tab import build_gradcam_tab
-    from app.retrieval_tab import build_retrieval_tab
-    from app.scaling_tab import build_scaling_tab
-    from app.similarity_tab import build_similarity_tab
-    from app.source import build_source, describe_encoder
-    from backends.encoders import default_encoder_name
-    from backends.paths import default_sample_clip
-    from backends.playback import playable_path
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
     ctx = AppContext(encoder=encoder or default_encoder_name(), video=None, workdir=workdir,

@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
-    from backends.commands import add_encoder_arg
+    from backends.cli.common import add_encoder_arg
 
     p = sub.add_parser("app", help="open the web app (moment retrieval and every view) in the browser")
     p.add_argument("--host", default="127.0.0.1",
@@ -31,7 +31,7 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
-        from backends.errors import MomentLensError
+        from backends.core.errors import MomentLensError
 
         raise MomentLensError("--auth must look like USER:PASS, both non-empty.")
     return user, password

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import importlib.util
 import json
 import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import gradio as gr
+import numpy as np
 
-from backends.errors import CancelledError, MomentLensError
+from backends.core.errors import CancelledError, MomentLensError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,6 @@ class AppContext:
         p = Path(path)
         if _inside(p, Path(tempfile.gettempdir())):
             return str(p)
-        import hashlib
 
         key = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
         target = self.workdir / "videos" / key / p.name  # keeps the file name the user knows
@@ -177,7 +179,6 @@ def write_csv(rows: Iterable[dict], path: Path) -> str:
 
 
 def _plain(x):
-    import numpy as np
 
     if isinstance(x, np.ndarray):
         return x.tolist()

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, export_figures, require_video, user_errors, write_json
+from app.common import (
+    GPU_QUEUE,
+    AppContext,
+    export_figures,
+    require_video,
+    user_errors,
+    write_json,
+)
 from app.source import Source
+from backends.figures.gradcam import gradcam_figure, save_pngs
+from backends.views.gradcam import gradcam_view
 
 SUMMARY_COLUMNS = ["frame", "time (s)", "cosine to query", "peak x", "peak y", "mean heat", "hot area"]
 
@@ -35,17 +44,15 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_gradcam(video, query_text: str, encoder: str = ctx.encoder, cam_method: str = "gradcam",
                     frame_count: float = 8, heat_opacity: float = 0.5):
-        from backends.views.gradcam import gradcam_view
 
         path = require_video(video)
-        result, fig = gradcam_view(path, query_text, encoder or None, frames=int(frame_count), method=cam_method,
+        result, fig = gradcam_view(path, query_text, encoder=encoder or None, frames=int(frame_count), method=cam_method,
                                    opacity=float(heat_opacity))
         return fig, summary_rows(result), {"result": result, "opacity": float(heat_opacity)}
 
     @user_errors
     def restyle(state, heat_opacity: float = 0.5):
         """A new opacity redraws the overlays without recomputing the maps."""
-        from backends.views.gradcam import gradcam_figure
 
         if not state:
             return gr.skip(), state
@@ -56,13 +63,12 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> None:
     def run_export(state, request: gr.Request = None):
         if not state:
             raise gr.Error("Nothing to export yet: run Grad-CAM first.")
-        from backends.views.gradcam import gradcam_figure, save_pngs
 
         out = ctx.session_dir(request, "gradcam")
         pngs = [str(p) for p in save_pngs(state["result"], out / "frames", state["opacity"])
                 if p.name.startswith("frame_")]
         figs, note = export_figures({"gradcam": gradcam_figure(state["result"], state["opacity"])}, out)
-        return [write_json(state["result"].to_json(), out / "gradcam.json")] + figs + pngs, note
+        return [write_json(state["result"].to_dict(), out / "gradcam.json")] + figs + pngs, note
 
     ev = run.click(run_gradcam, [source.video, query, source.encoder, method, frames, opacity], [plot, table, last],
                    api_name="gradcam", concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)

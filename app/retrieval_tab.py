@@ -25,6 +25,10 @@ from app.common import (
     write_json,
 )
 from app.source import PLAYER_ID, Source
+from backends.core.paths import shared_data_dir
+from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal_map_figure, timeline_figure
+from backends.retrieval.engine import check_window, retrieve, retrieve_many
+from backends.views.evaluation import evaluate_with_baseline
 
 MOMENT_COLUMNS = ["rank", "start (s)", "end (s)", "length (s)", "score", "IoU with ground truth"]
 NUM_CLIP_OPTIONS = ["auto", "16", "32", "64", "128"]
@@ -56,7 +60,6 @@ CHIP_CSS = """
 
 
 def _colours():
-    from backends.retrieval.figures import MOMENT_COLOURS
 
     return MOMENT_COLOURS
 
@@ -90,7 +93,6 @@ def _ground_truth(gt_start, gt_end, duration: float):
         return None
     if gt_start is None or gt_end is None:
         raise gr.Error("Give both ground-truth START and END in seconds, or leave both empty.")
-    from backends.retrieval.engine import check_window
 
     return check_window((gt_start, gt_end), duration, "the ground truth")
 
@@ -100,7 +102,6 @@ def _num_clips(value) -> int | None:
 
 
 def _default_annotations() -> str:
-    from backends.paths import shared_data_dir
 
     data = shared_data_dir()
     return str(data / "realmix_dev.json") if data is not None and (data / "realmix_dev.json").is_file() else ""
@@ -163,8 +164,6 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
     def run_retrieve(video, query_text: str, encoder: str = ctx.encoder, k: float = 5, nms_threshold: float = 0.5,
                      gt_s: float | None = None, gt_e: float | None = None, fps: float = 1.0,
                      head_file: str | None = None, request: gr.Request = None, progress=gr.Progress()):
-        from backends.retrieval import retrieve
-        from backends.retrieval.figures import saliency_figure, temporal_map_figure
         path = require_video(video)
         require_text(query_text)
         stop = ctx.stop_event(request)
@@ -193,8 +192,6 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
     def run_map2d(video, query_text: str, encoder: str = ctx.encoder, n: str = "auto", mask_kind: str = "auto",
                   k: float = 5, gt_s: float | None = None, gt_e: float | None = None, fps: float = 1.0,
                   request: gr.Request = None, progress=gr.Progress()):
-        from backends.retrieval import retrieve
-        from backends.retrieval.figures import temporal_map_figure
 
         path = require_video(video)
         require_text(query_text)
@@ -206,14 +203,12 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         fig = fit_width(temporal_map_figure(result.map, result.moments, gt,
                                             title=f"2D temporal map, N = {result.map.num_clips}, mask {mask_kind}"), 560)
         out = ctx.session_dir(request, "map2d")
-        doc = {"video": Path(path).name, "query": result.query, "encoder": result.encoder, **result.map.to_json()}
+        doc = {"video": Path(path).name, "query": result.query, "encoder": result.encoder, **result.map.to_dict()}
         return fig, write_json(doc, out / "map2d.json")
 
     @user_errors
     def run_compare(video, lines: str, encoder: str = ctx.encoder, fps: float = 1.0,
                     request: gr.Request = None, progress=gr.Progress()):
-        from backends.retrieval import retrieve_many
-        from backends.retrieval.figures import timeline_figure
 
         path = require_video(video)
         texts = [t.strip() for t in (lines or "").splitlines() if t.strip()]
@@ -234,21 +229,20 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
             raise gr.Error("Nothing to export yet: find moments first.")
         result = state["result"]
         out = ctx.session_dir(request, "retrieval")
-        doc = result.to_json()
+        doc = result.to_dict()
         doc["scorer"] = result.scorer
         if state["gt"] is not None:
             doc["ground_truth"] = list(state["gt"])
             doc["iou"] = [round(float(v), 4) for v in state["ious"]]
         rows = [dict(zip(MOMENT_COLUMNS, r)) for r in moment_rows(result, state["gt"])]
         files = [write_json(doc, out / "moments.json"), write_csv(rows, out / "moments.csv"),
-                 write_json({"query": result.query, **result.map.to_json()}, out / "map2d.json")]
+                 write_json({"query": result.query, **result.map.to_dict()}, out / "map2d.json")]
         figs, note = export_figures(state["figures"], out)
         return files + figs, note
 
     @user_errors
     def run_evaluate(annotations: str, folder: str = "", encoder: str = ctx.encoder, train: str = "",
                      csvs: str = "", protocol_name: str = "momentlens", progress=gr.Progress()):
-        from backends.evaluation.report import evaluate_with_baseline
 
         if not isinstance(annotations, str) or not annotations.strip():
             raise gr.Error("Give the path of an annotation file to evaluate on.")

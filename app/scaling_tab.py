@@ -7,8 +7,25 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, export_figures, progress_bridge, require_video, user_errors, write_json
+from app.common import (
+    GPU_QUEUE,
+    AppContext,
+    export_figures,
+    progress_bridge,
+    require_video,
+    user_errors,
+    write_json,
+)
 from app.source import Source
+from backends.analysis.scaling import SCALE_NAME
+from backends.encoders import cached_encoder
+from backends.models.adapter import AdapterConfig, TemporalAdapter
+from backends.train.adapter import (
+    adapter_training_videos,
+    loss_curve_paths,
+    train_adapter_on_videos,
+)
+from backends.views.scaling import scaling_view
 
 
 def _paths(files) -> list[str]:
@@ -44,27 +61,22 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
 
     @user_errors
     def run_scaling(ckpt=None, more=None, name_pattern: str = "", encoder: str = ctx.encoder):
-        from backends.views.scaling import SCALE_NAME, scaling_view
 
         sources = _paths(ckpt) + _paths(more)
         note = ""
         if not sources:
             # nothing uploaded yet: show the untrained adapter of the selected encoder (every scale starts at 0)
-            from backends.adapter import AdapterConfig, TemporalAdapter
-            from backends.encoders import cached_encoder
-
             sources = [TemporalAdapter(AdapterConfig(dim=cached_encoder(encoder or None).dim))]
             note = ("No checkpoint yet: this is an untrained adapter, whose scales all start at 0. "
                     "Upload a checkpoint or train one on the right.")
         data, fig = scaling_view(sources, name_pattern.strip() or SCALE_NAME)
-        groups = data.get("checkpoints", [data])
+        groups = data["checkpoints"]
         text = " · ".join(f"**{Path(g['checkpoint']).name}**: {len(g['layers'])} scale parameters" for g in groups)
         return fig, (note + " " + text).strip(), data, {"data": data, "figure": fig}
 
     @user_errors
     def run_train(video, opened: list, encoder: str = ctx.encoder, epoch_count: float = 5, fps: float = 1.0,
                   request: gr.Request = None, progress=gr.Progress()):
-        from backends.adapter import adapter_training_videos, loss_curve_paths, train_adapter_on_videos
 
         videos = adapter_training_videos(require_video(video), *(opened or []))
         stop = ctx.stop_event(request)

@@ -7,8 +7,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, export_figures, progress_bridge, require_video, user_errors, write_json
+from app.common import (
+    GPU_QUEUE,
+    AppContext,
+    export_figures,
+    progress_bridge,
+    require_video,
+    user_errors,
+    write_json,
+)
 from app.source import Source
+from backends.views.similarity import frames_at, self_similarity_view
 
 # Clicking a heat-map cell copies its two times into the inputs below the plot and presses "Show frames".
 # The plot is re-created on every run, so the handler is attached to whichever plot div is current.
@@ -64,7 +73,6 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_tsm(video, encoder: str = ctx.encoder, matrix: str = "repnet", fps: float = 1.0,
                 feature_kind: str = "visual", request: gr.Request = None, progress=gr.Progress()):
-        from backends.views.similarity import self_similarity_view
 
         path = require_video(video)
         stop = ctx.stop_event(request)
@@ -78,7 +86,6 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
 
     @user_errors
     def show_frames(video, time_i: float = 0.0, time_j: float = 10.0):
-        from backends.views.similarity import frames_at
 
         path = require_video(video)
         a, b = frames_at(path, float(time_i or 0.0), float(time_j or 0.0), size=360)

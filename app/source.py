@@ -8,22 +8,31 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.common import FPS_CHOICES, GPU_QUEUE, AppContext, progress_bridge, require_video, user_errors
-from backends.paths import sample_clips
+from app.common import (
+    FPS_CHOICES,
+    GPU_QUEUE,
+    AppContext,
+    progress_bridge,
+    require_video,
+    user_errors,
+)
+from backends.core.paths import sample_clips
+from backends.encoders import cached_encoder, offline_encoder_names, registry
+from backends.features import encode_video
+from backends.io.playback import is_browser_playable, playable_path
+from backends.io.video import probe
 
 PLAYER_ID = "ml-player"  # the chips of the retrieval tab seek `#ml-player video`
 
 
 def encoder_choices(current: str) -> list[str]:
     """Offline-buildable encoders (CLIP only with its weights on disk), the current one first."""
-    from backends.encoders import offline_encoder_names
 
     return offline_encoder_names(first=current)
 
 
 def describe_encoder(name: str) -> str:
     """One line for the UI: id, device, dimensions (loads the model into the shared read-only cache)."""
-    from backends.encoders import cached_encoder, registry
 
     enc = cached_encoder(name or None)
     d = enc.describe()
@@ -72,15 +81,12 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
     def pick_sample(name: str, opened_videos: list):
         if name not in samples:
             raise gr.Error(f"Unknown sample {name!r}; pick one from the list.")
-        from backends.playback import playable_path
 
         path = ctx.servable(playable_path(samples[name]))
         return path, f"Sample **{name}** loaded.", _remember(opened_videos, path)
 
     @user_errors
     def prepare_upload(video, opened_videos: list, progress=gr.Progress()):
-        from backends.playback import is_browser_playable, playable_path
-        from backends.video import probe
 
         path = require_video(video)
         info = probe(path)
@@ -93,7 +99,6 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
 
     @user_errors
     def encode(video, encoder_name: str, fps: float, request: gr.Request, progress=gr.Progress()):
-        from backends.features import encode_video
 
         path = require_video(video)
         stop = ctx.stop_event(request)

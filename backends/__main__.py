@@ -1,6 +1,6 @@
 """`python -m backends` is the `momentlens` command."""
 
-from backends.cli import main
+from backends.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

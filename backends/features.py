@@ -8,20 +8,21 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
-from backends.cache import CacheKey, FeatureCache, file_content_hash
+from backends.core.contracts import ProgressFn
+from backends.core.errors import CancelledError
 from backends.encoders import Encoder, cached_encoder
-from backends.errors import CancelledError
-from backends.video import DEFAULT_MAX_DURATION, VideoReader, resolve_video_path
+from backends.io.cache import CacheKey, FeatureCache, file_content_hash
+from backends.io.video import DEFAULT_MAX_DURATION, VideoReader, resolve_video_path
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], description)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class VideoFeatures:
     duration: float  # real decoded duration in seconds
     encoder_id: str
     fps: float
+    content_hash: str = ""  # BLAKE2b of the video file: with encoder_id and fps, what identifies these features
     from_cache: bool = False
 
     def __len__(self) -> int:
@@ -91,13 +93,12 @@ def encode_video(
                 progress(1.0, "loaded from cache")
             return VideoFeatures(
                 Path(path), hit["features"], hit["visual"], hit["times"], float(hit["meta"]["duration"]),
-                enc.id, float(fps), from_cache=True,
+                enc.id, float(fps), key.content_hash, from_cache=True,
             )
 
     expected = max(1, math.ceil(reader.info.duration * fps)) if reader.info.duration > 0 else None
     bar = None
     if show_progress if show_progress is not None else sys.stderr.isatty():
-        from tqdm import tqdm
 
         bar = tqdm(total=expected, unit="frame", desc=f"encoding {src.name}", leave=False)
 
@@ -142,9 +143,10 @@ def encode_video(
         np.concatenate(joint).astype(np.float32),
         np.concatenate(visual).astype(np.float32),
         np.asarray(times, dtype=np.float64),
-        float(reader.duration),
+        float(reader.duration if reader.duration is not None else times[-1]),  # set once decoding ends
         enc.id,
         float(fps),
+        key.content_hash,
     )
     if store is not None:
         store.put(

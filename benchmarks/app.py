@@ -28,8 +28,8 @@ QUERIES = ("people riding bicycles", "a rabbit in a grassy meadow", "a person ta
 
 def sixty_second_clip() -> Path:
     """The first 60 s of realmix_dev (real footage, 8 scenes) as an H.264 mp4 in benchmarks/out/."""
-    from backends.paths import default_sample_clip
-    from backends.video import VideoReader, write_video
+    from backends.core.paths import default_sample_clip
+    from backends.io.video import VideoReader, write_video
 
     out = OUT / "realmix_60s.mp4"
     if not out.is_file():
@@ -50,7 +50,7 @@ def main() -> int:
 
     from app import build_app
     from backends.encoders import cached_encoder
-    from backends.video import probe
+    from backends.io.video import probe
 
     clip = sixty_second_clip()
     t0 = time.perf_counter()

@@ -24,10 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backends.encoders import create_encoder  # noqa: E402
-from backends.features import encode_video  # noqa: E402
-from backends.paths import shared_data_dir  # noqa: E402
-from backends.video import VideoReader, read_frames, write_video  # noqa: E402
+from backends.core.paths import shared_data_dir
+from backends.encoders import create_encoder
+from backends.features import encode_video
+from backends.io.video import VideoReader, read_frames, write_video
 
 OUT = ROOT / "benchmarks" / "out"
 

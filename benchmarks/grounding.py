@@ -31,18 +31,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backends import paths  # noqa: E402
-from backends.encoders import cached_encoder  # noqa: E402
-from backends.evaluation.annotations import AnnotatedQuery  # noqa: E402
-from backends.evaluation.metrics import MOMENTLENS, evaluate_windows  # noqa: E402
-from backends.features import encode_video  # noqa: E402
-from backends.retrieval import engine  # noqa: E402
-from backends.retrieval import grounding as g  # noqa: E402
-from backends.retrieval import zero_shot  # noqa: E402
+from backends.core import paths
+from backends.encoders import cached_encoder
+from backends.evaluation.annotations import AnnotatedQuery
+from backends.evaluation.metrics import MOMENTLENS, evaluate_windows
+from backends.features import encode_video
+from backends.models import grounding as gm
+from backends.retrieval import (
+    engine,
+    zero_shot,
+)
+from backends.train import grounding as g
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from retrieval import CLIP_QUERIES  # noqa: E402  (queries for the package clips)
-
+from retrieval import CLIP_QUERIES
 
 # the footage each package clip is (realmix_dev's segments name their source the same way)
 CLIP_SOURCE = {"bigbuckbunny": "bunny", "carphone_pristine": "carphone", "Megamind": "megamind"}
@@ -148,7 +150,7 @@ def main() -> None:
           f"{len(evals) - sum(is_seen)} of unseen ones; head map N = {args.num_clips}, hidden {args.hidden}")
 
     queries, zs_preds = zero_shot_predictions(eval_videos, emb)
-    config = g.GroundingConfig(feature_dim=enc.dim, hidden=args.hidden, num_clips=args.num_clips)
+    config = gm.GroundingConfig(feature_dim=enc.dim, hidden=args.hidden, num_clips=args.num_clips)
     t0 = time.perf_counter()
     head, log = g.train_head(train, config, g.TrainSettings(epochs=args.epochs), show_progress=sys.stderr.isatty())
     secs = time.perf_counter() - t0

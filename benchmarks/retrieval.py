@@ -36,12 +36,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backends import paths  # noqa: E402
-from backends.encoders import cached_encoder  # noqa: E402
-from backends.evaluation.annotations import AnnotatedQuery, load_annotations  # noqa: E402
-from backends.evaluation.metrics import MOMENTLENS, evaluate_windows, metric_names  # noqa: E402
-from backends.features import encode_video  # noqa: E402
-from backends.retrieval import engine, zero_shot  # noqa: E402
+from backends.core import paths
+from backends.encoders import cached_encoder
+from backends.evaluation.annotations import AnnotatedQuery, load_annotations
+from backends.evaluation.metrics import MOMENTLENS, evaluate_windows, metric_names
+from backends.features import encode_video
+from backends.retrieval import engine, zero_shot
 
 # Queries for the package-shipped clips (written for the BSP sanity check, not taken from realmix_dev.json)
 CLIP_QUERIES = {
@@ -165,7 +165,7 @@ def letterbox(frame: np.ndarray, width: int = 640, height: int = 360) -> np.ndar
 def letterboxed_bsp_sets(enc, clips: dict[str, Path], orders: int = 12, seed: int = 21):
     """Pixel-level BSP videos like realmix_dev (letterboxed 640x360 scenes at 1 fps, random orders and trims),
     encoded frame by frame; two query sets over the same videos: the queries written here and realmix_dev's."""
-    from backends.video import read_frames
+    from backends.io.video import read_frames
 
     meta = json.loads((paths.shared_data_dir() / "realmix_dev.json").read_text())
     realmix_query = {q["segment"]: q["query"] for q in meta["queries"]}

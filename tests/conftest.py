@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests force CPU
 
-from backends import paths  # noqa: E402
+from backends.core import paths
 
 
 @pytest.fixture(scope="session")

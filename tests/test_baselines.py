@@ -5,7 +5,13 @@ import pytest
 
 from backends.evaluation.annotations import AnnotatedQuery, load_annotations
 from backends.evaluation.baselines import (
-    MomentPrior, first_verb, prior_baseline_metrics, prior_windows, run_baseline, score_ranked_windows, verb_stem,
+    MomentPrior,
+    first_verb,
+    prior_baseline_metrics,
+    prior_windows,
+    run_baseline,
+    score_ranked_windows,
+    verb_stem,
 )
 
 

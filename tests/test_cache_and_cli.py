@@ -5,10 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from backends.cache import CacheKey, FeatureCache
-from backends.cli import main
-from backends.errors import CancelledError
+from backends.cli.main import main
+from backends.core.errors import CancelledError, MomentLensError
 from backends.features import encode_video
+from backends.io.cache import FeatureCache
 from tests.media import write_colour_clip
 
 
@@ -65,7 +65,7 @@ def test_bad_video_leaves_no_cache_entry(tmp_path):
     store = FeatureCache(tmp_path / "cache")
     bad = tmp_path / "bad.mp4"
     bad.write_text("nope")
-    with pytest.raises(Exception):
+    with pytest.raises(MomentLensError):
         encode_video(bad, "conse-tiny-random", cache=store)
     assert store.entries() == []
 

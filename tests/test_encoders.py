@@ -2,10 +2,14 @@ import numpy as np
 import pytest
 import torch
 
+from backends.core.errors import (
+    CheckpointError,
+    UnknownEncoderError,
+    WeightsNotFoundError,
+)
 from backends.encoders import create_encoder, default_encoder_name, list_encoders
 from backends.encoders.clip_encoder import tiny_random_clip
-from backends.errors import CheckpointError, UnknownEncoderError, WeightsNotFoundError
-from backends.video import read_frames
+from backends.io.video import read_frames
 
 
 @pytest.fixture(scope="module")

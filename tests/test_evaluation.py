@@ -9,15 +9,21 @@ import json
 import numpy as np
 import pytest
 
-from backends.errors import AnnotationError
-from backends.evaluation import cli as eval_cli
+from backends.cli import evaluation as eval_cli
+from backends.core.errors import AnnotationError
 from backends.evaluation.annotations import (
-    AnnotatedQuery, load_annotations, read_charades_durations, read_predictions,
+    AnnotatedQuery,
+    load_annotations,
+    read_charades_durations,
+    read_predictions,
 )
 from backends.evaluation.charades import CHARADES_STA, evaluate_charades
 from backends.evaluation.metrics import MOMENTLENS, Protocol, evaluate_windows
 from backends.evaluation.qvhighlights import (
-    MAP_IOU_THRESHOLDS, R1_IOU_THRESHOLDS, evaluate_qvhighlights, interpolated_ap,
+    MAP_IOU_THRESHOLDS,
+    R1_IOU_THRESHOLDS,
+    evaluate_qvhighlights,
+    interpolated_ap,
 )
 
 
@@ -264,8 +270,6 @@ def test_cli_evaluate_charades_sta_with_predictions(tmp_path, capsys):
 
 def test_cli_model_path_plumbing_with_fake_predictor(tmp_path, monkeypatch, capsys):
     """Unit test of the CLI plumbing only: the retrieval backend is replaced by a fake predictor."""
-    import sys
-    import types
 
     gt = tmp_path / "simple.json"
     gt.write_text(json.dumps({"video": "clip.mp4", "duration": 40.0,
@@ -276,7 +280,9 @@ def test_cli_model_path_plumbing_with_fake_predictor(tmp_path, monkeypatch, caps
         seen.update(n=len(queries), video_dir=video_dir, encoder=encoder, top_k=top_k)
         return [{"qid": q.qid, "pred_relevant_windows": [[0, 10, 0.9], [20, 30, 0.5]]} for q in queries]
 
-    monkeypatch.setitem(sys.modules, "backends.retrieval", types.SimpleNamespace(predict_for_annotations=fake_predict))
+    import backends.retrieval.engine
+
+    monkeypatch.setattr(backends.retrieval.engine, "predict_for_annotations", fake_predict)
     rc = _run_cli(["evaluate", str(gt), "--video-dir", str(tmp_path), "--encoder", "tiny", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and seen == {"n": 2, "video_dir": tmp_path, "encoder": "tiny", "top_k": 10}

@@ -11,18 +11,24 @@ import pytest
 import torch
 from torch import nn
 
+from backends.analysis.gradcam import (
+    CosineToText,
+    GradCamError,
+    frames_to_input,
+    map_to_frame,
+    query_cam,
+)
+from backends.core.errors import QueryError
 from backends.encoders import create_encoder
 from backends.encoders.base import Encoder
-from backends.errors import QueryError
-from backends.video import read_frames
-from backends.views.gradcam import (
-    CosineToText, GradCamError, frames_to_input, gradcam_frames, gradcam_view, map_to_frame, query_cam, save_pngs,
-)
+from backends.figures.gradcam import save_pngs
+from backends.io.video import read_frames
+from backends.views.gradcam import gradcam_frames, gradcam_view
 
 
 @pytest.fixture(scope="module")
 def box_frames():
-    from backends import paths
+    from backends.core import paths
 
     clips = paths.opencv_doc_clips()
     if "box" not in clips:
@@ -222,7 +228,7 @@ def test_view_figure_pngs_and_cli(tmp_path, opencv_doc_clips, capsys):
     written = save_pngs(result, tmp_path / "png", 0.4)
     assert len(written) == 6 and cv2.imread(str(written[0])).shape == result.frames.shape[1:]
 
-    import backends.cli as cli
+    import backends.cli.main as cli
 
     parser = cli.build_parser()
     args = parser.parse_args(["gradcam", str(opencv_doc_clips["cup"]), "a cup", "--encoder", "conse-tiny-random",

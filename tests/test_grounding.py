@@ -4,18 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from backends.cli import main
-from backends.errors import CheckpointError
-from backends.retrieval import grounding as g
-from backends.retrieval import temporal_map as tm
-from backends.windows import temporal_iou
+from backends.analysis import temporal_map as tm
+from backends.analysis.windows import temporal_iou
+from backends.cli.main import main
+from backends.core.errors import CheckpointError
+from backends.models import grounding as gm
+from backends.train import grounding as g
 
 D = 16
 
 
 def test_window_max_pool_equals_brute_force():
     x = torch.randn(2, 3, 7)
-    out = g.window_max_pool(x)
+    out = gm.window_max_pool(x)
     for a in range(7):
         for b in range(7):
             want = x[:, :, a:b + 1].amax(-1) if a <= b else torch.zeros(2, 3)
@@ -32,13 +33,13 @@ def test_scaled_iou_targets_by_hand():
 
 
 def test_head_scores_only_valid_cells():
-    head = g.GroundingHead(g.GroundingConfig(feature_dim=D, hidden=8, num_clips=16))
+    head = gm.GroundingHead(gm.GroundingConfig(feature_dim=D, hidden=8, num_clips=16))
     scores = head.score_map(np.random.rand(16, D), np.random.rand(D))
     assert scores.shape == (16, 16)
     assert np.isfinite(scores).sum() == 136  # dense N = 16: every a <= b
     assert np.all(np.isnan(scores[np.tril_indices(16, -1)]))
     assert np.nanmin(scores) >= 0 and np.nanmax(scores) <= 1
-    sparse = g.GroundingHead(g.GroundingConfig(feature_dim=D, hidden=8, num_clips=64, mask="sparse"))
+    sparse = gm.GroundingHead(gm.GroundingConfig(feature_dim=D, hidden=8, num_clips=64, mask="sparse"))
     assert np.isfinite(sparse.score_map(np.random.rand(64, D), np.random.rand(D))).sum() == 1104
 
 
@@ -59,35 +60,35 @@ def _toy(n, seed, num_clips=16):
 
 def test_head_learns_the_toy_task():
     train, test = _toy(160, 1), _toy(60, 2)
-    head, log = g.train_head(train, g.GroundingConfig(feature_dim=D, hidden=32),
+    head, log = g.train_head(train, gm.GroundingConfig(feature_dim=D, hidden=32),
                              g.TrainSettings(epochs=12, seed=0), device="cpu")
     assert log.losses[-1] < 0.6 * log.losses[0]
     r1 = np.mean([temporal_iou(g.predict_windows(head, s, 1)[0][:2], s.window) >= 0.5 for s in test])
-    untrained = g.GroundingHead(g.GroundingConfig(feature_dim=D, hidden=32))
+    untrained = gm.GroundingHead(gm.GroundingConfig(feature_dim=D, hidden=32))
     r1_untrained = np.mean([temporal_iou(g.predict_windows(untrained, s, 1)[0][:2], s.window) >= 0.5 for s in test])
     assert r1 > max(0.25, r1_untrained + 0.1), (r1, r1_untrained)
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
-    head = g.GroundingHead(g.GroundingConfig(feature_dim=D, hidden=8))
+    head = gm.GroundingHead(gm.GroundingConfig(feature_dim=D, hidden=8))
     path = g.save_head(head, tmp_path / "head.pt", "toy@1", g.TrainSettings(epochs=1), g.TrainLog([0.5]))
-    back = g.load_head(path, device="cpu")
+    back = gm.load_head(path, device="cpu")
     x, q = np.random.rand(16, D), np.random.rand(D)
     assert np.allclose(back.score_map(x, q), head.score_map(x, q), equal_nan=True)
     with pytest.raises(CheckpointError, match="trained on 16-d features"):
-        g.load_head(path, expected_dim=384)
+        gm.load_head(path, expected_dim=384)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(CheckpointError, match="not a momentlens grounding-head checkpoint"):
-        g.load_head(other)
+        gm.load_head(other)
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    with pytest.raises(CheckpointError, match="not a checkpoint that torch can read"):
-        g.load_head(text)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        gm.load_head(text)
 
 
 def test_retrieve_with_a_head_of_another_dimension(realmix_video, tmp_path, capsys):
-    head = g.GroundingHead(g.GroundingConfig(feature_dim=7, hidden=8))
+    head = gm.GroundingHead(gm.GroundingConfig(feature_dim=7, hidden=8))
     path = g.save_head(head, tmp_path / "h7.pt", "x", g.TrainSettings(), g.TrainLog())
     rc = main(["retrieve", str(realmix_video), "a cup", "--encoder", "conse-tiny-random", "--head", str(path)])
     assert rc == 2 and "trained on 7-d features" in capsys.readouterr().err
@@ -108,7 +109,7 @@ def _charades_layout(tmp_path, n_videos=6):
         vid = f"V{v:04d}"
         t = 30
         f = rng.normal(scale=0.3, size=(t, enc.dim)).astype(np.float32)
-        for k, w in enumerate(words[:2]):
+        for k in range(2):
             s = 3 + 12 * k + int(rng.integers(0, 3))
             f[s:s + 8] += dirs[(v + k) % len(words)]
             lines.append(f"{vid} {s:.1f} {s + 8:.1f}##person {words[(v + k) % len(words)]}.")
@@ -129,7 +130,7 @@ def test_precomputed_features_with_charades_annotations(tmp_path):
     samples = g.samples_from_annotations(queries, enc, 16, features_dir=feats_dir)
     assert len(samples) == 12 and samples[0].clip_features.shape == (16, enc.dim)
     assert samples[0].duration == pytest.approx(28.5)  # from the csv, not from the feature count
-    head, log = g.train_head(samples, g.GroundingConfig(feature_dim=enc.dim, hidden=16),
+    head, log = g.train_head(samples, gm.GroundingConfig(feature_dim=enc.dim, hidden=16),
                              g.TrainSettings(epochs=8, batch_size=4), device="cpu")
     assert log.losses[-1] < log.losses[0]
 
@@ -167,7 +168,7 @@ def test_training_from_videos_goes_through_the_feature_cache(realmix_video, tmp_
     clips /= np.linalg.norm(clips, axis=1, keepdims=True)
     assert np.allclose(samples[0].clip_features, clips, atol=1e-5)
     seen = []
-    head, log = g.train_head(samples, g.GroundingConfig(feature_dim=enc.dim, hidden=8),
+    head, log = g.train_head(samples, gm.GroundingConfig(feature_dim=enc.dim, hidden=8),
                              g.TrainSettings(epochs=2, batch_size=4), device="cpu",
                              progress=lambda frac, text: seen.append((frac, text)))
     assert [f for f, _ in seen] == [0.5, 1.0] and "epoch 2/2" in seen[-1][1] and len(log.losses) == 2
@@ -178,8 +179,8 @@ def test_training_from_videos_goes_through_the_feature_cache(realmix_video, tmp_
 
 
 def test_training_can_be_stopped():
-    from backends.errors import CancelledError
+    from backends.core.errors import CancelledError
 
     with pytest.raises(CancelledError):
-        g.train_head(_toy(8, 3), g.GroundingConfig(feature_dim=D, hidden=8), g.TrainSettings(epochs=3),
+        g.train_head(_toy(8, 3), gm.GroundingConfig(feature_dim=D, hidden=8), g.TrainSettings(epochs=3),
                      device="cpu", should_stop=lambda: True)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from backends.views.similarity import (
+from backends.analysis.similarity import (
     REPNET_TAU,
     SimilarityError,
     atomic_events,
@@ -17,13 +17,12 @@ from backends.views.similarity import (
     cosine_tsm,
     detect_boundaries,
     event_proposals,
-    frames_at,
     repnet_tsm,
     segment_events,
-    self_similarity_view,
     similarity_from_features,
     union_proposals,
 )
+from backends.views.similarity import frames_at, self_similarity_view
 
 
 def _block_features(lengths, dim=32, noise=0.05, seed=0):
@@ -169,7 +168,7 @@ def test_view_figure_and_frames_on_real_footage(realmix_video):
 
 
 def test_cli_json_round_trip(realmix_video, capsys, tmp_path):
-    import backends.cli as cli
+    import backends.cli.main as cli
 
     rc = cli.main(["tsm", str(realmix_video), "--encoder", "conse-tiny-random", "--fps", "0.5", "--json"])
     doc = json.loads(capsys.readouterr().out)

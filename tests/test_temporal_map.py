@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from backends.retrieval import temporal_map as tm
+from backends.analysis import temporal_map as tm
 
 
 def official_style_sparse_mask(n: int) -> np.ndarray:
@@ -81,6 +81,6 @@ def test_pooled_cell_features_against_brute_force(mode):
 def test_map_json_has_null_for_invalid_cells():
     ct = tm.clip_grid(16.0, 16)
     scores = np.where(tm.dense_moment_mask(16), 1.0, np.nan)
-    doc = tm.TemporalMap(16, ct, scores, tm.dense_moment_mask(16)).to_json()
+    doc = tm.TemporalMap(16, ct, scores, tm.dense_moment_mask(16)).to_dict()
     assert doc["num_clips"] == 16 and len(doc["clip_times"]) == 16 and doc["clip_times"][1] == [1.0, 2.0]
     assert doc["scores"][5][2] is None and doc["scores"][2][5] == 1.0

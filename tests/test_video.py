@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backends.errors import (
+from backends.core.errors import (
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
@@ -9,7 +9,7 @@ from backends.errors import (
     VideoNotFoundError,
     VideoTooLongError,
 )
-from backends.video import VideoReader, probe, read_frames, write_video
+from backends.io.video import VideoReader, probe, read_frames, write_video
 from tests.media import write_audio_only, write_colour_clip, write_zero_frame_video
 
 

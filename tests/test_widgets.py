@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 from plotly.callbacks import InputDeviceState, Points
 
-from backends.retrieval import retrieve
+from backends.analysis.windows import temporal_iou
+from backends.retrieval.engine import retrieve
 from backends.views.similarity import frames_at
-from backends.windows import temporal_iou
-from widgets import AugmentationPanel, Explorer, GradCamPanel, RetrievalPanel, ScalingPanel, SelfSimilarityPanel
+from widgets import (
+    AugmentationPanel,
+    Explorer,
+    GradCamPanel,
+    RetrievalPanel,
+    ScalingPanel,
+    SelfSimilarityPanel,
+)
 from widgets.common import save_upload
 
 TINY = "conse-tiny-random"
@@ -28,7 +35,7 @@ def test_retrieval_panel_runs_on_a_query_and_seeks(realmix_video):
     panel.query.value = "a hand turning a cup"  # continuous_update=False: one run per committed value
     r = panel.result
     direct = retrieve(realmix_video, "a hand turning a cup", encoder=TINY)
-    assert r["query"] == "a hand turning a cup" and r["moments"] == direct.to_json()["moments"]
+    assert r["query"] == "a hand turning a cup" and r["moments"] == direct.to_dict()["moments"]
     assert [row["start"] for row in r["table"]] == [round(m.start, 2) for m in direct.moments]  # raw, not re-rounded
     assert np.allclose(panel.saliency.data[0].y, r["saliency"]["values"])
     assert np.allclose(panel.saliency.data[0].y, direct.saliency)
@@ -143,7 +150,7 @@ def test_scaling_panel_reads_a_checkpoint(tmp_path):
                tmp_path / "ck.pt")
     panel = ScalingPanel([tmp_path / "ck.pt"])
     panel.run()
-    means = [row["mean"] for row in panel.result["layers"]]
+    means = [row["mean"] for row in panel.result["checkpoints"][-1]["layers"]]
     assert means == pytest.approx([0.5, -0.25])
     mean, mean_abs = panel.figure.data  # per-layer mean and mean |scale| against depth
     assert list(mean.y) == pytest.approx([0.5, -0.25]) and list(mean_abs.y) == pytest.approx([0.5, 0.25])
@@ -157,7 +164,7 @@ def test_scaling_panel_trains_an_adapter(realmix_video, tmp_path):
     panel.runner.bar.observe(lambda ch: seen.append(ch["new"]), names="value")
     panel.train(out=tmp_path / "adapter.pt")
     assert panel.checkpoint_paths() == [str(tmp_path / "adapter.pt")]
-    scales = [row["mean"] for row in panel.result["layers"]]
+    scales = [row["mean"] for row in panel.result["checkpoints"][-1]["layers"]]
     assert len(scales) == 4 and any(abs(s) > 0 for s in scales)  # scales start at 0 and moved
     assert len(seen) > 3 and seen[-1] == 1.0
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from backends.windows import batched_nms, clamp_windows, nms, temporal_iou
+from backends.analysis.windows import batched_nms, clamp_windows, nms, temporal_iou
 
 
 def test_iou_of_single_windows_by_hand():

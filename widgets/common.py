@@ -10,16 +10,19 @@ import hashlib
 import html
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anywidget
 import ipywidgets as W
 import plotly.graph_objects as go
 import traitlets
 
-from backends import paths
-from backends.errors import CancelledError, MomentLensError
+from backends.core import paths
+from backends.core.errors import CancelledError, MomentLensError
+from backends.encoders import default_encoder_name, offline_encoder_names
+from backends.io.playback import playable_path
 
 MAX_PLAYER_BYTES = 200 * 2**20  # larger clips are not sent to the browser
 
@@ -31,7 +34,6 @@ def sample_clips() -> dict[str, str]:
 
 def encoder_choices() -> list[str]:
     """Encoders that build offline, the default first."""
-    from backends.encoders import default_encoder_name, offline_encoder_names
 
     return offline_encoder_names(first=default_encoder_name())
 
@@ -253,7 +255,6 @@ class VideoPlayer(anywidget.AnyWidget):
 
     def load(self, video: str | Path) -> None:
         """Show `video` (transcoded once to H.264 by the backend when the browser cannot play it)."""
-        from backends.playback import playable_path
 
         playable = Path(playable_path(video))
         if playable == self.path:

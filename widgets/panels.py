@@ -13,13 +13,30 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+import cv2
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+from IPython.display import display
 
+from backends.analysis.augment import AUGMENTATIONS, CvrlConfig
+from backends.analysis.augment import METHODS as AUGMENT_METHODS
+from backends.analysis.gradcam_options import METHODS as CAM_METHODS
+from backends.core.errors import WindowError
+from backends.core.paths import cache_dir
+from backends.figures.retrieval import saliency_figure, temporal_map_figure
+from backends.retrieval.engine import check_window, retrieve
+from backends.train.adapter import (
+    adapter_training_videos,
+    train_adapter_on_videos,
+)
+from backends.views.augment import augment_view
+from backends.views.gradcam import gradcam_view
+from backends.views.scaling import scaling_view
+from backends.views.similarity import frames_at, self_similarity_view
 from widgets.common import Runner, Source, VideoPlayer, from_browser, show_figure
 
 
@@ -58,7 +75,6 @@ class Panel:
             c.observe(lambda change: self.run(background=from_browser(change)), names="value")
 
     def _ipython_display_(self):
-        from IPython.display import display
 
         display(self.widget)
 
@@ -92,8 +108,6 @@ class RetrievalPanel(Panel):
                 W.HBox([self.player, self.table]), self.saliency, self.map]
 
     def _ground_truth(self, duration: float) -> tuple[float, float] | None:
-        from backends.errors import WindowError
-        from backends.retrieval.engine import check_window
 
         text = self.gt.value.replace(",", " ").split()
         if not text:
@@ -107,8 +121,6 @@ class RetrievalPanel(Panel):
         return check_window(window, duration, "the ground truth")
 
     def run(self, background: bool = False) -> None:
-        from backends.retrieval import retrieve
-        from backends.retrieval.figures import saliency_figure, temporal_map_figure
 
         video, query, runner = self.video.value, self.query.value, self.runner
         options = dict(encoder=self.encoder.value, head=self.head.value.strip() or None, top_k=self.top_k.value,
@@ -128,7 +140,7 @@ class RetrievalPanel(Panel):
             rows = r.table(gt)
             self.table.value = _table_html(rows) + (f"<i>{html.escape(self.player.note)}</i>" if self.player.note else "")
             self.chips.children = [self._chip(i, m) for i, m in enumerate(r.moments, start=1)]
-            self.result = {**r.to_json(), "table": rows, "scorer": r.scorer, "ground_truth": gt,
+            self.result = {**r.to_dict(), "table": rows, "scorer": r.scorer, "ground_truth": gt,
                            "saliency": {"times": r.saliency_times.tolist(), "values": r.saliency.tolist()}}
 
         runner.run(work, done, background)
@@ -174,7 +186,6 @@ class SelfSimilarityPanel(Panel):
                 W.HBox([self.t1, self.t2]), self.frames]
 
     def run(self, background: bool = False) -> None:
-        from backends.views.similarity import self_similarity_view
 
         video, runner = self.video.value, self.runner
         options = dict(kind=self.kind.value, fps=float(self.fps.value), features=self.features.value)
@@ -196,7 +207,6 @@ class SelfSimilarityPanel(Panel):
             self.t1.value, self.t2.value = round(float(x), 2), round(float(y), 2)
 
     def show_frames(self, background: bool = False) -> None:
-        from backends.views.similarity import frames_at
 
         video, t1, t2 = self.video.value, self.t1.value, self.t2.value
 
@@ -209,7 +219,6 @@ class SelfSimilarityPanel(Panel):
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
-    import cv2
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     return buf.tobytes()
@@ -222,9 +231,8 @@ class AugmentationPanel(Panel):
     run_label = "Sample views"
 
     def build(self):
-        from backends.views.augment import AUGMENTATIONS, METHODS
 
-        self.method = W.Dropdown(options=list(METHODS), value="cvrl", description="method", layout=W.Layout(width="220px"))
+        self.method = W.Dropdown(options=list(AUGMENT_METHODS), value="cvrl", description="method", layout=W.Layout(width="220px"))
         self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
         self.strength = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.1, description="jitter s",
                                       continuous_update=False)
@@ -241,7 +249,6 @@ class AugmentationPanel(Panel):
                 W.HBox([self.enabled, self.inconsistent]), self.figure, self.params_box]
 
     def run(self, background: bool = False) -> None:
-        from backends.views.augment import CvrlConfig, augment_view
 
         video = self.video.value
         options = dict(method=self.method.value, seed=int(self.seed.value), enabled=tuple(self.enabled.value),
@@ -265,11 +272,10 @@ class GradCamPanel(Panel):
     run_label = "Explain"
 
     def build(self):
-        from backends.views.gradcam_options import METHODS
 
         self.query = W.Text(description="query", placeholder="what should the frames show?", continuous_update=False,
                             layout=W.Layout(width="420px"))
-        self.method = W.Dropdown(options=list(METHODS), value="gradcam++", description="method")
+        self.method = W.Dropdown(options=list(CAM_METHODS), value="gradcam++", description="method")
         self.num_frames = W.IntSlider(value=6, min=1, max=16, description="frames", continuous_update=False)
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
                                      continuous_update=False)
@@ -284,7 +290,6 @@ class GradCamPanel(Panel):
                 self.image, self.caption]
 
     def run(self, background: bool = False) -> None:
-        from backends.views.gradcam import gradcam_view
 
         video, query = self.video.value, self.query.value
         options = dict(encoder=self.encoder.value, frames=int(self.num_frames.value), method=self.method.value,
@@ -336,7 +341,6 @@ class ScalingPanel(Panel):
         return [line.strip() for line in self.checkpoints.value.splitlines() if line.strip()]
 
     def run(self, background: bool = False) -> None:
-        from backends.views.scaling import scaling_view
 
         sources = self.checkpoint_paths()
         if not sources:
@@ -348,15 +352,12 @@ class ScalingPanel(Panel):
         data, fig = out
         show_figure(self.figure, fig)
         self.result = data
-        groups = data.get("checkpoints", [data])
+        groups = data["checkpoints"]
         self.summary.value = " · ".join(f"{html.escape(Path(g['checkpoint']).name)}: {len(g['layers'])} scales"
                                         for g in groups)
 
     def train(self, background: bool = False, out: str | Path | None = None) -> None:
         """Train a temporal adapter (progress bar, Stop), add its checkpoint to the list and plot the scales."""
-        from backends.adapter import adapter_training_videos, train_adapter_on_videos
-        from backends.paths import cache_dir
-        from backends.views.scaling import scaling_view
 
         videos = adapter_training_videos(self.video.value)
         encoder, epochs, runner = self.encoder.value, int(self.epochs.value), self.runner
@@ -395,6 +396,5 @@ class Explorer:
         self.widget = W.VBox([self.source, self.tabs])
 
     def _ipython_display_(self):
-        from IPython.display import display
 
         display(self.widget)

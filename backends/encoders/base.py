@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.device import resolve_device
-from backends.errors import UnknownEncoderError
+from backends.core.device import resolve_device
+from backends.core.errors import UnknownEncoderError
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +24,24 @@ class EncoderSpec:
     """A registry entry: how to build one encoder family."""
 
     name: str  # registry name, e.g. "conse-effnet-minilm"; families end in ":" ("clip:")
-    builder: Callable[..., "Encoder"]  # builder(device, arg) -> Encoder
+    builder: Callable[..., Encoder]  # builder(device, arg) -> Encoder
     description: str  # one line for `momentlens encoders`
     available: Callable[[str | None], bool]  # are the weights on disk (no network)?
     family: bool = False  # takes an argument after the colon (a model name or a file path)
+    models: Callable[[], list[str]] | None = None  # a family's named models (e.g. CLIP's), for listings
 
 
 _REGISTRY: dict[str, EncoderSpec] = {}
 
 
-def register_encoder(name: str, description: str, available: Callable[[str | None], bool] = lambda arg: True):
-    """Decorator adding a builder to the registry; a name ending in ':' is a family taking an argument."""
+def register_encoder(name: str, description: str, available: Callable[[str | None], bool] = lambda arg: True,
+                     models: Callable[[], list[str]] | None = None):
+    """Decorator adding a builder to the registry; a name ending in ':' is a family taking an argument
+    (`models()` lists the names it knows, e.g. CLIP's model names)."""
 
     def wrap(builder):
         family = name.endswith(":")
-        _REGISTRY[name] = EncoderSpec(name, builder, description, available, family)
+        _REGISTRY[name] = EncoderSpec(name, builder, description, available, family, models)
         return builder
 
     return wrap
@@ -62,7 +67,7 @@ def _lookup(name: str) -> tuple[EncoderSpec, str | None]:
     raise UnknownEncoderError(f"unknown encoder {name!r}; available: {', '.join(list_encoders())}")
 
 
-def create_encoder(name: str | None = None, device: str | torch.device = "auto") -> "Encoder":
+def create_encoder(name: str | None = None, device: str | torch.device = "auto") -> Encoder:
     """Build an encoder by registry name (None = the default encoder) on `device` ("auto" = CUDA if present)."""
     if name is None:
         name = default_encoder_name()
@@ -87,10 +92,8 @@ def offline_encoder_names(first: str | None = None) -> list[str]:
         if not spec.family:
             if spec.available(None):
                 names.append(name)
-        elif name == "clip:":
-            from backends.encoders.clip_encoder import clip
-
-            names += [f"clip:{m}" for m in clip.available_models() if spec.available(m)]
+        elif spec.models is not None:
+            names += [f"{name}{m}" for m in spec.models() if spec.available(m)]
     if first:
         names = [first] + [n for n in names if n != first]
     return names
@@ -189,7 +192,6 @@ class Encoder(ABC):
 
 def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     """uint8 (T,H,W,3) -> (T,size,size,3): shorter side to `size` (bicubic), then a centre crop."""
-    import cv2
 
     out = np.empty((len(frames), size, size, 3), np.uint8)
     for i, f in enumerate(frames):
@@ -203,8 +205,12 @@ def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+# The process-wide model cache (read-only encoders shared by every caller, the web app's workers included).
+# `_MODEL_GUARD` guards the two dicts only; each key has its own build lock, so that building one encoder
+# (an adapter builds its base encoder through this cache) never waits on a lock it already holds.
 _MODEL_CACHE: dict[tuple[str, str], Encoder] = {}
-_MODEL_CACHE_LOCK = __import__("threading").Lock()
+_MODEL_BUILD_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_MODEL_GUARD = threading.Lock()
 
 
 def cached_encoder(name: str | None = None, device: str | torch.device = "auto") -> Encoder:
@@ -212,8 +218,16 @@ def cached_encoder(name: str | None = None, device: str | torch.device = "auto")
     if name is None:
         name = default_encoder_name()
     key = (name, str(resolve_device(device)))
-    with _MODEL_CACHE_LOCK:
+    with _MODEL_GUARD:
         enc = _MODEL_CACHE.get(key)
+        if enc is not None:
+            return enc
+        build_lock = _MODEL_BUILD_LOCKS.setdefault(key, threading.Lock())
+    with build_lock:  # one build per key; other keys build in parallel
+        with _MODEL_GUARD:
+            enc = _MODEL_CACHE.get(key)
         if enc is None:
-            enc = _MODEL_CACHE[key] = create_encoder(name, device)
+            enc = create_encoder(name, device)
+            with _MODEL_GUARD:
+                _MODEL_CACHE[key] = enc
     return enc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import warnings
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from backends.core.errors import CheckpointError, WeightsNotFoundError
 from backends.encoders.base import Encoder, register_encoder, resize_center_crop
-from backends.errors import CheckpointError, WeightsNotFoundError
+from backends.io.checkpoints import file_version
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # clip imports the deprecated pkg_resources
@@ -103,12 +102,8 @@ class _ImageTower(torch.nn.Module):
         return self.model.encode_image(x)
 
 
-def _file_version(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-
-
-@register_encoder("clip:", "OpenAI CLIP by model name (weights in ~/.cache/clip) or local .pt file", clip_available)
+@register_encoder("clip:", "OpenAI CLIP by model name (weights in ~/.cache/clip) or local .pt file", clip_available,
+                  models=clip.available_models)
 def build_clip(device: torch.device, arg: str) -> ClipEncoder:
     path = Path(arg).expanduser()
     if path.is_file():
@@ -116,12 +111,13 @@ def build_clip(device: torch.device, arg: str) -> ClipEncoder:
             model, _ = clip.load(str(path), device=device, jit=False)
         except Exception as err:  # a file that is not a CLIP checkpoint
             raise CheckpointError(f"{path.name} is not a CLIP checkpoint that the clip package can load ({err}).") from err
-        return ClipEncoder(model, device, f"clip:{path.name}", _file_version(path))
+        return ClipEncoder(model, device, f"clip:{path.name}", file_version(path))
     if arg not in clip.available_models():
         raise WeightsNotFoundError(
             f"CLIP model {arg!r} is neither a known model name ({', '.join(clip.available_models())}) nor a file."
         )
     local = clip_weights_file(arg)
+    assert local is not None  # `arg` is one of clip.available_models()
     try:
         model, _ = clip.load(arg, device=device, jit=False, download_root=str(CLIP_CACHE))
     except (urllib.error.URLError, OSError, RuntimeError) as err:
@@ -133,7 +129,7 @@ def build_clip(device: torch.device, arg: str) -> ClipEncoder:
 
 
 def tiny_random_clip(seed: int = 0) -> CLIP:
-    """A ~3 M-parameter CLIP with random weights, for tests (architecture of REFERENCE.md)."""
+    """A ~3 M-parameter CLIP with random weights, for tests (32-d embeddings, one 64-wide layer per tower, 32 x 32 input)."""
     g = torch.random.fork_rng()
     with g:
         torch.manual_seed(seed)

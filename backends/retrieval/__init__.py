@@ -1,19 +1,11 @@
-"""Moment retrieval: 2D temporal maps (2D-TAN), zero-shot scorers, top-k moments, figures and CLI.
+"""Moment retrieval: a text query in, ranked [start, end] moments out.
 
-- `temporal_map`: clip grids, dense/sparse 2D-TAN masks, cell times, pooled cell features.
-- `zero_shot`: scorers over candidate windows (cumulative sums; the default is `z-visual`).
-- `engine`: `retrieve`, `retrieve_many`, `predict_for_annotations` (the entry points).
-- `figures`: plotly 2D map heat map, saliency curve, several queries on one timeline.
-- `cli`: the `retrieve` and `map2d` sub-commands.
+- `engine`: `retrieve`, `retrieve_many`, `predict_for_annotations` (the entry points), the per-video index,
+  candidate scoring, NMS.
+- `zero_shot`: the zero-shot scorers over candidate windows (cumulative sums; the default is `z-visual`).
+
+The 2D-TAN grids and masks are in `backends.analysis.temporal_map`, the trained head in
+`backends.models.grounding`, the figures in `backends.figures.retrieval`. Import from the modules
+(`from backends.retrieval.engine import retrieve`): this package imports nothing, so that the command line
+reads the scorer names without loading torch.
 """
-
-from backends.retrieval.engine import (
-    Moment,
-    RetrievalResult,
-    predict_for_annotations,
-    retrieve,
-    retrieve_many,
-)
-from backends.retrieval.temporal_map import TemporalMap
-
-__all__ = ["Moment", "RetrievalResult", "TemporalMap", "predict_for_annotations", "retrieve", "retrieve_many"]

@@ -10,27 +10,32 @@ with the number of clips only.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from backends.errors import CheckpointError, QueryError, WindowError
-from backends.retrieval import temporal_map as tm
+from backends.analysis import temporal_map as tm
+from backends.analysis.windows import clamp_windows, nms, temporal_iou
+from backends.core.contracts import ProgressFn, StopFn, check_query
+from backends.core.errors import (
+    CheckpointError,
+    QueryError,
+    VideoNotFoundError,
+    WindowError,
+)
+from backends.encoders import Encoder, cached_encoder
+from backends.features import VideoFeatures, encode_video
+from backends.io.video import VIDEO_EXTENSIONS
+from backends.models import grounding
 from backends.retrieval import zero_shot as zs
-from backends.windows import clamp_windows, nms, temporal_iou
 
-MAX_QUERY_CHARS = 1000
 LONG_WINDOW_CLIPS = 128  # clips per window of the long-video maps (2D-TAN TACoS size), hop half of it
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
 
-ProgressFn = Callable[[float, str], None]
-
-
-class QueryTextError(QueryError):
-    """The query text is empty, whitespace only, or too long."""
 
 
 class OutsideVideoError(WindowError):
@@ -48,7 +53,7 @@ class Moment:
     end: float  # seconds
     score: float  # higher is better; comparable within one query only
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "score": round(float(self.score), 6)}
 
 
@@ -81,24 +86,13 @@ class RetrievalResult:
                  "length": round(m.end - m.start, 2), "score": round(float(m.score), 4),
                  "iou": None if ious is None else round(float(ious[i]), 3)} for i, m in enumerate(self.moments)]
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """`{"video", "duration", "encoder", "query", "moments": [{"start", "end", "score"}]}`."""
         return {"video": self.video, "duration": round(float(self.duration), 3), "encoder": self.encoder,
-                "query": self.query, "moments": [m.to_json() for m in self.moments]}
+                "query": self.query, "moments": [m.to_dict() for m in self.moments]}
 
 
 # --- input checks ----------------------------------------------------------------------------------
-def check_query(query: Any) -> str:
-    """Return the stripped query or raise QueryTextError with one sentence."""
-    if not isinstance(query, str) or not query.strip():
-        raise QueryTextError("the query is empty; type a sentence describing the moment to find.")
-    text = " ".join(query.split())
-    if len(text) > MAX_QUERY_CHARS:
-        raise QueryTextError(
-            f"the query has {len(text)} characters; keep it under {MAX_QUERY_CHARS} (one or two sentences).")
-    return text
-
-
 def check_window(window: Sequence[float], duration: float, what: str = "the window") -> tuple[float, float]:
     """Return (start, end) or raise OutsideVideoError when it is empty or not inside [0, duration]."""
     try:
@@ -159,7 +153,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def build_index(features: np.ndarray, times: np.ndarray, duration: float, visual: np.ndarray | None = None,
-                fps: float = 1.0, num_clips: int | None = None, mask: str = "auto") -> VideoIndex:
+                fps: float = 1.0, *, num_clips: int | None = None, mask: str = "auto") -> VideoIndex:
     """Prepare a video for queries. `num_clips` fixes one N x N map; by default N follows the duration and
     videos with more frames than 128 get multi-scale windowed sparse maps."""
     if mask not in tm.MASK_KINDS:
@@ -267,7 +261,6 @@ def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = No
 # --- trained head (another module; optional) ---------------------------------------------------------
 def load_head(checkpoint: str | os.PathLike, encoder_dim: int):
     """Load a trained 2D-TAN grounding head (`backends.retrieval.grounding`) and check its dimension."""
-    from backends.retrieval import grounding
 
     head = grounding.load_head(checkpoint)
     if int(head.feature_dim) != int(encoder_dim):
@@ -288,40 +281,48 @@ def _head_scores(head, index: VideoIndex, query_vec: np.ndarray) -> tuple[np.nda
 
 
 # --- public entry points ---------------------------------------------------------------------------
-_INDEX_CACHE: "OrderedDict[tuple, tuple[Any, VideoIndex]]" = OrderedDict()  # read-only results, bounded
+# Per-video indexes, shared by every caller of the process (the web app's workers included): keyed like the
+# feature cache (file content hash, encoder id, fps) plus the map settings, bounded, and guarded by a lock.
+_INDEX_CACHE: OrderedDict[tuple, VideoIndex] = OrderedDict()
 _INDEX_CACHE_SIZE = 4
+_INDEX_CACHE_LOCK = threading.Lock()
 
 
 def _video_features(video, encoder, fps: float, progress: ProgressFn | None, should_stop=None):
-    from backends.encoders import Encoder, cached_encoder
-    from backends.features import encode_video
 
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
     return enc, encode_video(video, enc, fps=fps, progress=progress, should_stop=should_stop)
 
 
-def _index_for(feats, fps: float, num_clips: int | None, mask: str) -> VideoIndex:
-    key = (str(feats.path), feats.encoder_id, float(fps), len(feats), float(feats.duration),
-           float(feats.features[:, :8].sum()), num_clips, mask)
-    hit = _INDEX_CACHE.get(key)
-    if hit is not None:
-        _INDEX_CACHE.move_to_end(key)
-        return hit[1]
-    index = build_index(feats.features, feats.times, feats.duration, feats.visual, fps, num_clips, mask)
-    _INDEX_CACHE[key] = (None, index)
-    while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
-        _INDEX_CACHE.popitem(last=False)
+def _index_for(feats: VideoFeatures, fps: float, num_clips: int | None, mask: str) -> VideoIndex:
+    """The video's index, built once per (content, encoder, fps, map settings) and shared by its queries."""
+    key = (feats.content_hash, feats.encoder_id, float(fps), num_clips, mask)
+    cacheable = bool(feats.content_hash)  # features made outside `encode_video` carry no content hash
+    if cacheable:
+        with _INDEX_CACHE_LOCK:
+            hit = _INDEX_CACHE.get(key)
+            if hit is not None:
+                _INDEX_CACHE.move_to_end(key)
+                return hit
+    # built outside the lock: a second worker asking for the same video meanwhile builds an equal index
+    index = build_index(feats.features, feats.times, feats.duration, feats.visual, fps, num_clips=num_clips, mask=mask)
+    if cacheable:
+        with _INDEX_CACHE_LOCK:
+            index = _INDEX_CACHE.setdefault(key, index)
+            _INDEX_CACHE.move_to_end(key)
+            while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+                _INDEX_CACHE.popitem(last=False)
     return index
 
 
-def retrieve_many(video, queries: Sequence[str], encoder=None, head=None, top_k: int = 5,
-                  nms_threshold: float = 0.5, fps: float = 1.0, num_clips: int | None = None,
-                  mask: str = "auto", progress: ProgressFn | None = None,
-                  scorer: str | None = None, should_stop=None) -> list[RetrievalResult]:
+def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: Encoder | str | None = None,
+                  head: str | os.PathLike | None = None, top_k: int = 5, nms_threshold: float = 0.5, fps: float = 1.0,
+                  num_clips: int | None = None, mask: str = "auto", progress: ProgressFn | None = None,
+                  scorer: str | None = None, should_stop: StopFn | None = None) -> list[RetrievalResult]:
     """Retrieve moments for several queries, encoding the video once (`should_stop()` -> True cancels)."""
     texts = [check_query(q) for q in queries]
     if top_k < 1:
-        raise QueryTextError(f"top-k must be at least 1, got {top_k}.")
+        raise QueryError(f"top-k must be at least 1, got {top_k}.")
     enc, feats = _video_features(video, encoder, fps, progress, should_stop)
     head_model = load_head(head, feats.features.shape[1]) if head else None
     if head_model is not None:  # the head scores the map size and mask it was trained on
@@ -341,7 +342,7 @@ def retrieve_many(video, queries: Sequence[str], encoder=None, head=None, top_k:
             a, b = np.nonzero(index.map_mask)
             sub = _sub_index(index, a, b)
             moments = top_moments(sub, grid[a, b], top_k, nms_threshold)
-            used = f"head:{Path(head).name}"
+            used = f"head:{Path(str(head)).name}"
         results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
                                        feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used))
     return results
@@ -355,18 +356,19 @@ def _sub_index(index: VideoIndex, a: np.ndarray, b: np.ndarray) -> VideoIndex:
                       index.long_video, index.mask_kind)
 
 
-def retrieve(video, query: str, encoder=None, head=None, top_k: int = 5, nms_threshold: float = 0.5,
-             fps: float = 1.0, num_clips: int | None = None, mask: str = "auto",
-             progress: ProgressFn | None = None, scorer: str | None = None, should_stop=None) -> RetrievalResult:
+def retrieve(video: str | os.PathLike, query: str, *, encoder: Encoder | str | None = None,
+             head: str | os.PathLike | None = None, top_k: int = 5, nms_threshold: float = 0.5, fps: float = 1.0,
+             num_clips: int | None = None, mask: str = "auto", progress: ProgressFn | None = None,
+             scorer: str | None = None, should_stop: StopFn | None = None) -> RetrievalResult:
     """Top-k moments of one text query in a video, with its saliency curve and 2D temporal map."""
-    return retrieve_many(video, [query], encoder, head, top_k, nms_threshold, fps, num_clips, mask,
-                         progress, scorer, should_stop)[0]
+    return retrieve_many(video, [query], encoder=encoder, head=head, top_k=top_k, nms_threshold=nms_threshold,
+                         fps=fps, num_clips=num_clips, mask=mask, progress=progress, scorer=scorer,
+                         should_stop=should_stop)[0]
 
 
 def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None) -> Path:
     """The video file of an annotation's `vid`: as given (simple json names the file), else with a common
     extension, in `video_dir`."""
-    from backends.errors import VideoNotFoundError
 
     base = Path(video_dir) if video_dir is not None else Path(".")
     direct = Path(vid) if Path(vid).is_absolute() else base / vid
@@ -380,12 +382,13 @@ def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None) -> P
                              f"named VID.mp4 (or .avi, .webm, .mkv, .mov).")
 
 
-def predict_for_annotations(queries, video_dir=None, encoder=None, head=None, top_k: int = 10,
-                            progress: ProgressFn | None = None, scorer: str | None = None,
+def predict_for_annotations(queries: Sequence[Any], video_dir: str | os.PathLike | None = None, *,
+                            encoder: Encoder | str | None = None, head: str | os.PathLike | None = None,
+                            top_k: int = 10, progress: ProgressFn | None = None, scorer: str | None = None,
                             nms_threshold: float = 0.5, fps: float = 1.0) -> list[dict]:
     """Predictions aligned with `queries` (AnnotatedQuery): `{"qid", "pred_relevant_windows": [[s, e, score]]}`.
     Queries are grouped by video so that each video is encoded once."""
-    by_video: "OrderedDict[str, list[int]]" = OrderedDict()
+    by_video: OrderedDict[str, list[int]] = OrderedDict()
     for i, q in enumerate(queries):
         by_video.setdefault(str(q.vid), []).append(i)
     out: list[dict | None] = [None] * len(queries)
@@ -393,8 +396,8 @@ def predict_for_annotations(queries, video_dir=None, encoder=None, head=None, to
         path = resolve_annotation_video(vid, video_dir)
         if progress is not None:
             progress(done / len(by_video), f"video {done + 1}/{len(by_video)}: {path.name}")
-        results = retrieve_many(path, [queries[i].query for i in idx], encoder, head, top_k, nms_threshold,
-                                fps, scorer=scorer)
+        results = retrieve_many(path, [queries[i].query for i in idx], encoder=encoder, head=head, top_k=top_k,
+                                nms_threshold=nms_threshold, fps=fps, scorer=scorer)
         for i, r in zip(idx, results):
             out[i] = {"qid": queries[i].qid, "vid": vid, "query": queries[i].query,
                       "pred_relevant_windows": [[m.start, m.end, m.score] for m in r.moments]}

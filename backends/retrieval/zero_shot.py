@@ -12,12 +12,13 @@ happily merges a matching scene with a half-matching neighbour; the visual term 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from backends.views import similarity
+from backends.analysis import similarity
 
 EPS = 1e-8
 
@@ -29,37 +30,45 @@ class ClipContext:
     visual: np.ndarray | None  # (N, Dv) visual clip features; None: text-only scorers only
     num_clips: int
     _cache: dict = field(default_factory=dict, repr=False)
+    # one index serves concurrent queries (web-app workers): its memo is filled under this lock
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def boundary(self) -> np.ndarray:
         """(N+1,) boundary strength at each clip edge (edge e sits before clip e), in [0, 1]."""
         if "boundary" not in self._cache:
-            self._cache["boundary"] = boundary_strength(self.visual, self.num_clips)
+            self._cache["boundary"] = clip_boundary_strength(self.visual, self.num_clips)
         return self._cache["boundary"]
 
     def proposals(self) -> np.ndarray:
         """(P, 2) inclusive clip-index windows: PSVL-style unions of consecutive atomic events."""
         if "proposals" not in self._cache:
-            self._cache["proposals"] = event_proposals(self.visual, self.num_clips)
+            self._cache["proposals"] = clip_event_proposals(self.visual, self.num_clips)
         return self._cache["proposals"]
 
     def memo(self, key, arrays: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Cache a query-independent per-candidate array, keyed by the candidate arrays' identity; a few
         candidate sets are kept per key (a video's candidates and its displayed map's cells)."""
-        entries = self._cache.setdefault(key, [])
-        for i, (held, value) in enumerate(entries):
-            if len(held) == len(arrays) and all(a is b for a, b in zip(held, arrays)):
-                entries.append(entries.pop(i))  # most recently used last
-                return value
-        value = compute()
-        entries.append((arrays, value))
-        del entries[:-MEMO_SETS]
-        return value
+        with self._lock:
+            entries = self._cache.setdefault(key, [])
+            for i, (held, value) in enumerate(entries):
+                if len(held) == len(arrays) and all(a is b for a, b in zip(held, arrays)):
+                    entries.append(entries.pop(i))  # most recently used last
+                    return value
+            value = compute()
+            entries.append((arrays, value))
+            del entries[:-MEMO_SETS]
+            return value
+
+    def _visual(self) -> np.ndarray:
+        if self.visual is None:
+            raise ValueError("this scorer needs the visual clip features of the video")
+        return self.visual
 
     def visual_spread(self) -> float:
         """Standard deviation of the pairwise cosine similarities of the visual clip features (the unit of
         `visual_local_contrast`); at most MAX_SPREAD_CLIPS evenly spaced clips are compared."""
         if "visual_spread" not in self._cache:
-            v = _unit_rows(self.visual)
+            v = _unit_rows(self._visual())
             if len(v) > MAX_SPREAD_CLIPS:
                 v = v[np.linspace(0, len(v) - 1, MAX_SPREAD_CLIPS).round().astype(int)]
             pairs = (v @ v.T)[np.triu_indices(len(v), 1)]
@@ -72,7 +81,7 @@ class ClipContext:
 
     def visual_prefix(self) -> np.ndarray:
         if "visual_prefix" not in self._cache:
-            v = _unit_rows(self.visual)
+            v = _unit_rows(self._visual())
             self._cache["visual_prefix"] = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
         return self._cache["visual_prefix"]
 
@@ -90,6 +99,12 @@ class ClipSignals:
         self.similarity = np.asarray(self.similarity, dtype=np.float64)
         if self.context is None:
             self.context = ClipContext(self.visual, len(self.similarity))
+
+    @property
+    def clip_context(self) -> ClipContext:
+        """The video's clip context (always set after __post_init__)."""
+        assert self.context is not None
+        return self.context
 
     @property
     def num_clips(self) -> int:
@@ -129,9 +144,9 @@ def window_stats(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray):
 
 
 # --- video structure: boundaries, coherence, event proposals --------------------------------------
-def boundary_strength(visual: np.ndarray | None, num_clips: int, context: int = 2) -> np.ndarray:
+def clip_boundary_strength(visual: np.ndarray | None, num_clips: int, context: int = 2) -> np.ndarray:
     """(N+1,) strength of each clip edge (edge e sits before clip e), in [0, 1]: the checkerboard novelty of
-    the visual self-similarity (`backends.views.similarity.boundary_strength`, Foote 2000) on the clip grid,
+    the visual self-similarity (`backends.analysis.similarity.boundary_strength`, Foote 2000) on the clip grid,
     normalised by the largest interior edge. The video's own start and end count as full boundaries (1).
     """
     out = np.zeros(num_clips + 1)
@@ -149,7 +164,7 @@ def boundary_strength(visual: np.ndarray | None, num_clips: int, context: int = 
 
 def inside_coherence(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Mean pairwise cosine of the visual clip features inside each window (||sum v||^2 / n^2)."""
-    csum = signals.context.visual_prefix()
+    csum = signals.clip_context.visual_prefix()
     out = np.empty(len(starts))
     chunk = 1 << 14  # bounded memory for long videos
     for i in range(0, len(starts), chunk):
@@ -193,8 +208,8 @@ def visual_local_contrast(context: ClipContext, starts: np.ndarray, ends: np.nda
     return out / (context.visual_spread() + EPS)
 
 
-def event_proposals(visual: np.ndarray | None, num_clips: int, max_events: int = 4) -> np.ndarray:
-    """PSVL-style proposals on the clip grid (`backends.views.similarity.event_proposals`: k-means on TSM rows
+def clip_event_proposals(visual: np.ndarray | None, num_clips: int, max_events: int = 4) -> np.ndarray:
+    """PSVL-style proposals on the clip grid (`backends.analysis.similarity.event_proposals`: k-means on TSM rows
     with a time column, atomic events, unions of up to `max_events` consecutive events), at three
     granularities (k = N/16, N/8, N/4 events).
 
@@ -206,10 +221,10 @@ def event_proposals(visual: np.ndarray | None, num_clips: int, max_events: int =
         edges = np.linspace(0, num_clips, MAX_EVENT_CLIPS + 1).round().astype(int)
         csum = np.concatenate([np.zeros((1, visual.shape[1])), np.cumsum(_unit_rows(visual), axis=0)])
         coarse = (csum[edges[1:]] - csum[edges[:-1]]) / np.diff(edges)[:, None]
-        small = event_proposals(coarse, MAX_EVENT_CLIPS, max_events)
+        small = clip_event_proposals(coarse, MAX_EVENT_CLIPS, max_events)
         return np.stack([edges[small[:, 0]], edges[small[:, 1] + 1] - 1], axis=1)
     centres = np.arange(num_clips) + 0.5  # clip i spans [i, i + 1) in clip units
-    props = set()
+    props: set[tuple[int, int]] = set()
     for k in sorted({max(2, num_clips // 16), max(2, num_clips // 8), max(2, num_clips // 4)}):
         _, spans = similarity.event_proposals(visual, centres, duration=float(num_clips), n_events=k,
                                               max_span=max_events, min_event_seconds=1.0)

@@ -1,162 +1,20 @@
-"""Temporal-scaling curves (LiteVL): per-layer scale parameters read by name from any checkpoint.
-
-LiteVL (Chen et al. EMNLP 2022) plots the layer-wise average of its learnable temporal scales. This view
-finds such parameters in any state dict (ours: `layers.{i}.temporal_scale`; others: `blocks.{i}.ls1.gamma`,
-`resblocks.{i}.alpha`, ...) by a name pattern inside layer-indexed keys, and plots mean and mean |value|
-against layer depth, several checkpoints overlaid.
+"""The temporal-scaling view: checkpoints in, per-layer scale statistics (and their figure) out.
 
 >>> data, fig = scaling_view(["adapter.epoch0.pt", "adapter.pt"])
+>>> data["checkpoints"][0]["layers"][0]["mean"]
 """
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
-from backends.errors import CheckpointError
-
-# Last name component of a scale parameter: temporal_scale, scale, alpha, gamma, gamma_1, ls_scale, ...
-SCALE_NAME = r"(?:\w+_)?(?:temporal_)?(?:scale|alpha|gamma)(?:_\d+)?"
-# Components that mark a normalisation layer, whose `gamma`/`scale` is a norm weight, not a residual scale.
-NORM_COMPONENT = re.compile(r"(?:^|_)(?:norm|ln|bn|layernorm|batchnorm|layer_norm|batch_norm)(?:_?\d+)?$", re.I)
-STATE_DICT_KEYS = ("state_dict", "model", "module", "model_state_dict", "net", "weights")
-
-
-@dataclass
-class ScaleParameter:
-    """One scale parameter found in a checkpoint."""
-
-    name: str  # full key in the state dict
-    series: str  # key with the layer index replaced by {i}: the curve it belongs to
-    layer: int  # layer index (depth)
-    mean: float
-    mean_abs: float
-    numel: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "series": self.series, "layer": self.layer,
-                "mean": self.mean, "mean_abs": self.mean_abs, "numel": self.numel}
-
-
-def _as_state_dict(obj: Any, label: str) -> Mapping[str, torch.Tensor]:
-    if isinstance(obj, torch.nn.Module):
-        return obj.state_dict()
-    if isinstance(obj, Mapping):
-        for key in STATE_DICT_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-                return inner
-        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if tensors:
-            return tensors
-    raise CheckpointError(f"{label} holds no state dict (no tensors under {', '.join(STATE_DICT_KEYS)} or at the top level).")
-
-
-def load_state_dict(checkpoint: Any) -> tuple[Mapping[str, torch.Tensor], str]:
-    """(state dict, label) from a path, a checkpoint dict, a state dict or a module."""
-    if isinstance(checkpoint, (str, Path)):
-        from backends.adapter import read_checkpoint
-
-        path = Path(checkpoint)
-        return _as_state_dict(read_checkpoint(path), path.name), path.name
-    return _as_state_dict(checkpoint, "the checkpoint"), "checkpoint"
-
-
-def find_scale_parameters(state_dict: Mapping[str, torch.Tensor], name_pattern: str = SCALE_NAME) -> list[ScaleParameter]:
-    """Scale parameters: keys whose last component matches `name_pattern` and that contain a layer index.
-
-    The layer index is the last integer component before the name (`blocks.3.ls1.gamma` -> 3); keys under
-    a normalisation layer (`norm1.gamma`, `bn.scale`) are skipped.
-    """
-    last = re.compile(rf"^{name_pattern}$", re.I)
-    found = []
-    for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            continue
-        parts = key.split(".")
-        if not last.match(parts[-1]) or any(NORM_COMPONENT.search(p) for p in parts[:-1]):
-            continue
-        index_pos = [i for i, p in enumerate(parts[:-1]) if p.isdigit()]
-        if not index_pos:
-            continue
-        pos = index_pos[-1]
-        series = ".".join(parts[:pos] + ["{i}"] + parts[pos + 1:])
-        v = value.detach().float()
-        found.append(ScaleParameter(key, series, int(parts[pos]), float(v.mean()), float(v.abs().mean()), v.numel()))
-    found.sort(key=lambda s: (s.series, s.layer))
-    return found
-
-
-@dataclass
-class CheckpointScales:
-    label: str  # file name (or "checkpoint")
-    parameters: list[ScaleParameter]
-
-    def series(self) -> dict[str, list[ScaleParameter]]:
-        out: dict[str, list[ScaleParameter]] = defaultdict(list)
-        for p in self.parameters:
-            out[p.series].append(p)
-        return dict(out)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"checkpoint": self.label, "layers": [p.to_json() for p in self.parameters]}
-
-
-def read_scales(checkpoint: Any, name_pattern: str = SCALE_NAME) -> CheckpointScales:
-    """Scale parameters of one checkpoint (path, dict, state dict or module); CheckpointError if there are none."""
-    state, label = load_state_dict(checkpoint)
-    params = find_scale_parameters(state, name_pattern)
-    if not params:
-        raise CheckpointError(f"{label} has no layer-indexed parameters named like {name_pattern!r} "
-                              "(e.g. layers.3.temporal_scale).")
-    return CheckpointScales(label, params)
-
-
-def scales_json(scales: Sequence[CheckpointScales]) -> dict[str, Any]:
-    """One checkpoint: {"checkpoint", "layers": [...]}; several: {"checkpoints": [{"checkpoint", "layers"}, ...]}."""
-    if len(scales) == 1:
-        return scales[0].to_json()
-    return {"checkpoints": [s.to_json() for s in scales]}
-
-
-def scaling_figure(scales: Sequence[CheckpointScales]):
-    """Per-layer mean (left) and mean |value| (right) against depth, one line per checkpoint and series."""
-    import plotly.graph_objects as go
-    from plotly.colors import qualitative
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("mean scale per layer", "mean |scale| per layer"))
-    palette = qualitative.Plotly
-    dashes = ("solid", "dash", "dot", "dashdot")
-    n_series = max(len(s.series()) for s in scales)
-    for ci, ck in enumerate(scales):
-        for si, (series, params) in enumerate(ck.series().items()):
-            layers = [p.layer for p in params]
-            name = ck.label if n_series == 1 else f"{ck.label}: {series}"
-            style = dict(color=palette[ci % len(palette)], dash=dashes[si % len(dashes)])
-            hover = "%{customdata}<br>layer %{x}: %{y:.4g}<extra>" + ck.label + "</extra>"
-            for col, values in ((1, [p.mean for p in params]), (2, [p.mean_abs for p in params])):
-                fig.add_trace(go.Scatter(
-                    x=layers, y=values, mode="lines+markers", name=name, line=style, legendgroup=name,
-                    showlegend=col == 1, customdata=[p.name for p in params], hovertemplate=hover,
-                ), 1, col)
-    fig.add_hline(y=0, line=dict(color="#999", width=1), row=1, col=1)
-    fig.update_xaxes(title_text="layer depth (index)", dtick=1)
-    fig.update_yaxes(title_text="mean", row=1, col=1)
-    fig.update_yaxes(title_text="mean |value|", rangemode="tozero", row=1, col=2)
-    fig.update_layout(
-        title=dict(text="Temporal scaling per layer (LiteVL): scale parameters read by name", x=0.01),
-        template="plotly_white", height=460, width=1100, legend=dict(orientation="h", y=-0.22),
-        margin=dict(l=60, r=30, t=80, b=110),
-    )
-    return fig
+from backends.analysis.scaling import SCALE_NAME, read_scales, scales_json
+from backends.core.errors import CheckpointError
+from backends.figures.scaling import scaling_figure
 
 
 def scaling_view(checkpoints: Sequence[Any] | Any, name_pattern: str = SCALE_NAME) -> tuple[dict[str, Any], Any]:
@@ -167,11 +25,3 @@ def scaling_view(checkpoints: Sequence[Any] | Any, name_pattern: str = SCALE_NAM
         raise CheckpointError("give at least one checkpoint to read scale parameters from.")
     scales = [read_scales(c, name_pattern) for c in checkpoints]
     return scales_json(scales), scaling_figure(scales)
-
-
-def scale_summary(scales: CheckpointScales) -> np.ndarray:
-    """(layers,) mean |scale| per layer index over all series (a one-line summary for text output)."""
-    by_layer: dict[int, list[float]] = defaultdict(list)
-    for p in scales.parameters:
-        by_layer[p.layer].append(p.mean_abs)
-    return np.array([np.mean(by_layer[k]) for k in sorted(by_layer)])

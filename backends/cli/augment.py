@@ -1,0 +1,129 @@
+"""`momentlens augment VIDEO`: the augmentation view (CVRL, FAME, temporal gradient, optical flow).
+
+    momentlens augment clip.mp4 --method cvrl --seed 3 --json
+    momentlens augment clip.mp4 --method all --seed 3 --html aug.html
+    momentlens augment clip.mp4 --only jitter --strength 0.5 --out aug_png/
+    momentlens augment clip.mp4 --inconsistent --html inconsistent.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from backends.analysis.augment import AUGMENTATIONS, METHODS, AugmentError, CvrlConfig
+from backends.cli.common import emit_json
+
+log = logging.getLogger(__name__)
+
+
+def _augmentation_names(text: str) -> list[str]:
+    """`--only crop,flip` / `--skip blur`: comma-separated augmentation names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in AUGMENTATIONS:
+            raise argparse.ArgumentTypeError(
+                f"unknown augmentation {n!r}; available: {', '.join(AUGMENTATIONS)}"
+            )
+    return names
+
+
+def register(sub) -> None:
+    """Add the `augment` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser(
+        "augment",
+        help="show CVRL / FAME augmentations, temporal gradient and optical flow of a video",
+        description="Sample CVRL's two views of a clip (same draw on every frame) and its temporal gap, "
+        "FAME foreground-background merging, temporal gradient and Farneback flow; deterministic in --seed.",
+    )
+    p.add_argument("video", type=Path, help="video file")
+    p.add_argument("--method", choices=METHODS, default="cvrl", help="which view to compute (default cvrl)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    p.add_argument("--json", action="store_true", help="print the sampled parameters as JSON on stdout")
+    dest = p.add_mutually_exclusive_group()
+    dest.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
+    dest.add_argument("--out", type=Path, metavar="DIR", help="write PNG frame grids and maps into DIR")
+    aug = p.add_argument_group("CVRL ablations")
+    aug.add_argument("--strength", type=float, default=1.0, help="colour jitter strength s (default 1.0)")
+    aug.add_argument("--only", action="append", type=_augmentation_names, metavar="AUG[,AUG]",
+                     help=f"apply only these ({'|'.join(AUGMENTATIONS)}), each with probability 1; repeatable")
+    aug.add_argument("--skip", action="append", type=_augmentation_names, metavar="AUG[,AUG]",
+                     help="switch these augmentations off, keep the others' probabilities; repeatable")
+    aug.add_argument("--inconsistent", action="store_true",
+                     help="draw new parameters on every frame (the ablation CVRL argues against)")
+    aug.add_argument("--crop-size", type=int, default=224, help="output side of the crop (default 224)")
+    aug.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    aug.add_argument("--stride", type=int, default=2, help="temporal stride within a clip (default 2)")
+    src = p.add_argument_group("input")
+    src.add_argument("--background", type=Path, metavar="VIDEO",
+                     help="FAME: take the background from this video (default: CVRL's second clip)")
+    src.add_argument("--start", type=float, default=0.0, help="read from this time in seconds")
+    src.add_argument("--max-frames", type=int, default=240, help="read at most this many frames (default 240)")
+    p.set_defaults(func=run_augment)
+
+
+def _enabled(args) -> tuple[list[str], bool]:
+    if args.only and args.skip:
+        raise AugmentError("use either --only or --skip, not both.")
+    if args.only:
+        chosen = {n for group in args.only for n in group}
+        return [a for a in AUGMENTATIONS if a in chosen], True
+    skipped = {n for group in (args.skip or []) for n in group}
+    return [a for a in AUGMENTATIONS if a not in skipped], False
+
+
+def run_augment(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.figures.augment import save_images
+    from backends.views.augment import augment_view
+
+    if args.max_frames < 1:
+        raise AugmentError("--max-frames must be at least 1.")
+    enabled, force = _enabled(args)
+    config = CvrlConfig(crop_size=args.crop_size, strength=args.strength,
+                        num_frames=args.frames, stride=args.stride)
+    result, fig = augment_view(
+        args.video, args.method, args.seed, config=config, enabled=enabled, force=force,
+        inconsistent=args.inconsistent, background_path=args.background, start=args.start,
+        max_frames=args.max_frames,
+    )
+    if args.html:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(str(args.html), include_plotlyjs=True, full_html=True)
+        log.info("wrote %s", args.html)
+    if args.out:
+        written = save_images(result, args.out)
+        log.info("wrote %d images into %s", len(written), args.out)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        _print_summary(result, args)
+    return 0
+
+
+def _print_summary(result, args) -> None:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.figures.augment import describe_cvrl_params
+
+    v = result.video
+    print(f"{v.get('name', 'video')}: {v['frames']} frames {v['width']}x{v['height']}, "
+          f"method {result.method}, seed {result.seed}")
+    if result.cvrl is not None:
+        t = result.cvrl.temporal
+        print(f"CVRL clip starts {t.starts} (gap {t.gap} of at most {t.max_gap})")
+        for i, ps in enumerate(result.cvrl.params, 1):
+            if result.cvrl.inconsistent:
+                print(f"view {i}: {len(ps)} per-frame draws (inconsistent ablation)")
+            else:
+                print(f"view {i}:")
+                for line in describe_cvrl_params(ps[0]):
+                    print("  " + line)
+    for name in ("fame", "tgrad", "flow"):
+        part = getattr(result, name)
+        if part is not None:
+            print(f"{name}: " + ", ".join(f"{k} {val}" for k, val in part.to_dict().items()))
+    if args.html:
+        print(f"wrote {args.html}")
+    if args.out:
+        print(f"wrote images into {args.out}")

@@ -1,0 +1,27 @@
+"""What every command shares: the `--encoder` and sampling options, and the `--json` printer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from backends.io.video import DEFAULT_MAX_DURATION
+
+
+def add_encoder_arg(p: argparse.ArgumentParser) -> None:
+    """The `--encoder` option shared by every command that embeds frames or text."""
+    p.add_argument("--encoder", default=None, help="registry name (see `momentlens encoders`); default: "
+                   "clip:ViT-B/32 if its weights are on disk, else conse-effnet-minilm")
+
+
+def add_video_args(p: argparse.ArgumentParser) -> None:
+    """Sampling options shared by every command that reads a video."""
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (0.5, 1, 2, 4; default 1)")
+    p.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
+                   help="refuse videos longer than this many seconds (default 7200)")
+def emit_json(obj: Any) -> None:
+    """Print a JSON document on stdout (the `--json` contract of every command)."""
+    json.dump(obj, sys.stdout, indent=None, separators=(", ", ": "), allow_nan=False)
+    sys.stdout.write("\n")

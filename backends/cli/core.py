@@ -1,0 +1,100 @@
+"""Core sub-commands: `encoders`, `encode`, `cache`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.cli.common import add_encoder_arg, add_video_args, emit_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("encoders", help="list registered encoders and whether their weights are available offline")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("encode", help="embed the frames of a video (cached)")
+    p.add_argument("video", help="video file (mp4, avi, webm, mov)")
+    add_encoder_arg(p)
+    add_video_args(p)
+    p.add_argument("--out", type=Path, help="write features/times to this .npz file")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("cache", help="show or clear the feature cache")
+    p.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_cache)
+
+
+def cmd_encoders(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.encoders import default_encoder_name, registry
+    from backends.encoders.clip_encoder import clip_weights_file
+
+    rows: list[dict[str, Any]] = []
+    for name, spec in registry().items():
+        if spec.family:
+            for model in spec.models() if spec.models is not None else []:
+                file = clip_weights_file(model) if name == "clip:" else None
+                rows.append({"name": f"{name}{model}", "available": bool(spec.available(model)),
+                             "description": spec.description + (f" (file {file.name})" if file else "")})
+            rows.append({"name": f"{name}/path/to/model.pt", "available": None, "description": spec.description})
+        else:
+            rows.append({"name": name, "available": bool(spec.available(None)), "description": spec.description})
+    default = default_encoder_name()
+    if args.json:
+        emit_json({"default": default, "encoders": rows})
+        return 0
+    for r in rows:
+        mark = {True: "offline", False: "missing", None: "-"}[r["available"]]
+        star = "*" if r["name"] == default else " "
+        print(f"{star} {r['name']:<34} {mark:<8} {r['description']}")
+    print(f"(* default: {default})")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.features import encode_video
+
+    feats = encode_video(args.video, args.encoder, fps=args.fps, cache=not args.no_cache,
+                         max_duration=args.max_duration)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, features=feats.features, times=feats.times)
+    summary = {
+        "video": str(args.video), "encoder": feats.encoder_id, "frames": len(feats), "dim": int(feats.features.shape[1]),
+        "fps": feats.fps, "duration": round(feats.duration, 3), "from_cache": feats.from_cache,
+        "out": str(args.out) if args.out else None,
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        src = "from cache" if feats.from_cache else "computed"
+        dest = f" -> {args.out}" if args.out else ""
+        print(f"{Path(args.video).name}: {len(feats)} frames x {summary['dim']} ({feats.encoder_id}, "
+              f"{feats.fps:g} fps, {feats.duration:.1f} s), {src}{dest}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.io.cache import FeatureCache
+
+    store = FeatureCache()
+    if args.action == "clear":
+        freed = store.clear()
+        info: dict[str, Any] = {"root": str(store.root), "cleared_bytes": freed}
+        emit_json(info) if args.json else print(f"cleared {freed / 2**20:.1f} MiB from {store.root}")
+        return 0
+    size = store.size_bytes()
+    info = {"root": str(store.root), "entries": len(store.entries()), "bytes": size}
+    if args.json:
+        emit_json(info)
+    else:
+        print(f"{store.root}: {info['entries']} feature entries, {size / 2**20:.1f} MiB")
+    return 0

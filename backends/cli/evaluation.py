@@ -1,0 +1,173 @@
+"""Sub-commands `evaluate` (score predictions, or run our model, under a named protocol) and `baseline`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from backends.cli.common import emit_json
+from backends.core.errors import AnnotationError, MomentLensError
+from backends.core.paths import shared_data_dir
+from backends.evaluation.annotations import (
+    detect_format,
+    load_annotations,
+    read_predictions,
+)
+from backends.evaluation.charades import CHARADES_STA, default_duration_files
+from backends.evaluation.metrics import (
+    MOMENTLENS,
+    Protocol,
+    align_predictions,
+    evaluate_windows,
+    metric_names,
+)
+
+PROTOCOLS = ("qvhighlights", "charades-sta", "momentlens")
+
+
+def register(sub) -> None:
+    ev = sub.add_parser("evaluate", help="score moment-retrieval predictions (or run the model) under a standard protocol")
+    ev.add_argument("ground_truth", type=Path, help="annotations: Charades-STA .txt, QVHighlights .jsonl, or .json")
+    ev.add_argument("--predictions", type=Path, help="predictions jsonl (qid or vid+query, pred_relevant_windows "
+                    "[[start, end, score], ...] in rank order, optional pred_saliency_scores); omit to run the model")
+    ev.add_argument("--protocol", choices=PROTOCOLS, help="default: qvhighlights for .jsonl ground truth with "
+                    "--predictions, charades-sta for .txt, momentlens otherwise")
+    ev.add_argument("--durations", type=Path, nargs="+", metavar="CSV",
+                    help="Charades_v1_{train,test}.csv (default: those in the shared data folder, for Charades-STA)")
+    ev.add_argument("--nms", type=float, default=None, help="NMS threshold of the momentlens protocol (default 0.5)")
+    ev.add_argument("--per-query", type=Path, metavar="OUT", help="write per-query results to OUT.csv or OUT.json")
+    ev.add_argument("--video-dir", type=Path, help="model run: folder holding the annotated videos (default: the annotation file's folder)")
+    ev.add_argument("--encoder", default=None, help="model run: encoder name")
+    ev.add_argument("--head", type=Path, default=None, help="model run: trained head checkpoint")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.set_defaults(func=cmd_evaluate)
+
+    bl = sub.add_parser("baseline", help="blind baselines (Otani et al. 2020): uniform, prior, prior-verb")
+    bl.add_argument("name", choices=("uniform", "prior", "prior-verb"))
+    bl.add_argument("--train", type=Path, required=True, help="training annotations (for the priors)")
+    bl.add_argument("--test", type=Path, required=True, help="test annotations")
+    bl.add_argument("--durations", type=Path, nargs="+", metavar="CSV",
+                    help="Charades_v1_{train,test}.csv (default: those in the shared data folder)")
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument("--runs", type=int, default=10, help="average over this many runs")
+    bl.add_argument("--json", action="store_true", help="print the result as JSON")
+    bl.set_defaults(func=cmd_baseline)
+
+
+def _durations_for(paths: list[Path] | None, *annotation_files: Path) -> list[Path] | None:
+    """Explicit --durations, else the shared Charades csvs when an annotation file is Charades-STA txt."""
+    if paths:
+        return list(paths)
+    if any(p.suffix.lower() == ".txt" for p in annotation_files):
+        return default_duration_files(shared_data_dir()) or None
+    return None
+
+
+def _default_protocol(gt: Path, has_predictions: bool) -> str:
+    kind = detect_format(gt)
+    if kind == "qvhighlights" and has_predictions:
+        return "qvhighlights"
+    if kind == "charades-sta":
+        return "charades-sta"
+    return "momentlens"
+
+
+def _emit(obj) -> None:
+    emit_json(obj)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.encoders import default_encoder_name
+
+    if not args.ground_truth.is_file():
+        raise AnnotationError(f"ground-truth file {args.ground_truth} does not exist.")
+    name = args.protocol or _default_protocol(args.ground_truth, args.predictions is not None)
+    if name == "qvhighlights":
+        if args.predictions is None:
+            raise MomentLensError("the qvhighlights protocol needs --predictions (a QVHighlights-format jsonl).")
+        return _evaluate_qvhighlights(args)
+    durations = _durations_for(args.durations, args.ground_truth) if name == "charades-sta" or args.durations else None
+    queries = load_annotations(args.ground_truth, durations=durations)
+    protocol: Protocol = CHARADES_STA if name == "charades-sta" else MOMENTLENS
+    if args.nms is not None:
+        protocol = Protocol(protocol.name, protocol.strict, args.nms)
+    if args.predictions is not None:
+        result = evaluate_windows(queries, align_predictions(queries, read_predictions(args.predictions)), protocol)
+        encoder = None
+    else:
+        preds = _run_model(queries, args)
+        result = evaluate_windows(queries, preds, protocol)
+
+        encoder = args.encoder or default_encoder_name()  # the model that ran, default resolved
+    if args.per_query:
+        result.write_per_query(args.per_query)
+    if args.json:
+        out = {"encoder": encoder, "num_queries": result.num_queries, "protocol": protocol.to_dict(),
+               **{k: result.metrics[k] for k in metric_names(protocol)},
+               "num_missing_predictions": result.num_missing}
+        if durations:
+            out["durations"] = [str(p) for p in durations]
+        _emit(out)
+    else:
+        print(f"protocol {protocol.describe()}")
+        print(f"queries {result.num_queries} (without prediction: {result.num_missing})")
+        for k in metric_names(protocol):
+            print(f"{k:8s} {_pct(result.metrics[k])}")
+    return 0
+
+
+def _run_model(queries, args) -> list[dict]:
+    """Our model's predictions for the annotated queries."""
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.retrieval.engine import predict_for_annotations
+
+    preds = predict_for_annotations(
+        queries, video_dir=args.video_dir or Path(args.ground_truth).resolve().parent,
+        encoder=args.encoder, head=args.head, top_k=10
+    )
+    if len(preds) != len(queries):
+        raise MomentLensError(f"the model returned {len(preds)} predictions for {len(queries)} queries.")
+    return list(preds)
+
+
+def _evaluate_qvhighlights(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.evaluation.qvhighlights import evaluate_qvhighlights
+
+    result = evaluate_qvhighlights(load_annotations(args.ground_truth), read_predictions(args.predictions))
+    if args.per_query:
+        raise MomentLensError("--per-query is available for the momentlens and charades-sta protocols only.")
+    if args.json:
+        _emit(result)
+    else:
+        print(f"protocol {result['protocol']['description']}")
+        print(f"queries {result['num_queries']}")
+        for k, v in result["brief"].items():
+            print(f"{k:22s} {v:.2f}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.evaluation.baselines import run_baseline
+
+    for p in (args.train, args.test):
+        if not p.is_file():
+            raise AnnotationError(f"annotation file {p} does not exist.")
+    durations = _durations_for(args.durations, args.train, args.test)
+    train = load_annotations(args.train, durations=durations)
+    test = load_annotations(args.test, durations=durations)
+    result = run_baseline(args.name, train, test, seed=args.seed, runs=args.runs)
+    if args.json:
+        _emit(result.to_dict())
+    else:
+        print(f"baseline {result.name}, seed {result.seed}, mean of {result.runs} runs, {result.num_queries} queries")
+        print(f"protocol {result.protocol.describe()}")
+        for k, v in result.mean.items():
+            print(f"{k:8s} {_pct(v)} +- {_pct(result.std[k])}")
+    return 0

@@ -1,0 +1,69 @@
+"""`momentlens gradcam VIDEO "QUERY"`: query-conditioned Grad-CAM heat maps on frames of a video.
+
+    momentlens gradcam clip.mp4 "a cardboard box" --frames 8 --html cam.html
+    momentlens gradcam clip.mp4 "a dog" --method gradcam++ --out cam_png/ --json
+    momentlens gradcam clip.mp4 "" --method eigencam --html preview.html     # query-free preview
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends.analysis.gradcam_options import FITS, METHODS
+from backends.cli.common import add_encoder_arg, emit_json
+
+
+def register(sub) -> None:
+    """Add the `gradcam` sub-command."""
+    p = sub.add_parser(
+        "gradcam",
+        help="heat maps of where each frame matches a text query (Grad-CAM / Grad-CAM++ / EigenCAM)",
+        description="Grad-CAM with the cosine similarity of frame and query embeddings as the target, "
+        "on K frames spread over the video.",
+    )
+    p.add_argument("video", type=Path, help="video file")
+    p.add_argument("query", help="text query (may be empty for --method eigencam)")
+    add_encoder_arg(p)
+    p.add_argument("--frames", type=int, default=8, help="frames spread evenly over the video (default 8)")
+    p.add_argument("--method", choices=METHODS, default="gradcam",
+                   help="gradcam (default), gradcam++, or eigencam (cheap preview, ignores the query)")
+    p.add_argument("--opacity", type=float, default=0.5, help="heat map opacity over the frame, 0..1 (default 0.5)")
+    p.add_argument("--fit", choices=FITS, default="squash",
+                   help="squash: whole frame resized to the model input (default); crop: the encoder's centre crop")
+    p.add_argument("--start", type=float, default=0.0, help="first second to sample from")
+    p.add_argument("--end", type=float, default=None, help="last second to sample from (default: the end)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write overlay PNGs and raw heat maps into DIR")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
+    p.add_argument("--json", action="store_true", help="print frame times and per-frame statistics as JSON")
+    p.set_defaults(func=cmd_gradcam)
+
+
+def cmd_gradcam(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.figures.gradcam import save_pngs
+    from backends.views.gradcam import gradcam_view
+
+    result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=args.frames,
+                               method=args.method, opacity=args.opacity, fit=args.fit,
+                               start=args.start, end=args.end)
+    written = []
+    if args.out:
+        written = save_pngs(result, args.out, args.opacity)
+    if args.html:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(str(args.html), include_plotlyjs=True)
+    if args.json:
+        doc = result.to_dict()
+        doc["out"] = str(args.out) if args.out else None
+        doc["html"] = str(args.html) if args.html else None
+        emit_json(doc)
+        return 0
+    for row in result.summary():
+        score = "" if row["score"] is None else f"  cos {row['score']:.3f}"
+        print(f"{row['time']:8.2f} s{score}  peak at {row['peak_norm']}  mean heat {row['mean']:.3f}  "
+              f"hot area {row['hot_fraction']:.1%}")
+    if args.out:
+        print(f"wrote {len(written)} PNGs into {args.out}")
+    if args.html:
+        print(f"wrote {args.html}")
+    return 0

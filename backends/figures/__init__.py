@@ -1,0 +1,1 @@
+"""Plotly figures, one module per view; they draw result dataclasses and compute nothing new."""

@@ -1,0 +1,1 @@
+"""Layer 1: bytes on disk: streaming video decode/encode, browser playback copies, the feature cache, checkpoint loading."""

@@ -1,0 +1,50 @@
+"""The one place where checkpoint files are read and written.
+
+Reading always uses `torch.load(..., weights_only=True)`: tensors and plain containers only, whatever the
+torch version or the environment (`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` is ignored), so a checkpoint can
+never run code. Writing is atomic (temp file + rename): a crash leaves the old file or the complete new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backends.core.errors import CheckpointError
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """A checkpoint file's content (tensors and plain data only), or CheckpointError with one sentence."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist.")
+    try:
+        with open(p, "rb") as f:  # an open file: torch.load never re-resolves the path
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, truncated, or holds pickled code we refuse to run
+        raise CheckpointError(f"{p.name} is not a readable PyTorch checkpoint ({type(err).__name__}).") from err
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """torch.save `payload` to `path` atomically; returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def file_version(path: str | os.PathLike) -> str:
+    """A short id of one version of a file (resolved path, size, mtime): part of encoder ids and cache keys."""
+    p = Path(path)
+    st = p.stat()
+    return hashlib.sha1(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]

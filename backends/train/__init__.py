@@ -1,0 +1,1 @@
+"""Training loops over videos or features (temporal adapter, 2D-TAN grounding head)."""
