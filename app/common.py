@@ -41,6 +41,7 @@ class AppContext:
     video: str | None  # browser-playable copy of the preloaded sample clip
     workdir: Path  # scratch folder under the system temp dir (Gradio serves files from there)
     gpu_concurrency: int = 1  # model-heavy handlers running at once (one device)
+    video_source: str | Path | None = None  # the preloaded clip itself (to preselect it in the sample list)
     stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -3,6 +3,7 @@ with an Encode button (progress bar, Cancel) so that later queries on the clip a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +52,13 @@ class Source:
     fps: gr.Dropdown
     status: gr.Markdown
     opened: gr.State  # videos opened in this session (for adapter training)
+    encoder_info: gr.Markdown  # facts about the selected encoder (filled on page load by build_app)
     heavy_events: list = field(default_factory=list)  # events the Cancel button stops
 
 
-def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
-    """Player on the left; clip, encoder, encode/cancel on the right. Returns the Source and the Cancel button."""
+def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Request], str]]:
+    """Player on the left; clip, encoder, encode/cancel on the right. Returns the Source, the Cancel button
+    and its handler (build_app wires it to cancel every heavy event)."""
     samples = sample_clips()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=420):
@@ -75,7 +78,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
                 cancel_btn = gr.Button("Cancel", variant="stop")
             status = gr.Markdown(elem_classes=["ml-note"])
     opened = gr.State([])
-    source = Source(video, encoder, fps, status, opened)
+    source = Source(video, encoder, fps, status, opened, encoder_info)
 
     @user_errors
     def pick_sample(name: str, opened_videos: list):
@@ -93,7 +96,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
         note = f"{Path(path).name}: {info.duration:.1f} s, {info.width}x{info.height}, {info.codec}"
         if not is_browser_playable(path):
             progress(0.0, desc="converting to H.264 for the browser")
-            path = playable_path(path)
+            path = ctx.servable(playable_path(path))  # the converted copy lives in the cache: serve a copy
             note += " (converted to H.264 mp4 so the browser can play it)"
         return path, note + ".", _remember(opened_videos, path), None  # no sample is selected now
 
@@ -121,7 +124,6 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button]:
     enc_event = encode_btn.click(encode, [video, encoder, fps], status, api_name="encode",
                                  concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
     source.heavy_events.append(enc_event)
-    source.encoder_info = encoder_info  # filled on page load by build_app
     return source, cancel_btn, request_stop
 
 
