@@ -122,7 +122,7 @@ def _draw_crop(rng: np.random.Generator, height: int, width: int, cfg: CvrlConfi
     return _crop_dict(0, 0, height, width, height, width, cfg.crop_attempts, fallback=True)
 
 
-def _crop_dict(y, x, h, w, height, width, attempts, fallback) -> dict[str, Any]:
+def _crop_dict(y: int, x: int, h: int, w: int, height: int, width: int, attempts: int, fallback: bool) -> dict[str, Any]:
     return {
         "y": y, "x": x, "h": h, "w": w,
         "area_fraction": round(h * w / (height * width), 6),

@@ -13,10 +13,12 @@ Events cover [0, duration] without gaps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from backends.core.errors import MomentLensError
 
@@ -161,7 +163,7 @@ def detect_boundaries(
     return midpoints(t)[peaks]  # padded index p is curve index p
 
 
-def boundary_f1(pred, truth, tolerance: float = 1.0) -> dict[str, float]:
+def boundary_f1(pred: ArrayLike, truth: ArrayLike, tolerance: float = 1.0) -> dict[str, float]:
     """Boundary precision / recall / F1: a prediction is a hit if matched one-to-one to a true boundary
     within +-`tolerance` seconds (maximum matching, as mir_eval's boundary detection). Empty -> 0."""
     from scipy.optimize import linear_sum_assignment  # noqa: PLC0415 - deferred: scipy/scikit-learn take ~1 s to import and the CLI imports this module for its options
@@ -250,7 +252,8 @@ def segment_events(
         return _select_k(z, fit, duration, n, min_event_seconds, max_clusters, seed)
 
 
-def _select_k(z, fit, duration, n, min_event_seconds, max_clusters, seed) -> EventSegmentation:
+def _select_k(z: np.ndarray, fit: Callable[[int], np.ndarray], duration: float, n: int, min_event_seconds: float,
+              max_clusters: int, seed: int) -> EventSegmentation:
     """The k with the best silhouette among 2 .. k_max (ties: the smaller k)."""
     from sklearn.metrics import silhouette_score  # noqa: PLC0415 - deferred: scipy/scikit-learn take ~1 s to import and the CLI imports this module for its options
 

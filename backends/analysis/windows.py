@@ -6,11 +6,13 @@ A window is a `(start, end)` pair in seconds (or any common unit); arrays of win
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def _as_windows(x) -> np.ndarray:
+def _as_windows(x: ArrayLike) -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if arr.ndim == 1:
         if arr.shape[0] != 2:
@@ -21,7 +23,7 @@ def _as_windows(x) -> np.ndarray:
     return arr[:, :2]
 
 
-def temporal_iou(a, b):
+def temporal_iou(a: ArrayLike, b: ArrayLike) -> Any:  # a float for two single windows, else an array
     """Temporal IoU = overlap / union (0 when disjoint or when the union is empty).
 
     `a` and `b` are single windows (returns a float) or arrays of shape (N, 2) and (M, 2) (returns (N, M)).
@@ -45,14 +47,14 @@ def temporal_iou(a, b):
     return iou
 
 
-def nms(windows, scores: Sequence[float] | np.ndarray, threshold: float, top_k: int | None = None) -> np.ndarray:
+def nms(windows: ArrayLike, scores: Sequence[float] | np.ndarray, threshold: float, top_k: int | None = None) -> np.ndarray:
     """Greedy non-maximum suppression over 1-D windows.
 
     Visits windows by descending score (stable for ties) and drops any whose IoU with an already kept
     window is strictly greater than `threshold`. Returns the kept indices in descending score order,
     at most `top_k` of them.
     """
-    w = _as_windows(windows) if len(windows) else np.zeros((0, 2))
+    w = _as_windows(windows) if np.size(windows) else np.zeros((0, 2))
     s = np.asarray(scores, dtype=float)
     if len(w) != len(s):
         raise ValueError(f"{len(w)} windows but {len(s)} scores")
@@ -70,14 +72,14 @@ def nms(windows, scores: Sequence[float] | np.ndarray, threshold: float, top_k: 
     return np.asarray(keep, dtype=int)
 
 
-def clamp_windows(windows, duration: float) -> np.ndarray:
+def clamp_windows(windows: ArrayLike, duration: float) -> np.ndarray:
     """Clip windows to [0, duration] and order each pair so that start <= end; returns (N, 2)."""
-    w = _as_windows(windows) if len(windows) else np.zeros((0, 2))
+    w = _as_windows(windows) if np.size(windows) else np.zeros((0, 2))
     w = np.sort(w, axis=1)
     return np.clip(w, 0.0, float(duration))
 
 
-def batched_nms(windows, scores, threshold: float, top_k: int, chunk: int = 1024) -> np.ndarray:
+def batched_nms(windows: ArrayLike, scores: ArrayLike, threshold: float, top_k: int, chunk: int = 1024) -> np.ndarray:
     """Greedy 1-D NMS run independently on each row of a batch, vectorised over rows.
 
     windows (B, N, 2), scores (B, N) -> (B, top_k) indices into N in descending score order, -1 where a row

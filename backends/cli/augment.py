@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from backends.analysis.augment import AUGMENTATIONS, METHODS, AugmentError, CvrlConfig
 from backends.cli.common import emit_json
@@ -29,7 +30,7 @@ def _augmentation_names(text: str) -> list[str]:
     return names
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the `augment` sub-command to the CLI's sub-parsers."""
     p = sub.add_parser(
         "augment",
@@ -63,7 +64,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_augment)
 
 
-def _enabled(args) -> tuple[list[str], bool]:
+def _enabled(args: argparse.Namespace) -> tuple[list[str], bool]:
     if args.only and args.skip:
         raise AugmentError("use either --only or --skip, not both.")
     if args.only:
@@ -73,7 +74,7 @@ def _enabled(args) -> tuple[list[str], bool]:
     return [a for a in AUGMENTATIONS if a not in skipped], False
 
 
-def run_augment(args) -> int:
+def run_augment(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.augment import save_images
     from backends.views.augment import augment_view
@@ -102,7 +103,7 @@ def run_augment(args) -> int:
     return 0
 
 
-def _print_summary(result, args) -> None:
+def _print_summary(result: Any, args: argparse.Namespace) -> None:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.augment import describe_cvrl_params
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from backends.cli.common import add_encoder_arg, add_video_args, emit_json
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encoders", help="list registered encoders and whether their weights are available offline")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_encoders)
@@ -30,7 +31,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_cache)
 
 
-def cmd_encoders(args) -> int:
+def cmd_encoders(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.encoders import default_encoder_name, registry
     from backends.encoders.clip_encoder import clip_weights_file
@@ -57,7 +58,7 @@ def cmd_encoders(args) -> int:
     return 0
 
 
-def cmd_encode(args) -> int:
+def cmd_encode(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.features import encode_video
 
@@ -81,7 +82,7 @@ def cmd_encode(args) -> int:
     return 0
 
 
-def cmd_cache(args) -> int:
+def cmd_cache(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.io.cache import FeatureCache
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from backends.cli.common import emit_json
 from backends.core.errors import AnnotationError, MomentLensError
@@ -25,7 +27,7 @@ from backends.evaluation.metrics import (
 PROTOCOLS = ("qvhighlights", "charades-sta", "momentlens")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="score moment-retrieval predictions (or run the model) under a standard protocol")
     ev.add_argument("ground_truth", type=Path, help="annotations: Charades-STA .txt, QVHighlights .jsonl, or .json")
     ev.add_argument("--predictions", type=Path, help="predictions jsonl (qid or vid+query, pred_relevant_windows "
@@ -72,7 +74,7 @@ def _default_protocol(gt: Path, has_predictions: bool) -> str:
     return "momentlens"
 
 
-def _emit(obj) -> None:
+def _emit(obj: Any) -> None:
     emit_json(obj)
 
 
@@ -121,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_model(queries, args) -> list[dict]:
+def _run_model(queries: Sequence[Any], args: argparse.Namespace) -> list[dict]:
     """Our model's predictions for the annotated queries."""
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.retrieval.engine import predict_for_annotations
@@ -135,7 +137,7 @@ def _run_model(queries, args) -> list[dict]:
     return list(preds)
 
 
-def _evaluate_qvhighlights(args) -> int:
+def _evaluate_qvhighlights(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.evaluation.qvhighlights import evaluate_qvhighlights
 

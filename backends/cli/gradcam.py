@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from backends.analysis.gradcam_options import FITS, METHODS
 from backends.cli.common import add_encoder_arg, emit_json
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the `gradcam` sub-command."""
     p = sub.add_parser(
         "gradcam",
@@ -38,7 +39,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_gradcam)
 
 
-def cmd_gradcam(args) -> int:
+def cmd_gradcam(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.gradcam import save_pngs
     from backends.views.gradcam import gradcam_view

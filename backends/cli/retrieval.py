@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from backends.cli.common import add_encoder_arg, add_video_args, emit_json
 from backends.retrieval.zero_shot import DEFAULT_SCORER, SCORER_NOTES
 
 
-def add_scorer_arg(p) -> None:
+def add_scorer_arg(p: argparse.ArgumentParser) -> None:
     notes = "; ".join(f"{name}: {note}" for name, note in SCORER_NOTES.items())
     p.add_argument("--scorer", choices=tuple(SCORER_NOTES), default=None,
                    help=f"zero-shot scorer (default {DEFAULT_SCORER}; ignored with --head). {notes}")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrieve", help="find the moments of a video that match a text query")
     p.add_argument("video", help="video file (mp4, avi, webm, mov)")
     p.add_argument("query", help="the text query, in quotes")
@@ -45,7 +46,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_map2d)
 
 
-def cmd_retrieve(args) -> int:
+def cmd_retrieve(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.retrieval.engine import retrieve
 
@@ -60,7 +61,7 @@ def cmd_retrieve(args) -> int:
     return 0
 
 
-def cmd_map2d(args) -> int:
+def cmd_map2d(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.retrieval import temporal_map_figure
     from backends.retrieval.engine import check_window, retrieve

@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from backends.cli.common import emit_json
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add `scaling`."""
     p = sub.add_parser(
         "scaling",
@@ -30,7 +31,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_scaling)
 
 
-def cmd_scaling(args) -> int:
+def cmd_scaling(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.analysis.scaling import SCALE_NAME
     from backends.views.scaling import scaling_view

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from backends.cli.common import add_encoder_arg, emit_json
 log = logging.getLogger(__name__)
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the `tsm` sub-command to the CLI's sub-parsers."""
     p = sub.add_parser(
         "tsm",
@@ -52,7 +53,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_tsm)
 
 
-def run_tsm(args) -> int:
+def run_tsm(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.analysis.similarity import SimilarityError
     from backends.views.similarity import self_similarity_view

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from backends.cli.common import add_encoder_arg, emit_json
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     train_parser = sub.add_parser("train", help="train a model: `train adapter` (temporal adapter) or "
                                   "`train grounding` (2D-TAN head)")
     train_parser.set_defaults(func=lambda args: train_parser.print_help() or 1)
@@ -17,7 +18,7 @@ def register(sub) -> None:
     _register_grounding(train)
 
 
-def _register_adapter(train_sub) -> None:
+def _register_adapter(train_sub: argparse._SubParsersAction) -> None:
     """Add `train adapter`."""
     p = train_sub.add_parser(
         "adapter",
@@ -41,7 +42,7 @@ def _register_adapter(train_sub) -> None:
     p.set_defaults(func=cmd_train_adapter)
 
 
-def cmd_train_adapter(args) -> int:
+def cmd_train_adapter(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     import torch
 
@@ -78,7 +79,7 @@ def cmd_train_adapter(args) -> int:
     return 0
 
 
-def _register_grounding(train_sub) -> None:
+def _register_grounding(train_sub: argparse._SubParsersAction) -> None:
     """Add `train grounding`."""
     p = train_sub.add_parser(
         "grounding", help="train a 2D-TAN grounding head on annotated videos or precomputed features",
@@ -103,7 +104,7 @@ def _register_grounding(train_sub) -> None:
     p.set_defaults(func=cmd_train_grounding)
 
 
-def cmd_train_grounding(args) -> int:
+def cmd_train_grounding(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.encoders import cached_encoder
     from backends.evaluation.annotations import load_annotations

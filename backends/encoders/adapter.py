@@ -7,6 +7,7 @@ module and its checkpoint format are in `backends.models.adapter`; its training 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,15 @@ class AdapterEncoder(Encoder):
         self.input_fit = base.input_fit
         self.batch_size = max(base.batch_size, 32)  # the adapter's temporal context in encode_video
 
-    def preprocess(self, frames):
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         return self.base.preprocess(frames)
 
-    def _embed_batch(self, batch):
+    def _embed_batch(self, batch: torch.Tensor):
         joint, visual = self.base._embed_batch(batch)
         adapted = self.adapter(F.normalize(joint.float(), dim=-1))
         return adapted, visual
 
-    def _embed_texts(self, texts):
+    def _embed_texts(self, texts: list[str]):
         return self.base._embed_texts(texts)
 
     def adapt_features(self, features: np.ndarray) -> np.ndarray:
@@ -59,13 +60,13 @@ class AdapterEncoder(Encoder):
         """Text-dependent pooled video-text cosine scores (Q,) from base frame embeddings (T, D)."""
         return video_text_scores(self.adapter.cpu(), features, self.encode_text(texts))
 
-    def image_model(self):
+    def image_model(self) -> torch.nn.Module:
         return _AdaptedImageModel(self.base.image_model(), self.adapter)
 
-    def target_layer(self):
+    def target_layer(self) -> torch.nn.Module:
         return self.base.target_layer()
 
-    def reshape_transform(self):
+    def reshape_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         return self.base.reshape_transform()
 
 
@@ -74,7 +75,7 @@ class _AdaptedImageModel(nn.Module):
         super().__init__()
         self.image_model, self.adapter = image_model, adapter
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor):
         return self.adapter(F.normalize(self.image_model(x).float(), dim=-1))
 
 

@@ -35,11 +35,11 @@ _REGISTRY: dict[str, EncoderSpec] = {}
 
 
 def register_encoder(name: str, description: str, available: Callable[[str | None], bool] = lambda arg: True,
-                     models: Callable[[], list[str]] | None = None):
+                     models: Callable[[], list[str]] | None = None) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
     """Decorator adding a builder to the registry; a name ending in ':' is a family taking an argument
     (`models()` lists the names it knows, e.g. CLIP's model names)."""
 
-    def wrap(builder):
+    def wrap(builder: Callable[..., Encoder]):
         family = name.endswith(":")
         _REGISTRY[name] = EncoderSpec(name, builder, description, available, family, models)
         return builder
@@ -136,7 +136,7 @@ class Encoder(ABC):
     def target_layer(self) -> torch.nn.Module:
         """The layer whose activations Grad-CAM weighs."""
 
-    def reshape_transform(self):
+    def reshape_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Turns the target layer's output into (N, C, h, w); None when it already is."""
         return None
 

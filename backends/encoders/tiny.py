@@ -27,10 +27,10 @@ class TinyCNN(nn.Module):
         )
         self.proj = nn.Linear(48, dim)
 
-    def pooled(self, x):
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pooled(x))
 
 
@@ -66,21 +66,21 @@ class TinyRandomEncoder(Encoder):
         self.visual_dim = 48
         self.id = f"{self.name}@seed{seed}"
 
-    def preprocess(self, frames):
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(resize_center_crop(np.asarray(frames), self.input_size)).to(self.device)
         return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
-    def image_model(self):
+    def image_model(self) -> torch.nn.Module:
         return self.cnn
 
-    def target_layer(self):
+    def target_layer(self) -> torch.nn.Module:
         return self.cnn.features[-1]
 
-    def _embed_batch(self, batch):
+    def _embed_batch(self, batch: torch.Tensor):
         pooled = self.cnn.pooled(batch)
         return self.cnn.proj(pooled), pooled
 
-    def _embed_texts(self, texts):
+    def _embed_texts(self, texts: list[str]):
         return self.text(texts)
 
 

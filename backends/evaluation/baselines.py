@@ -162,7 +162,7 @@ class MomentPrior:
 
     def likelihood(self, points: np.ndarray) -> np.ndarray:
         """Bilinear interpolation of the tabulated KDE at (relative start, relative length) points."""
-        def frac(v, g):
+        def frac(v: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             t = np.clip((v - g[0]) / (g[1] - g[0]), 0, len(g) - 1 - 1e-9)
             i = np.floor(t).astype(int)
             return i, t - i
@@ -284,7 +284,8 @@ def run_baseline(
                           dict(zip(names, table.std(0).tolist())), len(test_queries), num_conditioned)
 
 
-def _prior_groups(name, train_queries, test_queries) -> tuple[list[tuple[np.ndarray, MomentPrior]], int]:
+def _prior_groups(name: str, train_queries: Sequence[AnnotatedQuery],
+                 test_queries: Sequence[AnnotatedQuery]) -> tuple[list[tuple[np.ndarray, MomentPrior]], int]:
     """Test-query index groups, each with the KDE it samples from."""
     overall = MomentPrior.fit(relative_moments(train_queries))
     if name == "prior":

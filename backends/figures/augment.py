@@ -7,6 +7,8 @@ light), laid out on a fixed pixel grid with each panel's sampled parameters writ
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +77,7 @@ def pick_frames(count: int, n: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, count - 1, min(n, count))})
 
 
-def frame_strip(frames: np.ndarray, width: int, n: int = 4, indices=None) -> tuple[np.ndarray, list[int]]:
+def frame_strip(frames: np.ndarray, width: int, n: int = 4, indices: Sequence[int] | None = None) -> tuple[np.ndarray, list[int]]:
     """Evenly spaced frames side by side in `width` pixels (white separators); returns image, indices."""
     idx = list(indices) if indices is not None else pick_frames(len(frames), n)
     k = len(idx)
@@ -96,13 +98,14 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
 
 
-def _image_cell(image: np.ndarray, width: int, title: str = "", caption=None) -> _Cell:
+def _image_cell(image: np.ndarray, width: int, title: str = "", caption: list[str] | None = None) -> _Cell:
     h, w = image.shape[:2]
     height = max(1, int(round(width * h / w)))
     return _Cell(width, height, title, list(caption or []), image=_resize(image, width, height))
 
 
-def _strip_cell(frames, width, n, title, caption=None, indices=None) -> tuple[_Cell, list[int]]:
+def _strip_cell(frames: np.ndarray, width: int, n: int, title: str, caption: list[str] | None = None,
+                indices: Sequence[int] | None = None) -> tuple[_Cell, list[int]]:
     strip, idx = frame_strip(frames, width, n, indices)
     return _Cell(strip.shape[1], strip.shape[0], title, list(caption or []), image=strip), idx
 
@@ -401,7 +404,7 @@ def frame_grid(frames: np.ndarray, cols: int = 8) -> np.ndarray:
     return grid
 
 
-def _gap_histogram_png(cvrl: CvrlResult, path) -> bool:
+def _gap_histogram_png(cvrl: CvrlResult, path: str | os.PathLike) -> bool:
     """The gap histogram as a PNG via matplotlib when it is installed (plotly needs kaleido)."""
     try:  # the object API only: no pyplot, so a notebook's backend is left alone
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
@@ -426,7 +429,7 @@ def _gap_histogram_png(cvrl: CvrlResult, path) -> bool:
     return True
 
 
-def save_images(result: AugmentViewResult, out_dir) -> list:
+def save_images(result: AugmentViewResult, out_dir: str | os.PathLike) -> list:
     """Write the view's frame grids and maps as PNG files into `out_dir`; returns the paths."""
 
     out = Path(out_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def _png_uri(rgb: np.ndarray, max_width: int = 560) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
-def gradcam_figure(result: GradCamResult, opacity: float = 0.5):
+def gradcam_figure(result: GradCamResult, opacity: float = 0.5) -> go.Figure:
     """Frame | frame + heat map side by side, one slider step per frame (opacity adjustable per trace)."""
 
     k = len(result.frames)
@@ -69,7 +70,7 @@ def gradcam_figure(result: GradCamResult, opacity: float = 0.5):
     return fig
 
 
-def save_pngs(result: GradCamResult, out_dir, opacity: float = 0.5) -> list[Path]:
+def save_pngs(result: GradCamResult, out_dir: str | os.PathLike, opacity: float = 0.5) -> list[Path]:
     """Write one overlay PNG per frame (`frame_000_1.00s.png`) and the raw maps (`heat_000.png`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from backends.analysis.scaling import CheckpointScales
 
 
-def scaling_figure(scales: Sequence[CheckpointScales]):
+def scaling_figure(scales: Sequence[CheckpointScales]) -> go.Figure:
     """Per-layer mean (left) and mean |value| (right) against depth, one line per checkpoint and series."""
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,

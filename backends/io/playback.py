@@ -9,9 +9,11 @@ has the source's frame rate, so a moment at t seconds is at t seconds in both fi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
+import numpy as np
 
 from backends.core.paths import cache_dir
 from backends.io.cache import file_content_hash
@@ -69,7 +71,7 @@ def playable_path(path: str | os.PathLike, max_duration: float = DEFAULT_MAX_DUR
     return out
 
 
-def constant_rate_frames(timed_frames, fps: float):
+def constant_rate_frames(timed_frames: Iterable[tuple[float, np.ndarray]], fps: float) -> Iterator[np.ndarray]:
     """Frames at `fps` from (time, frame) pairs with possibly sparse timestamps: each frame is held until the
     next one's time, so output frame k shows what the source shows at k / fps seconds."""
     slot = 0

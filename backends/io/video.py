@@ -14,11 +14,11 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -129,7 +129,7 @@ def _open(p: Path) -> av.container.InputContainer:
         raise NotAVideoError(f"{p.name} is not a video file that can be decoded; upload an mp4, avi, webm or mov.") from err
 
 
-def _video_stream(container, p: Path):
+def _video_stream(container: Any, p: Path):
     if not container.streams.video:
         if container.streams.audio:
             raise NoVideoStreamError(f"{p.name} is an audio-only file; pick a file that contains video.")
@@ -137,7 +137,7 @@ def _video_stream(container, p: Path):
     return container.streams.video[0]
 
 
-def _stream_duration(container, stream) -> float:
+def _stream_duration(container: Any, stream: Any) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -178,7 +178,7 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _target_size(width: int, height: int, size) -> tuple[int, int] | None:
+def _target_size(width: int, height: int, size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     """`size` is None (keep), an int (shorter side, aspect kept) or a (width, height) pair."""
     if size is None:
         return None
@@ -204,7 +204,7 @@ class VideoReader:
         *,
         start: float = 0.0,
         end: float | None = None,
-        size=None,
+        size: int | tuple[int, int] | None = None,
         max_duration: float = DEFAULT_MAX_DURATION,
     ):
         if fps is not None and not (fps > 0 and math.isfinite(fps)):
@@ -284,7 +284,7 @@ def read_frames(
     fps: float | None = None,
     start: float = 0.0,
     max_frames: int | None = None,
-    size=None,
+    size: int | tuple[int, int] | None = None,
     end: float | None = None,
     max_duration: float = DEFAULT_MAX_DURATION,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +310,7 @@ def decoded_duration(path: str | os.PathLike, max_duration: float = DEFAULT_MAX_
     return float(reader.duration or 0.0)
 
 
-def write_video(path: str | os.PathLike, frames, fps: float, codec: str = "libx264") -> Path:
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, codec: str = "libx264") -> Path:
     """Write RGB frames as a browser-playable video (H.264 in mp4, or VP9 in webm) with PyAV."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

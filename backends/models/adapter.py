@@ -12,6 +12,7 @@ A checkpoint loads as the encoder `adapter:<ckpt>` (`backends.encoders.adapter`)
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -118,7 +119,7 @@ def video_text_scores(adapter: TemporalAdapter, frames: np.ndarray | torch.Tenso
 # --------------------------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------------------------
-def save_adapter(adapter: TemporalAdapter, path, encoder_name: str, encoder_id: str = "",
+def save_adapter(adapter: TemporalAdapter, path: str | os.PathLike, encoder_name: str, encoder_id: str = "",
                  loss_curve: Sequence[float] = (), extra: dict | None = None) -> Path:
     """torch.save {"kind", "state_dict", "config", "encoder", "encoder_id", "dim", "loss_curve", ...} atomically."""
     path = Path(path)
@@ -136,7 +137,7 @@ def save_adapter(adapter: TemporalAdapter, path, encoder_name: str, encoder_id: 
     return write_checkpoint(payload, path)
 
 
-def load_adapter(path, expected_dim: int | None = None) -> tuple[TemporalAdapter, dict]:
+def load_adapter(path: str | os.PathLike, expected_dim: int | None = None) -> tuple[TemporalAdapter, dict]:
     """The adapter and its checkpoint dict; CheckpointError if it is not ours or has another dimension."""
     ckpt = read_checkpoint(path)
     name = Path(path).name

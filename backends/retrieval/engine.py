@@ -32,6 +32,7 @@ from backends.encoders import Encoder, cached_encoder
 from backends.features import VideoFeatures, encode_video
 from backends.io.video import VIDEO_EXTENSIONS
 from backends.models import grounding
+from backends.models.grounding import GroundingHead
 from backends.retrieval import zero_shot as zs
 
 LONG_WINDOW_CLIPS = 128  # clips per window of the long-video maps (2D-TAN TACoS size), hop half of it
@@ -259,7 +260,7 @@ def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = No
 
 
 # --- trained head (another module; optional) ---------------------------------------------------------
-def load_head(checkpoint: str | os.PathLike, encoder_dim: int):
+def load_head(checkpoint: str | os.PathLike, encoder_dim: int) -> GroundingHead:
     """Load a trained 2D-TAN grounding head (`backends.retrieval.grounding`) and check its dimension."""
 
     head = grounding.load_head(checkpoint)
@@ -270,7 +271,7 @@ def load_head(checkpoint: str | os.PathLike, encoder_dim: int):
     return head
 
 
-def _head_scores(head, index: VideoIndex, query_vec: np.ndarray) -> tuple[np.ndarray, tm.TemporalMap]:
+def _head_scores(head: GroundingHead, index: VideoIndex, query_vec: np.ndarray) -> tuple[np.ndarray, tm.TemporalMap]:
     """Scores of the map cells from the trained head; its own map replaces the candidates."""
     n = index.map_num_clips
     mt = index.map_clip_times
@@ -288,7 +289,8 @@ _INDEX_CACHE_SIZE = 4
 _INDEX_CACHE_LOCK = threading.Lock()
 
 
-def _video_features(video, encoder, fps: float, progress: ProgressFn | None, should_stop=None):
+def _video_features(video: str | os.PathLike, encoder: Encoder | str | None, fps: float, progress: ProgressFn | None,
+                    should_stop: StopFn | None = None) -> tuple[Encoder, VideoFeatures]:
 
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
     return enc, encode_video(video, enc, fps=fps, progress=progress, should_stop=should_stop)

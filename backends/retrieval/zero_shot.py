@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class ClipContext:
             self._cache["proposals"] = clip_event_proposals(self.visual, self.num_clips)
         return self._cache["proposals"]
 
-    def memo(self, key, arrays: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    def memo(self, key: str, arrays: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Cache a query-independent per-candidate array, keyed by the candidate arrays' identity; a few
         candidate sets are kept per key (a video's candidates and its displayed map's cells)."""
         with self._lock:
@@ -124,7 +125,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + EPS)
 
 
-def window_stats(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray):
+def window_stats(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
     """Inside/outside counts, means and variances of the similarity for windows [starts, ends] (inclusive)."""
     c1, c2 = signals.prefix()
     n = signals.num_clips
@@ -260,8 +261,13 @@ MEMO_SETS = 4  # candidate sets whose per-candidate arrays a ClipContext keeps
 VISUAL_WEIGHT = 2.0  # z-visual: weight of the visual local contrast (both terms are in units of a spread)
 
 
-def register_scorer(name: str, note: str):
-    def deco(fn: ScorerFn) -> ScorerFn:
+_Scorer = TypeVar("_Scorer", bound=Callable[..., np.ndarray])
+
+
+def register_scorer(name: str, note: str) -> Callable[[_Scorer], _Scorer]:
+    """Decorator adding a scorer (signals, starts, ends, **weights) -> scores under `name`, with a one-line note."""
+
+    def deco(fn: _Scorer) -> _Scorer:
         SCORERS[name] = fn
         SCORER_NOTES[name] = note
         return fn
@@ -280,13 +286,13 @@ def get_scorer(name: str | None) -> ScorerFn:
 
 
 @register_scorer("naive", "mean inside minus mean outside (prefers one-clip windows)")
-def score_naive(signals, starts, ends):
+def score_naive(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     _, _, m_in, m_out, _, _ = window_stats(signals, starts, ends)
     return m_in - m_out
 
 
 @register_scorer("welch-t", "Welch t-statistic of inside vs outside similarity")
-def score_welch_t(signals, starts, ends):
+def score_welch_t(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     n_in, n_out, m_in, m_out, v_in, v_out = window_stats(signals, starts, ends)
     pooled = signals.similarity.var() + EPS
     # a one-clip side has no variance estimate: use the video's variance for that term
@@ -297,35 +303,35 @@ def score_welch_t(signals, starts, ends):
 
 
 @register_scorer("z-contrast", "(mean in - mean out) * sqrt(n_in n_out / N) / std: two-sample z, video variance")
-def score_z_contrast(signals, starts, ends):
+def score_z_contrast(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     n_in, n_out, m_in, m_out, _, _ = window_stats(signals, starts, ends)
     sigma = signals.similarity.std() + EPS
     return (m_in - m_out) * np.sqrt(n_in * n_out / signals.num_clips) / sigma
 
 
 @register_scorer("z-boundary", "z-contrast + 0.5 x boundary strength at both edges (visual self-similarity)")
-def score_z_boundary(signals, starts, ends, weight: float = 0.5):
-    b = signals.context.boundary()
+def score_z_boundary(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    b = signals.clip_context.boundary()
     return score_z_contrast(signals, starts, ends) + weight * (b[starts] + b[ends + 1])
 
 
 @register_scorer("z-boundary-coherent", "z-boundary + inside coherence of the visual features")
-def score_z_boundary_coherent(signals, starts, ends, weight: float = 0.5):
-    if signals.context.visual is None:
+def score_z_boundary_coherent(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    if signals.clip_context.visual is None:
         return score_z_boundary(signals, starts, ends, weight)
     return score_z_boundary(signals, starts, ends, weight) + weight * inside_coherence(signals, starts, ends)
 
 
 @register_scorer("z-events", "z-contrast + 2 x best IoU with a PSVL event proposal (k-means on TSM rows)")
-def score_z_events(signals, starts, ends, weight: float = 2.0):
-    ctx = signals.context
+def score_z_events(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray, weight: float = 2.0) -> np.ndarray:
+    ctx = signals.clip_context
     align = ctx.memo("alignment", (starts, ends), lambda: proposal_alignment(ctx.proposals(), starts, ends))
     return score_z_contrast(signals, starts, ends) + weight * align
 
 
 @register_scorer("z-visual", "z-contrast + 2 x visual local contrast (coherent inside, unlike equally long flanks)")
-def score_z_visual(signals, starts, ends, weight: float = VISUAL_WEIGHT):
-    ctx = signals.context
+def score_z_visual(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray, weight: float = VISUAL_WEIGHT) -> np.ndarray:
+    ctx = signals.clip_context
     if ctx.visual is None:
         return score_z_contrast(signals, starts, ends)
     return score_z_contrast(signals, starts, ends) + weight * ctx.visual_contrast(starts, ends)

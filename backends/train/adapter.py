@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 from torch import nn
 from tqdm import tqdm
 
@@ -91,7 +93,7 @@ class _ProjectionHead(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike):
         return self.net(x)
 
 
@@ -137,7 +139,7 @@ def train_adapter(
     optimiser = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
     tensors = [torch.from_numpy(s).to(dev) for s in seqs]
 
-    def batch_loss(draws) -> torch.Tensor:
+    def batch_loss(draws: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
         clips_a = torch.stack([t[i] for t, (i, _) in zip(tensors, draws)])
         clips_b = torch.stack([t[j] for t, (_, j) in zip(tensors, draws)])
         pooled_a = adapter(clips_a).mean(1)
@@ -187,7 +189,7 @@ def train_adapter(
     return TrainResult(adapter.cpu().eval(), loss_curve, history)
 
 
-def find_videos(folder) -> list[Path]:
+def find_videos(folder: str | os.PathLike) -> list[Path]:
     """The videos of a training folder (AdapterTrainingError when there are none)."""
     try:
         return list_videos(folder)
@@ -203,8 +205,8 @@ def adapter_training_videos(*clips) -> list[str]:
 
 
 def train_adapter_on_videos(
-    videos,
-    out,
+    videos: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
     *,
     encoder: Encoder | str | None = None,
     epochs: int = 10,
@@ -220,7 +222,7 @@ def train_adapter_on_videos(
     Writes `out`, `<out stem>.loss.json` and `<out stem>.loss.png`; returns the checkpoint path.
     """
 
-    paths = find_videos(videos) if not isinstance(videos, (list, tuple)) else [Path(v) for v in videos]
+    paths = find_videos(videos) if isinstance(videos, (str, os.PathLike)) else [Path(v) for v in videos]
     enc_name = encoder.name if isinstance(encoder, Encoder) else (encoder or default_encoder_name())
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(enc_name)
     train = replace(train or TrainConfig(), epochs=epochs, fps=fps)
@@ -241,13 +243,13 @@ def train_adapter_on_videos(
     return ckpt
 
 
-def loss_curve_paths(checkpoint) -> tuple[Path, Path]:
+def loss_curve_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
     ckpt = Path(checkpoint)
     stem = ckpt.name[: -len(ckpt.suffix)] if ckpt.suffix else ckpt.name
     return ckpt.with_name(f"{stem}.loss.json"), ckpt.with_name(f"{stem}.loss.png")
 
 
-def write_loss_curve(loss_curve: Sequence[float], checkpoint) -> tuple[Path, Path]:
+def write_loss_curve(loss_curve: Sequence[float], checkpoint: str | os.PathLike) -> tuple[Path, Path]:
     """The loss per epoch beside the checkpoint, as JSON and as a PNG plot."""
     json_path, png_path = loss_curve_paths(checkpoint)
     json_path.write_text(json.dumps({"epoch": list(range(len(loss_curve))), "loss": [float(x) for x in loss_curve]}))

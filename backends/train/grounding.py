@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from backends.analysis.windows import nms
 from backends.core.contracts import ProgressFn
 from backends.core.device import resolve_device
 from backends.core.errors import CancelledError, MomentLensError
+from backends.encoders.base import Encoder
 from backends.features import encode_video
 from backends.io.checkpoints import write_checkpoint
 from backends.models.grounding import CHECKPOINT_KIND, GroundingConfig, GroundingHead
@@ -176,7 +178,7 @@ def load_feature_file(path: Path, fps: float = 1.0) -> tuple[np.ndarray, np.ndar
     return feats.astype(np.float32), np.asarray(times, np.float64)
 
 
-def samples_from_annotations(queries, encoder, num_clips: int, video_dir: str | os.PathLike | None = None,
+def samples_from_annotations(queries: Sequence[Any], encoder: Encoder, num_clips: int, video_dir: str | os.PathLike | None = None,
                              features_dir: str | os.PathLike | None = None, fps: float = 1.0,
                              progress: ProgressFn | None = None) -> list[GroundingSample]:
     """Training pairs for annotated queries (`backends.evaluation.annotations.AnnotatedQuery`).

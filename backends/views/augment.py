@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from backends.analysis.augment import AUGMENTATIONS, CvrlConfig, augment_frames
+import plotly.graph_objects as go
+
+from backends.analysis.augment import AUGMENTATIONS, AugmentViewResult, CvrlConfig, augment_frames
 from backends.figures.augment import augment_figure
 from backends.io.video import read_frames
 
@@ -27,7 +29,7 @@ def augment_view(
     start: float = 0.0,
     max_frames: int = 240,
     short_side: int = 256,
-):
+) -> tuple[AugmentViewResult, go.Figure]:
     """Read a video and run the augmentation view; returns (AugmentViewResult, plotly Figure).
 
     Only `max_frames` frames from `start` seconds are read, resized to a shorter side of

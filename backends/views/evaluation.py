@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from backends.core.contracts import ProgressFn
 from backends.evaluation.annotations import load_annotations
 from backends.evaluation.baselines import run_baseline
 from backends.evaluation.charades import CHARADES_STA
@@ -29,7 +30,7 @@ def evaluate_with_baseline(
     durations: Sequence[str | os.PathLike] | None = None,
     baseline_runs: int = 10,
     seed: int = 0,
-    progress=None,
+    progress: ProgressFn | None = None,
 ) -> dict:
     """{"protocol", "num_queries", "model": metrics, "prior": metrics or None, "per_query": rows}.
 

@@ -9,6 +9,7 @@ encoder's image tower through `backends.analysis.gradcam.query_cam`, in batches)
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ def gradcam_frames(
     return np.stack(maps).astype(np.float32), (np.asarray(scores, np.float32) if scores else None)
 
 
-def sample_frames(video_path, count: int, start: float = 0.0, end: float | None = None):
+def sample_frames(video_path: str | os.PathLike, count: int, start: float = 0.0, end: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`count` frames spread evenly over [start, end] (default the whole video): (frames, times)."""
     if count < 1:
         raise GradCamError(f"--frames must be at least 1, got {count}.")
@@ -85,7 +86,7 @@ def sample_frames(video_path, count: int, start: float = 0.0, end: float | None 
 
 
 def gradcam_view(
-    video_path,
+    video_path: str | os.PathLike,
     query: str,
     *,
     encoder: Encoder | str | None = None,

@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 
 from backends.analysis.similarity import (
     FEATURE_KINDS,
     KINDS,
     SimilarityError,
+    SimilarityResult,
     similarity_from_features,
 )
 from backends.core.contracts import ProgressFn
+from backends.encoders.base import Encoder
 from backends.features import encode_video
 from backends.figures.similarity import similarity_figure
 from backends.io.video import read_frames
@@ -25,7 +28,7 @@ from backends.io.video import read_frames
 
 def self_similarity_view(
     video_path: str | Path,
-    encoder=None,
+    encoder: Encoder | str | None = None,
     kind: str = "repnet",
     fps: float = 1.0,
     progress: ProgressFn | None = None,
@@ -33,7 +36,7 @@ def self_similarity_view(
     features: str = "visual",
     cache: bool = True,
     **params: Any,
-):
+) -> tuple[SimilarityResult, go.Figure]:
     """Encode a video (cached) and build the self-similarity view: returns (SimilarityResult, plotly Figure).
 
     `features="visual"` uses the encoder's raw visual features (default), `"joint"` its L2-normalised
@@ -53,7 +56,7 @@ def self_similarity_view(
     return result, similarity_figure(result)
 
 
-def frames_at(video_path: str | Path, t1: float, t2: float, size=None) -> tuple[np.ndarray, np.ndarray]:
+def frames_at(video_path: str | Path, t1: float, t2: float, size: int | tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The frames at `t1` and `t2` seconds (uint8 RGB) for a clicked TSM cell; `size` as in `read_frames`."""
 
     def one(t: float) -> np.ndarray:
