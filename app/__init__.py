@@ -11,7 +11,7 @@ __all__ = ["build_app"]
 
 def __getattr__(name: str):
     if name == "build_app":
-        from app.blocks import build_app
+        from app.blocks import build_app  # deferred: importing Gradio takes seconds; the CLI only lists `app`
 
         return build_app
     raise AttributeError(f"module 'app' has no attribute {name!r}")

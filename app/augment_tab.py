@@ -14,7 +14,7 @@ from app.common import (
     write_json,
 )
 from app.source import Source
-from backends.analysis.augment import AUGMENTATIONS, CvrlConfig
+from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.views.augment import augment_view
 
 AUGMENTATION_NAMES = ["crop", "flip", "jitter", "gray", "blur", "solarize"]

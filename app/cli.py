@@ -6,12 +6,13 @@ import argparse
 import logging
 import sys
 
+from backends.cli.common import add_encoder_arg
+from backends.core.errors import MomentLensError
+
 log = logging.getLogger(__name__)
 
 
-def register(sub) -> None:
-    from backends.cli.common import add_encoder_arg
-
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("app", help="open the web app (moment retrieval and every view) in the browser")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
@@ -31,14 +32,12 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
-        from backends.core.errors import MomentLensError
-
         raise MomentLensError("--auth must look like USER:PASS, both non-empty.")
     return user, password
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from app import build_app
+    from app import build_app  # deferred: Gradio takes seconds to import, and `momentlens --help` must not wait
 
     auth = parse_auth(args.auth)
     demo = build_app(encoder=args.encoder, video=args.video, gpu_concurrency=args.concurrency)

@@ -12,25 +12,23 @@ import plotly.graph_objects as go
 import pytest
 from scipy.stats import kstest
 
-from backends.analysis.augment import (
+from backends.analysis.augment import augment_frames
+from backends.analysis.clips import AugmentError
+from backends.analysis.cvrl import (
     AUGMENTATIONS,
-    AugmentError,
     CvrlConfig,
     _adjust,
     apply_cvrl,
     apply_cvrl_per_frame,
-    augment_frames,
     cvrl_two_views,
-    fame,
-    farneback_flow,
-    flow_to_rgb,
     gap_cdf,
     gap_pdf,
     sample_cvrl_params,
     sample_gaps,
     sample_temporal_gap,
-    temporal_gradient,
 )
+from backends.analysis.fame import fame
+from backends.analysis.motion import farneback_flow, flow_to_rgb, temporal_gradient
 from backends.cli import augment as augment_cli
 from backends.figures.augment import augment_figure, save_images
 

@@ -22,8 +22,8 @@ import numpy as np
 import plotly.graph_objects as go
 from IPython.display import display
 
-from backends.analysis.augment import AUGMENTATIONS, CvrlConfig
 from backends.analysis.augment import METHODS as AUGMENT_METHODS
+from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.analysis.gradcam_options import METHODS as CAM_METHODS
 from backends.core.errors import WindowError
 from backends.core.paths import cache_dir

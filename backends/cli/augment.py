@@ -13,7 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from backends.analysis.augment import AUGMENTATIONS, METHODS, AugmentError, CvrlConfig
+from backends.analysis.augment import METHODS
+from backends.analysis.clips import AugmentError
+from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.cli.common import emit_json
 
 log = logging.getLogger(__name__)

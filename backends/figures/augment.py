@@ -16,17 +16,13 @@ from typing import Any
 import cv2
 import numpy as np
 import plotly.graph_objects as go
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from backends.analysis.augment import (
-    AugmentViewResult,
-    CvrlParams,
-    CvrlResult,
-    FameResult,
-    FlowResult,
-    TemporalGradient,
-    flow_colour_wheel,
-    gap_pdf,
-)
+from backends.analysis.augment import AugmentViewResult
+from backends.analysis.cvrl import CvrlParams, CvrlResult, gap_pdf
+from backends.analysis.fame import FameResult
+from backends.analysis.motion import FlowResult, TemporalGradient, flow_colour_wheel
 
 PLOT_WIDTH = 960  # px of the drawing area; every panel is laid out in pixels inside it
 CELL_GAP = 24  # px between panels of a row
@@ -405,12 +401,8 @@ def frame_grid(frames: np.ndarray, cols: int = 8) -> np.ndarray:
 
 
 def _gap_histogram_png(cvrl: CvrlResult, path: str | os.PathLike) -> bool:
-    """The gap histogram as a PNG via matplotlib when it is installed (plotly needs kaleido)."""
-    try:  # the object API only: no pyplot, so a notebook's backend is left alone
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-        from matplotlib.figure import Figure  # noqa: PLC0415
-    except ImportError:
-        return False
+    """The gap histogram as a PNG via matplotlib (plotly's static export needs kaleido and a browser).
+    matplotlib's object API only: no pyplot, so a notebook's backend is left alone."""
     T, p = cvrl.temporal.max_gap, cvrl.config.gap_power
     k = np.linspace(0, T, 200)
     fig = Figure(figsize=(7, 3.2), dpi=110)

@@ -27,9 +27,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 from tqdm import tqdm
 
-from backends.analysis.augment import (
-    sample_temporal_gap,  # CVRL gap: inverse CDF of the linear density
-)
+from backends.analysis.cvrl import sample_temporal_gap
 from backends.core.contracts import ProgressFn
 from backends.core.device import resolve_device
 from backends.core.errors import CancelledError, MomentLensError, VideoNotFoundError

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from backends.analysis.augment import AUGMENTATIONS, AugmentViewResult, CvrlConfig, augment_frames
+from backends.analysis.augment import AugmentViewResult, augment_frames
+from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.figures.augment import augment_figure
 from backends.io.video import read_frames
 
