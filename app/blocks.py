@@ -9,7 +9,9 @@ Every event has an api_name, so the app is scriptable with gradio_client:
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -23,8 +25,10 @@ from app.scaling_tab import build_scaling_tab
 from app.similarity_tab import build_similarity_tab
 from app.source import build_source, describe_encoder
 from backends.core.paths import default_sample_clip
-from backends.encoders import default_encoder_name
+from backends.core.paths import models_dir as default_models_dir
+from backends.encoders import canonical_encoder_name, default_encoder_name
 from backends.io.playback import playable_path
+from backends.views.offers import ServerOffers
 
 log = logging.getLogger(__name__)
 
@@ -41,30 +45,49 @@ See what your video encoders do: find moments with a text query, and look at sel
 Grad-CAM and temporal scaling on your own clips. Everything runs locally."""
 
 
+MAX_UPLOAD = os.environ.get("MOMENTLENS_MAX_UPLOAD", "2gb")  # larger uploads are refused by the server
+CACHE_SWEEP = (900, 6 * 3600)  # every 15 min, delete this app's Gradio cache files older than 6 h
+
+
 class MomentLensApp(gr.Blocks):
-    """gr.Blocks whose launch() defaults to the app's look, 127.0.0.1 and the bounded queue."""
+    """gr.Blocks whose launch() defaults to the app's look, 127.0.0.1, the bounded queue and the upload limit,
+    and whose close() removes the app's work folder."""
+
+    momentlens_context: AppContext
 
     def launch(self, *args, **kwargs):
         kwargs.setdefault("css", APP_CSS)
         kwargs.setdefault("theme", gr.themes.Soft(primary_hue="indigo"))
         kwargs.setdefault("server_name", DEFAULT_HOST)
+        kwargs.setdefault("max_file_size", MAX_UPLOAD)
         return super().launch(*args, **kwargs)
+
+    def close(self, *args, **kwargs):
+        try:
+            return super().close(*args, **kwargs)
+        finally:
+            self.momentlens_context.close()
 
 
 def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_concurrency: int = 1,
-              queue_size: int = QUEUE_MAX_SIZE) -> MomentLensApp:
+              queue_size: int = QUEUE_MAX_SIZE, models_dir: str | Path | None = None) -> MomentLensApp:
     """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
-    (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers."""
+    (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers.
+    Remote callers may pick only the encoders the server offers: the registry's, `encoder`, and the
+    checkpoints in `models_dir` (default `$MOMENTLENS_MODELS`, else `<cache>/models`)."""
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
-    ctx = AppContext(encoder=encoder or default_encoder_name(), video=None, workdir=workdir,
-                     gpu_concurrency=gpu_concurrency)
+    offers = ServerOffers(pinned_encoders=(encoder,) if encoder else (), trusted_dirs=(workdir,),
+                          models=Path(models_dir) if models_dir is not None else default_models_dir())
+    ctx = AppContext(encoder=canonical_encoder_name(encoder or default_encoder_name()), video=None, workdir=workdir,
+                     gpu_concurrency=gpu_concurrency, offers=offers)
     clip = Path(video) if video is not None else default_sample_clip()
     ctx.video_source = clip
     if clip is not None:
         ctx.video = ctx.servable(playable_path(clip))
 
-    with MomentLensApp(title="momentlens") as demo:
+    atexit.register(ctx.close)  # also on Ctrl-C and SIGTERM (`momentlens app` turns SIGTERM into an exit)
+    with MomentLensApp(title="momentlens", delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown(HEADER, elem_id="ml-header")
         source, cancel_btn, request_stop = build_source(ctx)
         with gr.Tabs():
@@ -83,11 +106,15 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
 
         def on_load(encoder_name: str):
             try:
-                info = describe_encoder(encoder_name)
+                info = describe_encoder(ctx.resolve_encoder(encoder_name))
             except Exception as err:  # shown in place; choosing another encoder retries
                 info = f"Encoder {encoder_name!r} is not usable: {err}"
             return info, [ctx.video] if ctx.video else []
 
+        def on_unload(request: gr.Request):  # the tab closed: its uploads, exports and checkpoints go
+            ctx.end_session(request)
+
+        demo.unload(on_unload)
         demo.load(on_load, source.encoder, [source.encoder_info, source.opened], api_name=False,
                   concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
         if ctx.video:  # the example query on the sample clip, so the first screen shows results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from backends.cli.common import add_encoder_arg
@@ -36,6 +37,10 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from app import build_app  # deferred: Gradio takes seconds to import, and `momentlens --help` must not wait
 
@@ -45,14 +50,20 @@ def cmd_app(args: argparse.Namespace) -> int:
         log.warning("serving on %s: anyone who can reach this machine can use the app%s", args.host,
                     "" if auth else " (add --auth USER:PASS)")
     if args.share and auth is None:
-        log.warning("--share makes the app public; consider --auth USER:PASS")
+        log.warning("--share without --auth: anyone with the link can use the app and see the clips uploaded to it; "
+                    "add --auth USER:PASS")
+    # SIGTERM (a service manager, `kill`) stops the server like Ctrl-C does, so the work folder is removed
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
-    except Exception as err:  # e.g. no internet for the share tunnel: keep serving locally
-        if not args.share:
-            raise
-        log.warning("could not create a share link (%s); serving locally only", err)
-        demo.launch(server_name=args.host, server_port=args.port, share=False, auth=auth)
+        try:
+            demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
+        except Exception as err:  # e.g. no internet for the share tunnel: keep serving locally
+            if not args.share:
+                raise
+            log.warning("could not create a share link (%s); serving locally only", err)
+            demo.launch(server_name=args.host, server_port=args.port, share=False, auth=auth)
+    finally:
+        demo.close()  # stops the server and removes the work folder (uploads, exports, served copies)
     return 0
 
 

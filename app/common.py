@@ -24,6 +24,7 @@ import gradio as gr
 import numpy as np
 
 from backends.core.errors import CancelledError, MomentLensError
+from backends.views.offers import ServerOffers
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +43,60 @@ class AppContext:
     workdir: Path  # scratch folder under the system temp dir (Gradio serves files from there)
     gpu_concurrency: int = 1  # model-heavy handlers running at once (one device)
     video_source: str | Path | None = None  # the preloaded clip itself (to preselect it in the sample list)
+    offers: ServerOffers = field(default_factory=ServerOffers)  # what a remote caller may choose
     stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
+    uploads: dict[str, set[str]] = field(default_factory=dict)  # files each session uploaded (removed at its end)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @staticmethod
+    def session_key(request: gr.Request | None) -> str:
+        key = getattr(request, "session_hash", None) or "api"
+        return "".join(c for c in str(key) if c.isalnum())[:32] or "api"
+
+    def track_upload(self, request: gr.Request | None, path: str | Path | None) -> None:
+        """Remember a file this session uploaded (Gradio's upload folder), to delete it when the session ends."""
+        if not path:
+            return
+        with self.lock:
+            self.uploads.setdefault(self.session_key(request), set()).add(str(path))
+
+    def end_session(self, request: gr.Request | None) -> None:
+        """The browser tab closed: delete the session's uploads, exports and trained checkpoints."""
+        key = self.session_key(request)
+        with self.lock:
+            files = self.uploads.pop(key, set())
+            self.stop_requests.pop(key, None)
+        for f in files:
+            Path(f).unlink(missing_ok=True)
+        shutil.rmtree(self.workdir / "sessions" / key, ignore_errors=True)
+        log.info("session %s ended: %d uploads removed", key[:8], len(files))
+
+    def close(self) -> None:
+        """The server stops: delete the whole work folder (served copies, every session's files)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def resolve_encoder(self, choice: str | None) -> str:
+        """The canonical name of an encoder this server offers (the page's default when empty), or gr.Error."""
+        return self.offers.resolve_encoder(choice) or self.encoder
+
+    def encoder_choices(self, first: str | None = None, extra: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+        """(label, value) pairs for the encoder dropdown: files show their name, not the server's path."""
+        out = []
+        for name in self.offers.encoder_choices(first or self.encoder, extra):
+            family, _, arg = name.partition(":")
+            label = f"{family}:{Path(arg).name}" if arg.startswith("/") else name
+            out.append((label, name))
+        return out
 
     def stop_event(self, request: gr.Request | None) -> threading.Event:
         """The cancel flag of this browser session (created on first use)."""
-        key = getattr(request, "session_hash", None) or "api"
+        key = self.session_key(request)
         with self.lock:
             return self.stop_requests.setdefault(key, threading.Event())
 
     def session_dir(self, request: gr.Request | None, kind: str) -> Path:
         """A fresh folder for one export of one session (files are copied to Gradio's cache when returned)."""
-        key = getattr(request, "session_hash", None) or "api"
-        root = self.workdir / "sessions" / "".join(c for c in key if c.isalnum())[:32]
+        root = self.workdir / "sessions" / self.session_key(request)
         root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
 

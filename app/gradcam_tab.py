@@ -46,7 +46,7 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> None:
                     frame_count: float = 8, heat_opacity: float = 0.5):
 
         path = require_video(video)
-        result, fig = gradcam_view(path, query_text, encoder=encoder or None, frames=int(frame_count), method=cam_method,
+        result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=int(frame_count), method=cam_method,
                                    opacity=float(heat_opacity))
         return fig, summary_rows(result), {"result": result, "opacity": float(heat_opacity)}
 

@@ -25,7 +25,6 @@ from app.common import (
     write_json,
 )
 from app.source import PLAYER_ID, Source
-from backends.core.paths import shared_data_dir
 from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal_map_figure, timeline_figure
 from backends.retrieval.engine import check_window, retrieve, retrieve_many
 from backends.views.evaluation import evaluate_with_baseline
@@ -101,10 +100,15 @@ def _num_clips(value) -> int | None:
     return None if value in (None, "", "auto") else int(value)
 
 
-def _default_annotations() -> str:
+def _default_annotations(offered: dict) -> str | None:
+    return "realmix_dev.json" if "realmix_dev.json" in offered else next(iter(offered), None)
 
-    data = shared_data_dir()
-    return str(data / "realmix_dev.json") if data is not None and (data / "realmix_dev.json").is_file() else ""
+
+def _upload_path(file) -> str | None:
+    """The server path of a gr.File upload (Gradio only hands over files this session uploaded)."""
+    if not file:
+        return None
+    return file if isinstance(file, str) else file.get("path")
 
 
 def build_retrieval_tab(ctx: AppContext, source: Source):
@@ -147,13 +151,21 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
     with gr.Accordion("Trained grounding head (2D-TAN)", open=False):
         head = gr.File(label="Head checkpoint (.pt); empty = zero-shot scoring", file_types=[".pt", ".pth"])
     with gr.Accordion("Evaluate on an annotated dataset (with the blind prior baseline)", open=False):
+        offered = ctx.offers.annotation_choices()
+        gr.Markdown("Annotation files of the server's data folder, or your own (Charades-STA txt, QVHighlights "
+                    "jsonl, ActivityNet json, simple JSON); the videos they name are looked up in the data folder.",
+                    elem_classes=["ml-note"])
         with gr.Row():
-            ann_path = gr.Textbox(label="Annotations (Charades-STA txt, QVHighlights jsonl, ActivityNet json, "
-                                  "simple JSON)", value=_default_annotations(), scale=3)
-            video_dir = gr.Textbox(value="", label="Video folder (empty: beside the annotations)", scale=2)
+            ann_choice = gr.Dropdown(list(offered), value=_default_annotations(offered), label="Annotations", scale=2)
+            ann_upload = gr.File(label="... or upload an annotation file", file_types=[".txt", ".jsonl", ".json"],
+                                 height=90, scale=2)
+            train_choice = gr.Dropdown(["", *offered], value="", label="Train split for the prior baseline (optional)",
+                                       scale=2)
+            train_upload = gr.File(label="... or upload a train split", file_types=[".txt", ".jsonl", ".json"],
+                                   height=90, scale=2)
         with gr.Row():
-            train_path = gr.Textbox(value="", label="Train split for the prior baseline (optional)", scale=3)
-            durations = gr.Textbox(value="", label="Charades_v1_*.csv durations, comma-separated (Charades-STA)", scale=2)
+            durations = gr.Dropdown(list(ctx.offers.duration_choices()), value=[], multiselect=True,
+                                    label="Charades_v1_*.csv durations (Charades-STA)", scale=3)
             protocol = gr.Radio(["momentlens", "charades-sta"], value="momentlens", label="Protocol")
             evaluate = gr.Button("Evaluate", scale=1)
         eval_summary = gr.Markdown(elem_classes=["ml-note"])
@@ -169,7 +181,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         stop = ctx.stop_event(request)
         stop.clear()
         t0 = time.perf_counter()
-        result = retrieve(path, query_text, encoder=encoder or None, head=head_file or None, top_k=int(k),
+        result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), head=head_file or None, top_k=int(k),
                           nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
                           progress=progress_bridge(progress, stop))
         elapsed = time.perf_counter() - t0
@@ -197,7 +209,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         require_text(query_text)
         stop = ctx.stop_event(request)
         stop.clear()
-        result = retrieve(path, query_text, encoder=encoder or None, top_k=int(k), fps=float(fps or 1.0),
+        result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), top_k=int(k), fps=float(fps or 1.0),
                           num_clips=_num_clips(n), mask=mask_kind or "auto", progress=progress_bridge(progress, stop))
         gt = _ground_truth(gt_s, gt_e, result.duration)
         fig = fit_width(temporal_map_figure(result.map, result.moments, gt,
@@ -218,7 +230,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
             raise gr.Error(f"{len(texts)} queries given; compare at most 8 at once so the timeline stays readable.")
         stop = ctx.stop_event(request)
         stop.clear()
-        results = retrieve_many(path, texts, encoder=encoder or None, top_k=1, fps=float(fps or 1.0),
+        results = retrieve_many(path, texts, encoder=ctx.resolve_encoder(encoder), top_k=1, fps=float(fps or 1.0),
                                 progress=progress_bridge(progress, stop))
         return fit_width(timeline_figure(results, top=1, title="queries on one timeline (top moment of each shaded)"),
                          PLOT_HEIGHT + 40)
@@ -241,15 +253,18 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         return files + figs, note
 
     @user_errors
-    def run_evaluate(annotations: str, folder: str = "", encoder: str = ctx.encoder, train: str = "",
-                     csvs: str = "", protocol_name: str = "momentlens", progress=gr.Progress()):
-
-        if not isinstance(annotations, str) or not annotations.strip():
-            raise gr.Error("Give the path of an annotation file to evaluate on.")
+    def run_evaluate(annotations: str | None = None, uploaded=None, encoder: str = ctx.encoder, train: str = "",
+                     train_uploaded=None, csvs: list[str] | None = None, protocol_name: str = "momentlens",
+                     progress=gr.Progress()):
+        if protocol_name not in ("momentlens", "charades-sta"):
+            raise gr.Error("Pick the protocol momentlens or charades-sta.")
+        test_file = ctx.offers.resolve_annotation(annotations, _upload_path(uploaded))
+        train_file = (ctx.offers.resolve_annotation(train, _upload_path(train_uploaded))
+                      if (train or train_uploaded) else None)
         report = evaluate_with_baseline(
-            annotations.strip(), video_dir=folder.strip() or None, encoder=encoder or None, protocol=protocol_name,
-            train=train.strip() or None, durations=[c.strip() for c in csvs.split(",") if c.strip()] or None,
-            progress=progress_bridge(progress, None))
+            test_file, video_dir=ctx.offers.video_folder(), encoder=ctx.resolve_encoder(encoder),
+            protocol=protocol_name, train=train_file, durations=ctx.offers.resolve_durations(csvs),
+            progress=progress_bridge(progress, None), confine=True)
         keys = [k for k in report["model"]]
         lines = [f"**{report['num_queries']} queries** · protocol: {report['protocol']}", "",
                  "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
@@ -265,7 +280,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
                 for r in report["per_query"]]
         return "\n".join(lines), rows
 
-    evaluate.click(run_evaluate, [ann_path, video_dir, source.encoder, train_path, durations, protocol],
+    evaluate.click(run_evaluate, [ann_choice, ann_upload, source.encoder, train_choice, train_upload, durations, protocol],
                    [eval_summary, eval_table], api_name="evaluate", concurrency_id=GPU_QUEUE,
                    concurrency_limit=ctx.gpu_concurrency)
 

@@ -17,7 +17,7 @@ from app.common import (
     write_json,
 )
 from app.source import Source
-from backends.analysis.scaling import SCALE_NAME
+from backends.analysis.scaling import SCALE_NAME_CHOICES
 from backends.encoders import cached_encoder
 from backends.models.adapter import AdapterConfig, TemporalAdapter
 from backends.train.adapter import (
@@ -26,6 +26,8 @@ from backends.train.adapter import (
     train_adapter_on_videos,
 )
 from backends.views.scaling import scaling_view
+
+DEFAULT_NAMES = next(iter(SCALE_NAME_CHOICES))  # temporal_scale, scale, alpha or gamma
 
 
 def _paths(files) -> list[str]:
@@ -42,7 +44,8 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
                                  file_types=[".pt", ".pth", ".bin", ".ckpt"], elem_id="ml-ckpt", height=130)
             others = gr.File(label="More checkpoints to overlay (optional)", file_count="multiple",
                              file_types=[".pt", ".pth", ".bin", ".ckpt"], height=130)
-            pattern = gr.Textbox(value="", label="Parameter name pattern (regex; empty = temporal_scale/alpha/gamma)")
+            pattern = gr.Dropdown(list(SCALE_NAME_CHOICES), value=DEFAULT_NAMES, label="Parameter names",
+                                  info="the last name component of the scales (any layer-indexed key)")
             show = gr.Button("Show scales", variant="primary", elem_id="ml-scaling-btn")
         with gr.Column(scale=2):
             gr.Markdown("**Train a temporal adapter** on the clips opened in this session (plus the package-shipped "
@@ -60,16 +63,17 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
     last = gr.State(None)
 
     @user_errors
-    def run_scaling(ckpt=None, more=None, name_pattern: str = "", encoder: str = ctx.encoder):
-
+    def run_scaling(ckpt=None, more=None, names: str = DEFAULT_NAMES, encoder: str = ctx.encoder):
+        if (names or DEFAULT_NAMES) not in SCALE_NAME_CHOICES:
+            raise gr.Error(f"Pick the parameter names from the list ({', '.join(SCALE_NAME_CHOICES)}).")
         sources = _paths(ckpt) + _paths(more)
         note = ""
         if not sources:
             # nothing uploaded yet: show the untrained adapter of the selected encoder (every scale starts at 0)
-            sources = [TemporalAdapter(AdapterConfig(dim=cached_encoder(encoder or None).dim))]
+            sources = [TemporalAdapter(AdapterConfig(dim=cached_encoder(ctx.resolve_encoder(encoder)).dim))]
             note = ("No checkpoint yet: this is an untrained adapter, whose scales all start at 0. "
                     "Upload a checkpoint or train one on the right.")
-        data, fig = scaling_view(sources, name_pattern.strip() or SCALE_NAME)
+        data, fig = scaling_view(sources, SCALE_NAME_CHOICES[names or DEFAULT_NAMES])
         groups = data["checkpoints"]
         text = " · ".join(f"**{Path(g['checkpoint']).name}**: {len(g['layers'])} scale parameters" for g in groups)
         return fig, (note + " " + text).strip(), data, {"data": data, "figure": fig}
@@ -82,10 +86,10 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
         stop = ctx.stop_event(request)
         stop.clear()
         out = ctx.session_dir(request, "adapter") / "adapter.pt"
-        ckpt = train_adapter_on_videos(videos, out, encoder=encoder or None, epochs=int(epoch_count),
+        ckpt = train_adapter_on_videos(videos, out, encoder=ctx.resolve_encoder(encoder), epochs=int(epoch_count),
                                        fps=float(fps or 1.0), progress=progress_bridge(progress, stop),
                                        should_stop=stop.is_set)
-        fig, text, _, state = run_scaling(str(ckpt), None, "", encoder)
+        fig, text, _, state = run_scaling(str(ckpt), None, DEFAULT_NAMES, encoder)
         return str(ckpt), str(loss_curve_paths(ckpt)[1]), fig, f"Trained on {len(videos)} clips. " + text, state
 
     @user_errors

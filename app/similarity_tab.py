@@ -77,7 +77,7 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
         path = require_video(video)
         stop = ctx.stop_event(request)
         stop.clear()
-        result, fig = self_similarity_view(path, encoder or None, kind=matrix, fps=float(fps or 1.0),
+        result, fig = self_similarity_view(path, ctx.resolve_encoder(encoder), kind=matrix, fps=float(fps or 1.0),
                                            progress=progress_bridge(progress, stop), features=feature_kind)
         bounds = ", ".join(f"{b:.1f}" for b in result.boundaries) or "none"
         text = (f"{len(result.times)} frames of {Path(path).name} · **{len(result.boundaries)} boundaries** at "

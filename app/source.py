@@ -18,7 +18,7 @@ from app.common import (
     user_errors,
 )
 from backends.core.paths import sample_clips
-from backends.encoders import cached_encoder, offline_encoder_names, registry
+from backends.encoders import cached_encoder, registry
 from backends.features import encode_video
 from backends.io.playback import is_browser_playable, playable_path
 from backends.io.video import probe
@@ -26,16 +26,10 @@ from backends.io.video import probe
 PLAYER_ID = "ml-player"  # the chips of the retrieval tab seek `#ml-player video`
 
 
-def encoder_choices(current: str) -> list[str]:
-    """Offline-buildable encoders (CLIP only with its weights on disk), the current one first."""
-
-    return offline_encoder_names(first=current)
-
-
 def describe_encoder(name: str) -> str:
-    """One line for the UI: id, device, dimensions (loads the model into the shared read-only cache)."""
-
-    enc = cached_encoder(name or None)
+    """One line for the UI: id, device, dimensions (loads the model into the shared read-only cache).
+    `name` is an offered, canonical encoder name (`AppContext.resolve_encoder`)."""
+    enc = cached_encoder(name)
     d = enc.describe()
     spec = registry().get(name.split(":")[0] + ":" if ":" in name else name)
     what = f" — {spec.description}" if spec is not None else ""
@@ -68,9 +62,10 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         with gr.Column(scale=2, min_width=320):
             sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
                                  label="Sample clip", info="real footage; or drop your own clip on the player")
-            encoder = gr.Dropdown(encoder_choices(ctx.encoder), value=ctx.encoder, label="Encoder",
+            encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder",
                                   allow_custom_value=True,
-                                  info="registry name, clip:/path/model.pt or adapter:/path/adapter.pt")
+                                  info="the registry's offline encoders and the checkpoints in the server's models "
+                                  "folder ($MOMENTLENS_MODELS)")
             encoder_info = gr.Markdown(elem_classes=["ml-note"])
             fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames sampled per second")
             with gr.Row():
@@ -89,9 +84,9 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         return path, f"Sample **{name}** loaded.", _remember(opened_videos, path)
 
     @user_errors
-    def prepare_upload(video, opened_videos: list, progress=gr.Progress()):
-
+    def prepare_upload(video, opened_videos: list, request: gr.Request = None, progress=gr.Progress()):
         path = require_video(video)
+        ctx.track_upload(request, path)
         info = probe(path)
         note = f"{Path(path).name}: {info.duration:.1f} s, {info.width}x{info.height}, {info.codec}"
         if not is_browser_playable(path):
@@ -106,7 +101,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         path = require_video(video)
         stop = ctx.stop_event(request)
         stop.clear()
-        feats = encode_video(path, encoder_name or None, fps=float(fps), progress=progress_bridge(progress, stop),
+        feats = encode_video(path, ctx.resolve_encoder(encoder_name), fps=float(fps), progress=progress_bridge(progress, stop),
                              should_stop=stop.is_set)
         how = "from the cache" if feats.from_cache else "encoded and cached"
         return f"{len(feats)} frames of {Path(path).name} ({feats.duration:.1f} s) {how}: queries are now instant."
@@ -119,7 +114,8 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                  concurrency_id="video", concurrency_limit=2)
     video.upload(prepare_upload, [video, opened], [video, status, opened, sample], api_name="prepare",
                  concurrency_id="video", concurrency_limit=2)
-    encoder.change(user_errors(describe_encoder), encoder, encoder_info, api_name="encoder_info",
+    encoder.change(user_errors(lambda name: describe_encoder(ctx.resolve_encoder(name))), encoder, encoder_info,
+                   api_name="encoder_info",
                    concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
     enc_event = encode_btn.click(encode, [video, encoder, fps], status, api_name="encode",
                                  concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)

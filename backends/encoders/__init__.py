@@ -14,6 +14,8 @@ from backends.encoders import conse, clip_encoder, tiny, adapter  # noqa: F401  
 from backends.encoders.base import (
     Encoder,
     cached_encoder,
+    cached_models,
+    canonical_encoder_name,
     create_encoder,
     default_encoder_name,
     encoder_available,
@@ -26,6 +28,8 @@ from backends.encoders.base import (
 __all__ = [
     "Encoder",
     "cached_encoder",
+    "cached_models",
+    "canonical_encoder_name",
     "create_encoder",
     "default_encoder_name",
     "encoder_available",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -65,6 +68,18 @@ def _lookup(name: str) -> tuple[EncoderSpec, str | None]:
         if spec is not None and arg:
             return spec, arg
     raise UnknownEncoderError(f"unknown encoder {name!r}; available: {', '.join(list_encoders())}")
+
+
+def canonical_encoder_name(name: str) -> str:
+    """One spelling per encoder: a family's file argument becomes its resolved absolute path
+    (`clip:/x/./y`, `clip:~/y` and a symlink all name the same model); other names are returned as they are."""
+    spec, arg = _lookup(name)
+    if not spec.family or arg is None:
+        return spec.name
+    path = Path(arg).expanduser()
+    if path.exists():
+        return f"{spec.name}{path.resolve()}"
+    return f"{spec.name}{arg}"
 
 
 def create_encoder(name: str | None = None, device: str | torch.device = "auto") -> Encoder:
@@ -205,29 +220,76 @@ def resize_center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-# The process-wide model cache (read-only encoders shared by every caller, the web app's workers included).
-# `_MODEL_GUARD` guards the two dicts only; each key has its own build lock, so that building one encoder
+# The process-wide model cache (read-only encoders shared by every caller, the web app's workers included),
+# keyed by the canonical name and the device, least recently used first, and bounded in count and in bytes of
+# weights. `_MODEL_GUARD` guards the dicts only; each key has its own build lock, so that building one encoder
 # (an adapter builds its base encoder through this cache) never waits on a lock it already holds.
-_MODEL_CACHE: dict[tuple[str, str], Encoder] = {}
+MODEL_CACHE_MAX_MODELS = int(os.environ.get("MOMENTLENS_MODEL_CACHE_MODELS", "4"))
+MODEL_CACHE_MAX_BYTES = int(float(os.environ.get("MOMENTLENS_MODEL_CACHE_GB", "4")) * 2**30)
+_MODEL_CACHE: OrderedDict[tuple[str, str], Encoder] = OrderedDict()
 _MODEL_BUILD_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _MODEL_GUARD = threading.Lock()
 
 
+def encoder_nbytes(enc: Encoder) -> int:
+    """Bytes of the tensors an encoder holds (parameters and buffers of its modules, and plain tensors)."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(t: torch.Tensor) -> None:
+        nonlocal total
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+
+    for value in vars(enc).values():
+        if isinstance(value, torch.nn.Module):
+            for tensor in (*value.parameters(), *value.buffers()):
+                add(tensor)
+        elif isinstance(value, torch.Tensor):
+            add(value)
+        elif isinstance(value, Encoder):  # an adapter's base encoder is counted under its own key
+            continue
+    return total
+
+
+def _evict_locked(keep: tuple[str, str]) -> None:
+    """Drop least recently used models beyond the count and memory bounds (never `keep`, the newest)."""
+    def over() -> bool:
+        size = sum(encoder_nbytes(e) for e in _MODEL_CACHE.values())
+        return len(_MODEL_CACHE) > MODEL_CACHE_MAX_MODELS or size > MODEL_CACHE_MAX_BYTES
+
+    while len(_MODEL_CACHE) > 1 and over():
+        oldest = next(k for k in _MODEL_CACHE if k != keep)
+        log.info("model cache: unloading %s", oldest[0])
+        del _MODEL_CACHE[oldest]
+        _MODEL_BUILD_LOCKS.pop(oldest, None)
+
+
 def cached_encoder(name: str | None = None, device: str | torch.device = "auto") -> Encoder:
-    """A shared, read-only encoder instance per (name, device): models load once per process."""
+    """A shared, read-only encoder instance per (canonical name, device): models load once per process,
+    and the least recently used ones are unloaded beyond MODEL_CACHE_MAX_MODELS / MODEL_CACHE_MAX_BYTES."""
     if name is None:
         name = default_encoder_name()
-    key = (name, str(resolve_device(device)))
+    key = (canonical_encoder_name(name), str(resolve_device(device)))
     with _MODEL_GUARD:
         enc = _MODEL_CACHE.get(key)
         if enc is not None:
+            _MODEL_CACHE.move_to_end(key)
             return enc
         build_lock = _MODEL_BUILD_LOCKS.setdefault(key, threading.Lock())
     with build_lock:  # one build per key; other keys build in parallel
         with _MODEL_GUARD:
             enc = _MODEL_CACHE.get(key)
         if enc is None:
-            enc = create_encoder(name, device)
+            enc = create_encoder(key[0], device)
             with _MODEL_GUARD:
                 _MODEL_CACHE[key] = enc
+                _evict_locked(keep=key)
     return enc
+
+
+def cached_models() -> list[str]:
+    """Canonical names of the encoders loaded now, least recently used first (for tests and `app` logs)."""
+    with _MODEL_GUARD:
+        return [name for name, _ in _MODEL_CACHE]

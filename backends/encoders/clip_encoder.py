@@ -13,12 +13,12 @@ import torch
 
 from backends.core.errors import CheckpointError, WeightsNotFoundError
 from backends.encoders.base import Encoder, register_encoder, resize_center_crop
-from backends.io.checkpoints import file_version
+from backends.io.checkpoints import file_version, is_torchscript_archive, read_checkpoint, read_torchscript_state_dict
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # clip imports the deprecated pkg_resources
     import clip
-    from clip.model import CLIP
+    from clip.model import CLIP, build_model
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -103,30 +103,49 @@ class _ImageTower(torch.nn.Module):
         return self.model.encode_image(x)
 
 
+def load_clip_file(path: str | os.PathLike, device: torch.device) -> CLIP:
+    """A CLIP model from a local file: OpenAI's TorchScript archive or a plain state dict (`torch.save`).
+
+    The weights are read as tensors only (`backends.io.checkpoints`: never `torch.load` without
+    `weights_only`, which `clip.load` uses), and the architecture is inferred from them by
+    `clip.model.build_model`. On CUDA the weights stay fp16, as `clip.load` keeps them; on CPU they become fp32.
+    """
+    p = Path(path).expanduser()
+    state = read_torchscript_state_dict(p) if is_torchscript_archive(p) else read_checkpoint(p)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or "visual.proj" not in state and "visual.attnpool.c_proj.weight" not in state:
+        raise CheckpointError(f"{p.name} is not a CLIP checkpoint (no CLIP image tower in it); pass an OpenAI CLIP "
+                              ".pt file or a state dict of clip.model.CLIP.")
+    try:
+        model = build_model(state)
+    except (KeyError, RuntimeError, ValueError, IndexError) as err:
+        raise CheckpointError(f"{p.name} is not a complete CLIP checkpoint ({type(err).__name__}).") from None
+    model = model.to(device)
+    return model.float() if device.type == "cpu" else model
+
+
 @register_encoder("clip:", "OpenAI CLIP by model name (weights in ~/.cache/clip) or local .pt file", clip_available,
                   models=clip.available_models)
 def build_clip(device: torch.device, arg: str) -> ClipEncoder:
     path = Path(arg).expanduser()
     if path.is_file():
-        try:
-            model, _ = clip.load(str(path), device=device, jit=False)
-        except Exception as err:  # a file that is not a CLIP checkpoint
-            raise CheckpointError(f"{path.name} is not a CLIP checkpoint that the clip package can load ({err}).") from err
-        return ClipEncoder(model, device, f"clip:{path.name}", file_version(path))
+        return ClipEncoder(load_clip_file(path, device), device, f"clip:{path.name}", file_version(path))
     if arg not in clip.available_models():
         raise WeightsNotFoundError(
             f"CLIP model {arg!r} is neither a known model name ({', '.join(clip.available_models())}) nor a file."
         )
     local = clip_weights_file(arg)
     assert local is not None  # `arg` is one of clip.available_models()
-    try:
-        model, _ = clip.load(arg, device=device, jit=False, download_root=str(CLIP_CACHE))
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        raise WeightsNotFoundError(
-            f"CLIP {arg} weights are not in {CLIP_CACHE} and cannot be downloaded (offline?); "
-            f"place {local.name} in {CLIP_CACHE} or pass clip:/path/to/{local.name}."
-        ) from err
-    return ClipEncoder(model, device, f"clip:{arg}", local.name.split(".")[0])
+    if not local.is_file():
+        try:  # clip's own downloader checks the SHA-256 that is part of the URL
+            clip.clip._download(clip.clip._MODELS[arg], str(CLIP_CACHE))
+        except (urllib.error.URLError, OSError, RuntimeError) as err:
+            raise WeightsNotFoundError(
+                f"CLIP {arg} weights are not in {CLIP_CACHE} and cannot be downloaded (offline?); "
+                f"place {local.name} in {CLIP_CACHE} or pass clip:/path/to/{local.name}."
+            ) from err
+    return ClipEncoder(load_clip_file(local, device), device, f"clip:{arg}", local.name.split(".")[0])
 
 
 def tiny_random_clip(seed: int = 0) -> CLIP:

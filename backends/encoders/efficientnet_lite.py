@@ -33,6 +33,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
+from backends.io.checkpoints import read_checkpoint
+
 __all__ = [
     "IMAGENET_CLASSES",
     "LITE0_BLOCKS",
@@ -221,7 +223,7 @@ def load_efficientnet_lite0(pretrained: bool = True, channels_last: bool = False
     """
     model = EfficientNetLite0()
     if pretrained:
-        state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+        state = read_checkpoint(weights_path())
         model.load_state_dict(state, strict=True)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

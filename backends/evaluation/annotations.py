@@ -16,17 +16,40 @@ A line (or entry) that does not parse raises `AnnotationError` naming the file a
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from backends.core.errors import AnnotationError
 
 PathLike = str | os.PathLike
 DurationsArg = None | Mapping[str, float] | PathLike | Sequence[PathLike]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _readable(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A file that is not UTF-8 text, or JSON nested deeper than Python can parse, is an AnnotationError
+    with one sentence (not a UnicodeDecodeError or RecursionError traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        name = Path(str(args[0])).name if args else "the file"
+        try:
+            return fn(*args, **kwargs)
+        except UnicodeDecodeError:
+            raise AnnotationError(f"{name} is not a text file (its bytes are not UTF-8); pass an annotation file "
+                                  "(Charades-STA .txt, QVHighlights .jsonl or .json).") from None
+        except RecursionError:
+            raise AnnotationError(f"{name} nests its JSON too deeply to be an annotation file.") from None
+
+    return wrapper
+
 
 QVH_CLIP_SECONDS = 2.0  # QVHighlights saliency is annotated per 2-second clip
 
@@ -217,6 +240,7 @@ def _load_json(path: Path) -> tuple[str, Any]:
 FORMATS = ("charades-sta", "qvhighlights", "activitynet-captions", "simple")
 
 
+@_readable
 def detect_format(path: PathLike) -> str:
     """Guess the annotation format from the extension and, for .json, the document's shape."""
     path = Path(path)
@@ -245,6 +269,7 @@ def _json_kind(path: Path, doc: Any) -> str:
     )
 
 
+@_readable
 def load_annotations(path: PathLike, durations: DurationsArg = None) -> list[AnnotatedQuery]:
     """Read any supported annotation file (format detected); `durations` applies to Charades-STA.
 
@@ -282,6 +307,7 @@ def iter_jsonl(path: PathLike) -> Iterable[tuple[int, dict]]:
             yield line_no, obj
 
 
+@_readable
 def read_predictions(path: PathLike) -> list[dict]:
     """Read a predictions jsonl (`qid` and/or `vid`+`query`, `pred_relevant_windows` [[s, e, score], ...]
     in rank order, optional `pred_saliency_scores`); windows are checked, scores default to rank order."""

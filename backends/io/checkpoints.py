@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,39 @@ import torch
 from backends.core.errors import CheckpointError
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """A checkpoint file's content (tensors and plain data only), or CheckpointError with one sentence."""
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> Any:
+    """A checkpoint file's content (tensors and plain data only), or CheckpointError with one sentence.
+    `mmap=True` maps the tensors' storage instead of reading it (a cheap look at a large file's structure)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist.")
     try:
+        if mmap:
+            return torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
         with open(p, "rb") as f:  # an open file: torch.load never re-resolves the path
             return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as err:  # not a torch file, truncated, or holds pickled code we refuse to run
         raise CheckpointError(f"{p.name} is not a readable PyTorch checkpoint ({type(err).__name__}).") from err
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """Whether a file is a TorchScript archive (a zip with TorchScript code), as OpenAI's CLIP files are."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def read_torchscript_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a TorchScript archive, or CheckpointError. Only for files the machine's owner chose
+    (a command-line path, the CLIP cache, the models directory): a web request never reaches this."""
+    p = Path(path).expanduser()
+    try:
+        module = torch.jit.load(str(p), map_location="cpu")
+        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    except Exception as err:
+        raise CheckpointError(f"{p.name} is not a readable TorchScript archive ({type(err).__name__}).") from err
 
 
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -129,7 +129,15 @@ def _open(p: Path) -> av.container.InputContainer:
         raise NotAVideoError(f"{p.name} is not a video file that can be decoded; upload an mp4, avi, webm or mov.") from err
 
 
+# FFmpeg demuxers of still images: a PNG or JPEG renamed .mp4 opens as a one-frame "video" through them
+_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif", "webp_pipe", "tiff_pipe", "jpegxl_pipe",
+                   "apng", "ico", "psd_pipe", "qoi_pipe", "svg_pipe", "pgm_pipe", "ppm_pipe", "pam_pipe")
+
+
 def _video_stream(container: Any, p: Path):
+    names = set(str(container.format.name).split(","))
+    if names & set(_IMAGE_DEMUXERS) or any(n.endswith("_pipe") for n in names):
+        raise NotAVideoError(f"{p.name} is a still image, not a video; upload an mp4, avi, webm or mov.")
     if not container.streams.video:
         if container.streams.audio:
             raise NoVideoStreamError(f"{p.name} is an audio-only file; pick a file that contains video.")

@@ -368,26 +368,38 @@ def retrieve(video: str | os.PathLike, query: str, *, encoder: Encoder | str | N
                          should_stop=should_stop)[0]
 
 
-def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None) -> Path:
+def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None, *, confine: bool = False) -> Path:
     """The video file of an annotation's `vid`: as given (simple json names the file), else with a common
-    extension, in `video_dir`."""
-
+    extension, in `video_dir`. `confine=True` (the web app) accepts only files inside `video_dir`, so an
+    annotation cannot point at `../../etc/passwd` or an absolute path, and says the same whether a file
+    outside exists or not."""
     base = Path(video_dir) if video_dir is not None else Path(".")
+    vid = str(vid)
     direct = Path(vid) if Path(vid).is_absolute() else base / vid
-    if direct.is_file():
-        return direct
-    for ext in VIDEO_EXTENSIONS:
-        for cand in (base / f"{vid}{ext}", base / f"{vid}{ext.upper()}"):
-            if cand.is_file():
-                return cand
-    raise VideoNotFoundError(f"no video file for {vid!r} in {base}; pass --video-dir with the videos "
-                             f"named VID.mp4 (or .avi, .webm, .mkv, .mov).")
+    candidates = [direct] + [base / f"{vid}{ext}" for ext in VIDEO_EXTENSIONS] + \
+                 [base / f"{vid}{ext.upper()}" for ext in VIDEO_EXTENSIONS]
+    for cand in candidates:
+        if confine and not _inside(cand, base):
+            continue
+        if cand.is_file():
+            return cand
+    where = "the server's data folder" if confine else str(base)
+    raise VideoNotFoundError(f"no video file for {vid[:80]!r} in {where}; name the videos VID.mp4 (or .avi, .webm, "
+                             ".mkv, .mov)" + ("." if confine else " and pass --video-dir with them."))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 def predict_for_annotations(queries: Sequence[Any], video_dir: str | os.PathLike | None = None, *,
                             encoder: Encoder | str | None = None, head: str | os.PathLike | None = None,
                             top_k: int = 10, progress: ProgressFn | None = None, scorer: str | None = None,
-                            nms_threshold: float = 0.5, fps: float = 1.0) -> list[dict]:
+                            nms_threshold: float = 0.5, fps: float = 1.0, confine: bool = False) -> list[dict]:
     """Predictions aligned with `queries` (AnnotatedQuery): `{"qid", "pred_relevant_windows": [[s, e, score]]}`.
     Queries are grouped by video so that each video is encoded once."""
     by_video: OrderedDict[str, list[int]] = OrderedDict()
@@ -395,7 +407,7 @@ def predict_for_annotations(queries: Sequence[Any], video_dir: str | os.PathLike
         by_video.setdefault(str(q.vid), []).append(i)
     out: list[dict | None] = [None] * len(queries)
     for done, (vid, idx) in enumerate(by_video.items()):
-        path = resolve_annotation_video(vid, video_dir)
+        path = resolve_annotation_video(vid, video_dir, confine=confine)
         if progress is not None:
             progress(done / len(by_video), f"video {done + 1}/{len(by_video)}: {path.name}")
         results = retrieve_many(path, [queries[i].query for i in idx], encoder=encoder, head=head, top_k=top_k,

@@ -23,6 +23,7 @@ PROTOCOLS = {"momentlens": MOMENTLENS, "charades-sta": CHARADES_STA}
 def evaluate_with_baseline(
     annotations: str | os.PathLike,
     video_dir: str | os.PathLike | None = None,
+    *,
     encoder: str | None = None,
     head: str | None = None,
     protocol: str = "momentlens",
@@ -31,17 +32,19 @@ def evaluate_with_baseline(
     baseline_runs: int = 10,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    confine: bool = False,
 ) -> dict:
     """{"protocol", "num_queries", "model": metrics, "prior": metrics or None, "per_query": rows}.
 
     Videos are looked up in `video_dir` (default: beside the annotation file). With a `train` annotation
     file the KDE prior of Otani et al. (2020) is fitted on it and scored on the same test queries.
+    `confine=True` (the web app) looks videos up inside `video_dir` only.
     """
 
     proto = PROTOCOLS[protocol]
     queries = load_annotations(annotations, durations=list(durations) if durations else None)
     preds = predict_for_annotations(queries, video_dir=video_dir or Path(annotations).resolve().parent,
-                                    encoder=encoder, head=head, top_k=10, progress=progress)
+                                    encoder=encoder, head=head, top_k=10, progress=progress, confine=confine)
     model = evaluate_windows(queries, preds, proto)
     prior = None
     if train:
