@@ -132,15 +132,20 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as err:
+            log.info("user error in %s: %s", fn.__name__, err.message)
+            err.print_exception = False
             raise
-        except CancelledError as err:
-            raise gr.Error(str(err), title="Cancelled") from err
+        except CancelledError as err:  # one INFO line in the server log, one sentence in the page
+            log.info("cancelled in %s: %s", fn.__name__, err)
+            raise gr.Error(str(err), title="Cancelled", print_exception=False) from None
         except MomentLensError as err:
-            raise gr.Error(_sentence(str(err))) from err
-        except Exception as err:  # a bug: log the traceback, show one sentence
+            log.info("user error in %s: %s", fn.__name__, err)
+            raise gr.Error(_sentence(str(err)), print_exception=False) from None
+        except Exception as err:  # a bug: the traceback goes to the server log, the page gets one sentence
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Unexpected error ({type(err).__name__}): {err}; the details are in the server log.") from err
+            raise gr.Error(f"Something went wrong on the server ({type(err).__name__}, a bug); the details are in "
+                           "the server log.", print_exception=False) from None
 
     return wrapper
 

@@ -6,6 +6,7 @@ current step) and `should_stop()` (True cancels with CancelledError, keeping not
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,9 @@ ProgressFn = Callable[[float, str], None]  # (fraction done in [0, 1], what is h
 StopFn = Callable[[], bool]  # True: stop now (CancelledError, nothing partial kept)
 
 MAX_QUERY_CHARS = 1000  # one or two sentences; longer text is almost always a paste by mistake
+# C0/C1 control characters and the Unicode direction overrides and isolates (they make a query display
+# differently from what it says); tabs and newlines are whitespace and are collapsed instead
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def check_query(query: Any, *, required: bool = True) -> str:
@@ -32,4 +36,7 @@ def check_query(query: Any, *, required: bool = True) -> str:
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(
             f"the query has {len(text)} characters; keep it under {MAX_QUERY_CHARS} (one or two sentences).")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise QueryError(f"the query contains control characters (U+{ord(bad.group()):04X}); type plain text.")
     return text

@@ -283,7 +283,7 @@ class VideoReader:
             if self.info.duration > 0 and self.duration < 0.9 * self.info.duration - 1.0:
                 raise CorruptVideoError(
                     f"{p.name} stops at {self.duration:.1f} s although its header says {self.info.duration:.1f} s: "
-                    "the file is truncated; re-export or re-download it."
+                    "the file is truncated or its header is wrong; re-export or re-download it."
                 )
 
 
@@ -332,10 +332,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 if stream is None:
                     h, w = rgb.shape[:2]
                     stream = cast(av.VideoStream, container.add_stream(codec, rate=_rate(fps)))  # a video codec
-                    stream.width, stream.height = w - w % 2, h - h % 2
+                    # yuv420p needs even sides: round up, repeating the last row/column (a 1 x 1 clip still plays)
+                    stream.width, stream.height = max(2, w + w % 2), max(2, h + h % 2)
                     stream.pix_fmt = "yuv420p"
                     if codec == "libx264":
                         stream.options = {"preset": "veryfast", "crf": "23"}
+                pad_h, pad_w = stream.height - rgb.shape[0], stream.width - rgb.shape[1]
+                if pad_h > 0 or pad_w > 0:
+                    rgb = np.pad(rgb, ((0, max(pad_h, 0)), (0, max(pad_w, 0)), (0, 0)), mode="edge")
                 rgb = np.ascontiguousarray(rgb[: stream.height, : stream.width])
                 for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                     container.mux(packet)

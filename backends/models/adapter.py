@@ -150,8 +150,16 @@ def load_adapter(path: str | os.PathLike, expected_dim: int | None = None) -> tu
         raise CheckpointError(f"{name} adapts {config.dim}-d features of {ckpt.get('encoder')!r}, "
                               f"but the chosen encoder gives {expected_dim}-d embeddings.")
     adapter = TemporalAdapter(config)
-    try:
-        adapter.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{name} does not match the adapter architecture in its own config ({err}).") from err
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{name} holds no adapter weights; train one with `momentlens train adapter`.")
+    expected = adapter.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k].shape]
+    if missing or unexpected or reshaped:
+        raise CheckpointError(
+            f"{name} does not match the adapter architecture in its own config ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected and {len(reshaped)} reshaped weights); train it again.")
+    adapter.load_state_dict(state)
     return adapter.eval(), ckpt
