@@ -158,11 +158,11 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         with gr.Row():
             ann_choice = gr.Dropdown(list(offered), value=_default_annotations(offered), label="Annotations", scale=2)
             ann_upload = gr.File(label="... or upload an annotation file", file_types=[".txt", ".jsonl", ".json"],
-                                 height=90, scale=2)
+                                 height=120, scale=2)
             train_choice = gr.Dropdown(["", *offered], value="", label="Train split for the prior baseline (optional)",
                                        scale=2)
             train_upload = gr.File(label="... or upload a train split", file_types=[".txt", ".jsonl", ".json"],
-                                   height=90, scale=2)
+                                   height=120, scale=2)
         with gr.Row():
             durations = gr.Dropdown(list(ctx.offers.duration_choices()), value=[], multiselect=True,
                                     label="Charades_v1_*.csv durations (Charades-STA)", scale=3)
@@ -276,9 +276,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         else:
             lines.append("")
             lines.append("_No train split given: the blind prior baseline needs one to fit its moment prior._")
-        rows = [{"query": r["query"], "gt": str(r["gt"]), "top-1": str(r["top1"]), "IoU": round(r["iou_top1"], 3)}
-                for r in report["per_query"]]
-        return "\n".join(lines), rows
+        rows = [[r["query"], str(r["gt"]), str(r["top1"]), round(r["iou_top1"], 3)] for r in report["per_query"]]
+        return "\n".join(lines), {"headers": ["query", "ground truth", "top-1", "IoU"], "data": rows}
 
     evaluate.click(run_evaluate, [ann_choice, ann_upload, source.encoder, train_choice, train_upload, durations, protocol],
                    [eval_summary, eval_table], api_name="evaluate", concurrency_id=GPU_QUEUE,

@@ -296,3 +296,34 @@ def test_share_without_auth_warns(monkeypatch, caplog):
         assert args.func(args) == 0
     assert "anyone with the link can use the app and see the clips uploaded" in caplog.text
     assert calls[-1] == "closed"
+
+
+def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
+    """`momentlens app` as a service manager runs it: SIGTERM ends it and nothing stays in the temp folder."""
+    import signal
+    import socket
+    import tempfile
+    import time
+
+    before = set(Path(tempfile.gettempdir()).glob("momentlens-app-*"))
+    port = _free_port()
+    env = dict(os.environ, MOMENTLENS_MODELS=str(tmp_path / "models"))
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--encoder", TINY], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.5)
+        new = set(Path(tempfile.gettempdir()).glob("momentlens-app-*")) - before
+        assert len(new) == 1 and next(iter(new)).is_dir()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not next(iter(new)).exists()
