@@ -70,15 +70,18 @@ class MomentLensApp(gr.Blocks):
 
 
 def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_concurrency: int = 1,
-              queue_size: int = QUEUE_MAX_SIZE, models_dir: str | Path | None = None) -> MomentLensApp:
+              queue_size: int = QUEUE_MAX_SIZE, models_dir: str | Path | None = None,
+              test_encoders: bool = False) -> MomentLensApp:
     """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
     (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers.
     Remote callers may pick only the encoders the server offers: the registry's, `encoder`, and the
-    checkpoints in `models_dir` (default `$MOMENTLENS_MODELS`, else `<cache>/models`)."""
+    checkpoints in `models_dir` (default `$MOMENTLENS_MODELS`, else `<cache>/models`); the random test
+    encoders only with `test_encoders=True`."""
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
     offers = ServerOffers(pinned_encoders=(encoder,) if encoder else (), trusted_dirs=(workdir,),
-                          models=Path(models_dir) if models_dir is not None else default_models_dir())
+                          models=Path(models_dir) if models_dir is not None else default_models_dir(),
+                          test_encoders=test_encoders)
     ctx = AppContext(encoder=canonical_encoder_name(encoder or default_encoder_name()), video=None, workdir=workdir,
                      gpu_concurrency=gpu_concurrency, offers=offers)
     clip = Path(video) if video is not None else default_sample_clip()

@@ -46,12 +46,21 @@ class AppContext:
     offers: ServerOffers = field(default_factory=ServerOffers)  # what a remote caller may choose
     stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
     uploads: dict[str, set[str]] = field(default_factory=dict)  # files each session uploaded (removed at its end)
+    adapters: dict[str, list[str]] = field(default_factory=dict)  # adapters each session trained (offered to it)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @staticmethod
     def session_key(request: gr.Request | None) -> str:
         key = getattr(request, "session_hash", None) or "api"
         return "".join(c for c in str(key) if c.isalnum())[:32] or "api"
+
+    def remember_adapter(self, request: gr.Request | None, name: str) -> tuple[str, ...]:
+        """Record an adapter this session trained; returns every adapter the session trained so far."""
+        with self.lock:
+            trained = self.adapters.setdefault(self.session_key(request), [])
+            if name not in trained:
+                trained.append(name)
+            return tuple(trained)
 
     def track_upload(self, request: gr.Request | None, path: str | Path | None) -> None:
         """Remember a file this session uploaded (Gradio's upload folder), to delete it when the session ends."""
@@ -66,6 +75,7 @@ class AppContext:
         with self.lock:
             files = self.uploads.pop(key, set())
             self.stop_requests.pop(key, None)
+            self.adapters.pop(key, None)
         for f in files:
             Path(f).unlink(missing_ok=True)
         shutil.rmtree(self.workdir / "sessions" / key, ignore_errors=True)

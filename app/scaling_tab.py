@@ -90,7 +90,11 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
                                        fps=float(fps or 1.0), progress=progress_bridge(progress, stop),
                                        should_stop=stop.is_set)
         fig, text, _, state = run_scaling(str(ckpt), None, DEFAULT_NAMES, encoder)
-        return str(ckpt), str(loss_curve_paths(ckpt)[1]), fig, f"Trained on {len(videos)} clips. " + text, state
+        # the new adapter is offered in the encoder list from now on (it lives in the app's own work folder)
+        adapters = ctx.remember_adapter(request, f"adapter:{Path(ckpt).resolve()}")
+        choices = gr.update(choices=ctx.encoder_choices(ctx.resolve_encoder(encoder), extra=adapters))
+        return (str(ckpt), str(loss_curve_paths(ckpt)[1]), fig,
+                f"Trained on {len(videos)} clips; the adapter is now in the encoder list. " + text, state, choices)
 
     @user_errors
     def run_export(state, request: gr.Request = None):
@@ -105,6 +109,6 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
     show.click(run_scaling, [checkpoint, others, pattern, source.encoder], [plot, summary, data_json, last],
                api_name="scaling", **heavy)
     ev = train.click(run_train, [source.video, source.opened, source.encoder, epochs, source.fps],
-                     [trained, loss_png, plot, summary, last], api_name="train_adapter", **heavy)
+                     [trained, loss_png, plot, summary, last, source.encoder], api_name="train_adapter", **heavy)
     export.click(run_export, last, [files, export_note], api_name="scaling_export")
     source.heavy_events.append(ev)

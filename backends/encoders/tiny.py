@@ -84,6 +84,6 @@ class TinyRandomEncoder(Encoder):
         return self.text(texts)
 
 
-@register_encoder("conse-tiny-random", "tiny random CNN + hashed bag-of-words text (tests only)")
+@register_encoder("conse-tiny-random", "tiny random CNN + hashed bag-of-words text (tests only)", test_only=True)
 def build_tiny(device: torch.device) -> TinyRandomEncoder:
     return TinyRandomEncoder(device)

@@ -58,7 +58,8 @@ def playable_path(path: str | os.PathLike, max_duration: float = DEFAULT_MAX_DUR
     src = resolve_video_path(path)
     if is_browser_playable(src):
         return src
-    out = cache_dir() / "playable" / f"{file_content_hash(src)}.mp4"
+    # one folder per content, the copy named after the user's file (it shows in summaries and exports)
+    out = cache_dir() / "playable" / file_content_hash(src) / f"{src.name.split('.')[0] or 'video'}.mp4"
     if out.is_file():
         return out
     reader = VideoReader(src, fps=None, max_duration=max_duration)

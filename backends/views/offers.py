@@ -62,6 +62,7 @@ class ServerOffers:
     models: Path | None = field(default_factory=models_dir)
     data: Path | None = field(default_factory=shared_data_dir)
     trusted_dirs: tuple[Path, ...] = ()
+    test_encoders: bool = False  # offer the registry's random test encoders too (for tests of the app)
     _classified: dict[tuple[str, int, int], str | None] = field(default_factory=dict, repr=False)
 
     # --- encoders --------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ class ServerOffers:
 
     def encoder_choices(self, first: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
         """Every encoder name this server offers (`first` leads the list, `extra`: this session's adapters)."""
-        names = [*self.pinned_encoders, *offline_encoder_names(), *self.model_files(), *extra]
+        names = [*self.pinned_encoders, *offline_encoder_names(test_only=self.test_encoders), *self.model_files(), *extra]
         names = list(dict.fromkeys(names))
         if first in names:
             names = [first] + [n for n in names if n != first]
