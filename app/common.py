@@ -24,6 +24,7 @@ import gradio as gr
 import numpy as np
 
 from backends.core.errors import CancelledError, MomentLensError
+from backends.core.paths import is_inside
 from backends.views.offers import ServerOffers
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class AppContext:
     def servable(self, path: str | Path) -> str:
         """A copy of `path` inside the scratch folder (Gradio only serves files from temp, cwd or uploads)."""
         p = Path(path)
-        if _inside(p, Path(tempfile.gettempdir())):
+        if is_inside(p, Path(tempfile.gettempdir())):
             return str(p)
 
         key = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
@@ -125,13 +126,6 @@ class AppContext:
             tmp.replace(target)
         return str(target)
 
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 # --- errors -------------------------------------------------------------------------------------

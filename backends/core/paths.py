@@ -12,6 +12,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]  # backends/core/paths.py -> the repository
 
 
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether `path`, with symlinks and `..` resolved, lies inside `folder` (False when it cannot be resolved)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 def shared_data_dir() -> Path | None:
     """The read-only shared data folder (`$MOMENTLENS_DATA`, else `../shared/data` beside the repo)."""
     env = os.environ.get("MOMENTLENS_DATA")

@@ -28,6 +28,7 @@ from backends.core.errors import (
     VideoNotFoundError,
     WindowError,
 )
+from backends.core.paths import is_inside
 from backends.encoders import Encoder, cached_encoder
 from backends.features import VideoFeatures, encode_video
 from backends.io.video import VIDEO_EXTENSIONS
@@ -379,7 +380,7 @@ def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None, *, c
     candidates = [direct] + [base / f"{vid}{ext}" for ext in VIDEO_EXTENSIONS] + \
                  [base / f"{vid}{ext.upper()}" for ext in VIDEO_EXTENSIONS]
     for cand in candidates:
-        if confine and not _inside(cand, base):
+        if confine and not is_inside(cand, base):
             continue
         if cand.is_file():
             return cand
@@ -387,13 +388,6 @@ def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None, *, c
     raise VideoNotFoundError(f"no video file for {vid[:80]!r} in {where}; name the videos VID.mp4 (or .avi, .webm, "
                              ".mkv, .mov)" + ("." if confine else " and pass --video-dir with them."))
 
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
 
 
 def predict_for_annotations(queries: Sequence[Any], video_dir: str | os.PathLike | None = None, *,

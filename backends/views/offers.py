@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.core.errors import AnnotationError, CheckpointError, EncoderError, MomentLensError
-from backends.core.paths import models_dir, shared_data_dir
+from backends.core.paths import is_inside, models_dir, shared_data_dir
 from backends.encoders import canonical_encoder_name, offline_encoder_names
 from backends.io.checkpoints import is_torchscript_archive, read_checkpoint
 from backends.models.adapter import CHECKPOINT_KIND as ADAPTER_KIND
@@ -27,13 +27,6 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 ANNOTATION_SUFFIXES = (".json", ".jsonl", ".txt")
 MAX_LISTED_FILES = 200  # a models or data folder is listed up to this many files
 
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
 
 
 def classify_checkpoint(path: Path) -> str | None:
@@ -112,7 +105,7 @@ class ServerOffers:
         if canonical in offered:
             return canonical
         family, _, arg = canonical.partition(":")
-        if family == "adapter" and arg and any(_inside(Path(arg), d) for d in self.trusted_dirs) and Path(arg).is_file():
+        if family == "adapter" and arg and any(is_inside(Path(arg), d) for d in self.trusted_dirs) and Path(arg).is_file():
             return canonical  # an adapter this app trained into its own work folder
         raise refusal
 
