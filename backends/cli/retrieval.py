@@ -15,26 +15,26 @@ def add_scorer_arg(p: argparse.ArgumentParser) -> None:
                    help=f"zero-shot scorer (default {DEFAULT_SCORER}; ignored with --head). {notes}")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("retrieve", help="find the moments of a video that match a text query")
+def _add_query_args(p: argparse.ArgumentParser) -> None:
+    """What `retrieve` and `map2d` both take: a video, a query, the encoder, sampling, a head or a scorer."""
     p.add_argument("video", help="video file (mp4, avi, webm, mov)")
     p.add_argument("query", help="the text query, in quotes")
     add_encoder_arg(p)
     add_video_args(p)
     p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
     add_scorer_arg(p)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retrieve", help="find the moments of a video that match a text query")
+    _add_query_args(p)
     p.add_argument("--top-k", type=int, default=5, help="number of moments (default 5)")
     p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_retrieve)
 
     p = sub.add_parser("map2d", help="the 2D temporal map (2D-TAN) of a query: every candidate moment's score")
-    p.add_argument("video", help="video file (mp4, avi, webm, mov)")
-    p.add_argument("query", help="the text query, in quotes")
-    add_encoder_arg(p)
-    add_video_args(p)
-    p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
-    add_scorer_arg(p)
+    _add_query_args(p)
     p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=None,
                    help="map size N (default: from the duration)")
     p.add_argument("--mask", choices=("dense", "sparse"), default=None, help="valid cells (default: dense up to N=64)")
