@@ -79,11 +79,11 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
     encoders only with `test_encoders=True`."""
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
-    offers = ServerOffers(pinned_encoders=(encoder,) if encoder else (), trusted_dirs=(workdir,),
+    chosen = canonical_encoder_name(encoder or default_encoder_name())  # the dropdown's value is one of its choices
+    offers = ServerOffers(pinned_encoders=(chosen,) if encoder else (), trusted_dirs=(workdir,),
                           models=Path(models_dir) if models_dir is not None else default_models_dir(),
                           test_encoders=test_encoders)
-    ctx = AppContext(encoder=canonical_encoder_name(encoder or default_encoder_name()), video=None, workdir=workdir,
-                     gpu_concurrency=gpu_concurrency, offers=offers)
+    ctx = AppContext(encoder=chosen, video=None, workdir=workdir, gpu_concurrency=gpu_concurrency, offers=offers)
     clip = Path(video) if video is not None else default_sample_clip()
     ctx.video_source = clip
     if clip is not None:
