@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from app.common import (
-    GPU_QUEUE,
     AppContext,
     export_figures,
     require_video,
@@ -59,8 +58,7 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
         figs, note = export_figures({"augment": state["figure"]}, out)
         return [write_json(state["doc"], out / "augment_params.json")] + figs, note
 
-    ev = run.click(run_augment, [source.video, method, seed, strength, start, enabled, inconsistent],
-                   [plot, params, last], api_name="augment", concurrency_id=GPU_QUEUE,
-                   concurrency_limit=ctx.gpu_concurrency)
+    source.heavy(run.click, run_augment, [source.video, method, seed, strength, start, enabled, inconsistent],
+                 [plot, params, last], api_name="augment")
     export.click(run_export, last, [files, export_note], api_name="augment_export")
-    source.heavy_events.append(ev)
+    source.clears((plot, None), (params, None), (last, None), (files, None), (export_note, ""))

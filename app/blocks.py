@@ -19,7 +19,8 @@ import gradio as gr
 
 from app.augment_tab import build_augment_tab
 from app.common import GPU_QUEUE, AppContext
-from app.gradcam_tab import build_gradcam_tab
+from app.compare_tab import build_compare_tab
+from app.gradcam_tab import build_gradcam_tab, follow_retrieval
 from app.retrieval_tab import build_retrieval_tab
 from app.scaling_tab import build_scaling_tab
 from app.similarity_tab import build_similarity_tab
@@ -41,8 +42,8 @@ APP_CSS = """
 #ml-player video { background: #000; }
 """
 HEADER = """# momentlens
-See what your video encoders do: find moments with a text query, and look at self-similarity, augmentations,
-Grad-CAM and temporal scaling on your own clips. Everything runs locally."""
+See what your video encoders do, on your own clips: moments for a query, encoders side by side, self-similarity,
+augmentations, Grad-CAM, temporal scaling. Everything runs locally."""
 
 
 MAX_UPLOAD = os.environ.get("MOMENTLENS_MAX_UPLOAD", "2gb")  # larger uploads are refused by the server
@@ -95,15 +96,21 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
         source, cancel_btn, request_stop = build_source(ctx)
         with gr.Tabs():
             with gr.Tab("Moment retrieval", id="retrieval"):
-                example = build_retrieval_tab(ctx, source)
+                retrieval = build_retrieval_tab(ctx, source)
+            with gr.Tab("Compare encoders", id="compare"):
+                build_compare_tab(ctx, source)
             with gr.Tab("Self-similarity", id="tsm"):
                 build_similarity_tab(ctx, source)
             with gr.Tab("Augmentations", id="augment"):
                 build_augment_tab(ctx, source)
             with gr.Tab("Grad-CAM", id="gradcam"):
-                build_gradcam_tab(ctx, source)
+                gradcam = build_gradcam_tab(ctx, source)
             with gr.Tab("Temporal scaling", id="scaling"):
                 build_scaling_tab(ctx, source)
+        source.wire_resets()  # another clip clears every output computed on the previous one
+        follow = [gradcam.query, gradcam.start, gradcam.end, gradcam.note]
+        for ev in retrieval.found:  # Grad-CAM looks at the query and top moment just retrieved
+            ev.success(follow_retrieval, retrieval.last, follow, queue=False, api_name=False, show_progress="hidden")
         cancel_btn.click(request_stop, None, source.status, cancels=source.heavy_events, api_name="cancel",
                          queue=False)
 
@@ -121,7 +128,9 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
         demo.load(on_load, source.encoder, [source.encoder_info, source.opened], api_name=False,
                   concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
         if ctx.video:  # the example query on the sample clip, so the first screen shows results
-            demo.load(*example, api_name=False, concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
+            demo.load(*retrieval.example, api_name=False, concurrency_id=GPU_QUEUE,
+                      concurrency_limit=gpu_concurrency).success(follow_retrieval, retrieval.last, follow, queue=False,
+                                                                 api_name=False, show_progress="hidden")
     demo.queue(max_size=queue_size, default_concurrency_limit=2)
     demo.momentlens_context = ctx
     return demo

@@ -15,6 +15,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+import plotly.io as pio
 
 from backends.core.errors import CancelledError, MomentLensError
 from backends.core.paths import is_inside
@@ -98,6 +100,12 @@ class AppContext:
             label = f"{family}:{Path(arg).name}" if arg.startswith("/") else name
             out.append((label, name))
         return out
+
+    def session_encoder_choices(self, request: gr.Request | None, first: str | None = None) -> list[tuple[str, str]]:
+        """encoder_choices plus the adapters this browser session trained."""
+        with self.lock:
+            trained = tuple(self.adapters.get(self.session_key(request), ()))
+        return self.encoder_choices(first, extra=trained)
 
     def stop_event(self, request: gr.Request | None) -> threading.Event:
         """The cancel flag of this browser session (created on first use)."""
@@ -176,15 +184,26 @@ def require_text(text: Any, what: str = "query") -> str:
 
 def progress_bridge(progress: gr.Progress | None, stop: threading.Event | None,
                     start: float = 0.0, span: float = 1.0) -> Callable[[float, str], None]:
-    """A backend `progress(frac, text)` callback that drives a gr.Progress bar and honours Cancel."""
+    """A backend `progress(frac, text)` callback that drives a gr.Progress bar (with what is happening and
+    an estimate of the time left) and honours Cancel."""
+    t0 = time.monotonic()
 
     def report(frac: float, text: str) -> None:
         if stop is not None and stop.is_set():
             raise CancelledError("cancelled; nothing partial was kept.")
         if progress is not None:
-            progress(start + span * max(0.0, min(1.0, float(frac))), desc=text)
+            f = max(0.0, min(1.0, float(frac)))
+            progress(start + span * f, desc=text + eta_text(time.monotonic() - t0, f))
 
     return report
+
+
+def eta_text(elapsed: float, frac: float) -> str:
+    """' · about 12 s left' from the time spent and the fraction done (nothing until 5 % and 1 s in)."""
+    if frac < 0.05 or frac >= 1.0 or elapsed < 1.0:
+        return ""
+    left = elapsed * (1.0 - frac) / frac
+    return f" · about {left:.0f} s left" if left < 90 else f" · about {left / 60:.0f} min left"
 
 
 # --- exports ------------------------------------------------------------------------------------
@@ -193,26 +212,25 @@ def kaleido_available() -> bool:
 
 
 def export_figures(figures: dict[str, Any], folder: Path) -> tuple[list[str], str]:
-    """Standalone HTML of each figure (and PNG when kaleido is installed); returns (paths, note)."""
+    """Standalone HTML and a PNG of each figure; returns (paths, note). PNGs are drawn offline by kaleido
+    with the machine's Chromium (one browser for all figures); without either, the note says so."""
+    figures = {stem: fig for stem, fig in figures.items() if fig is not None}
     paths = []
-    png = kaleido_available()
     for stem, fig in figures.items():
-        if fig is None:
-            continue
         html = folder / f"{stem}.html"
         fig.write_html(str(html), include_plotlyjs=True)
         paths.append(str(html))
-        if png:
-            try:
-                out = folder / f"{stem}.png"
-                fig.write_image(str(out), scale=2)
-                paths.append(str(out))
-            except Exception as err:  # kaleido present but no browser for it
-                log.warning("PNG export failed: %s", err)
-                png = False
-    note = "" if png else ("PNG files need the `kaleido` package, which is not installed; use the camera "
-                           "button above each plot to save a PNG from the browser.")
-    return paths, note
+    if not kaleido_available():
+        return paths, ("PNG files need the `kaleido` package, which is not installed; use the camera button "
+                       "above each plot to save a PNG from the browser.")
+    pngs = [folder / f"{stem}.png" for stem in figures]
+    try:
+        pio.write_images(list(figures.values()), [str(p) for p in pngs], scale=2)
+    except Exception as err:  # kaleido present but no Chrome/Chromium for it to drive
+        log.warning("PNG export failed: %s", err)
+        return paths, ("PNG export needs Chrome or Chromium for kaleido (not found on the server); use the camera "
+                       "button above each plot to save a PNG from the browser.")
+    return paths + [str(p) for p in pngs], ""
 
 
 def write_json(obj: Any, path: Path) -> str:

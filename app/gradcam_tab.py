@@ -1,13 +1,18 @@
-"""Grad-CAM tab: where in each frame the encoder finds the query (target: frame-query cosine similarity)."""
+"""Grad-CAM tab: where in each frame the encoder finds the query (target: frame-query cosine similarity).
+
+The tab follows the retrieval tab: a retrieval sets its query and its window to the top moment, and a moment
+chip sets the window to that moment, so "Explain" samples the frames of the moment being looked at."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
 from app.common import (
-    GPU_QUEUE,
     AppContext,
     export_figures,
+    progress_bridge,
     require_video,
     user_errors,
     write_json,
@@ -17,6 +22,15 @@ from backends.figures.gradcam import gradcam_figure, save_pngs
 from backends.views.gradcam import gradcam_view
 
 SUMMARY_COLUMNS = ["frame", "time (s)", "cosine to query", "peak x", "peak y", "mean heat", "hot area"]
+DEFAULT_QUERY = "a rabbit"
+
+
+@dataclass
+class GradCamTab:
+    query: gr.Textbox
+    start: gr.Number
+    end: gr.Number
+    note: gr.Markdown
 
 
 def summary_rows(result) -> list[list]:
@@ -24,14 +38,34 @@ def summary_rows(result) -> list[list]:
             for r in result.summary()]
 
 
-def build_gradcam_tab(ctx: AppContext, source: Source) -> None:
+def window_note(start: float | None, end: float | None, query: str | None = None) -> str:
+    if not end or end <= (start or 0):
+        return "Frames spread over the whole clip (set From/To, or click a moment chip, to look inside a moment)."
+    origin = f" (the top moment for “{query}”; a moment chip picks another)" if query else ""
+    return f"Frames spread over **{start or 0:.1f}-{end:.1f} s**{origin}."
+
+
+def follow_retrieval(state):
+    """The retrieval tab's last result -> this tab's query and window (its top moment)."""
+    if not state or not state.get("result") or not state["result"].moments:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    r = state["result"]
+    top = r.moments[0]
+    return r.query, round(top.start, 2), round(top.end, 2), window_note(top.start, top.end, r.query)
+
+
+def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
     with gr.Row():
-        query = gr.Textbox(label="Query", value="a rabbit", scale=4, max_lines=2)
+        query = gr.Textbox(label="Query", value=DEFAULT_QUERY, scale=4, max_lines=2, elem_id="ml-cam-query")
         method = gr.Dropdown(["gradcam", "gradcam++", "eigencam"], value="gradcam", label="Method",
                              info="EigenCAM is a cheap query-free preview")
         frames = gr.Slider(1, 16, value=8, step=1, label="Frames")
         opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Heat-map opacity")
         run = gr.Button("Explain", variant="primary", elem_id="ml-gradcam-btn")
+    with gr.Row(equal_height=True):
+        start = gr.Number(value=None, label="From (s)", elem_id="ml-cam-start", minimum=0, scale=1)
+        end = gr.Number(value=None, label="To (s; empty = whole clip)", elem_id="ml-cam-end", minimum=0, scale=1)
+        note = gr.Markdown(window_note(None, None), elem_classes=["ml-note"], elem_id="ml-cam-note")
     plot = gr.Plot(label="Grad-CAM overlays (slider: frame)", elem_id="ml-gradcam")
     table = gr.Dataframe(headers=SUMMARY_COLUMNS, label="Per-frame summary (x, y as fractions of the frame)",
                          interactive=False, column_count=len(SUMMARY_COLUMNS))
@@ -43,11 +77,16 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> None:
 
     @user_errors
     def run_gradcam(video, query_text: str, encoder: str = ctx.encoder, cam_method: str = "gradcam",
-                    frame_count: float = 8, heat_opacity: float = 0.5):
+                    frame_count: float = 8, heat_opacity: float = 0.5, t0: float | None = None,
+                    t1: float | None = None, request: gr.Request = None, progress=gr.Progress()):
 
         path = require_video(video)
-        result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=int(frame_count), method=cam_method,
-                                   opacity=float(heat_opacity))
+        window = {} if not t1 or t1 <= (t0 or 0) else {"start": float(t0 or 0.0), "end": float(t1)}
+        stop = ctx.stop_event(request)
+        stop.clear()
+        result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=int(frame_count),
+                                   method=cam_method, opacity=float(heat_opacity),
+                                   progress=progress_bridge(progress, stop), **window)
         return fig, summary_rows(result), {"result": result, "opacity": float(heat_opacity)}
 
     @user_errors
@@ -67,11 +106,16 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> None:
         out = ctx.session_dir(request, "gradcam")
         pngs = [str(p) for p in save_pngs(state["result"], out / "frames", state["opacity"])
                 if p.name.startswith("frame_")]
-        figs, note = export_figures({"gradcam": gradcam_figure(state["result"], state["opacity"])}, out)
-        return [write_json(state["result"].to_dict(), out / "gradcam.json")] + figs + pngs, note
+        figs, note_text = export_figures({"gradcam": gradcam_figure(state["result"], state["opacity"])}, out)
+        return [write_json(state["result"].to_dict(), out / "gradcam.json")] + figs + pngs, note_text
 
-    ev = run.click(run_gradcam, [source.video, query, source.encoder, method, frames, opacity], [plot, table, last],
-                   api_name="gradcam", concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+    source.heavy(run.click, run_gradcam, [source.video, query, source.encoder, method, frames, opacity, start, end],
+                 [plot, table, last], api_name="gradcam")
     opacity.release(restyle, [last, opacity], [plot, last], api_name="gradcam_opacity")
     export.click(run_export, last, [files, export_note], api_name="gradcam_export")
-    source.heavy_events.append(ev)
+    for box in (start, end):
+        box.input(lambda a, b: window_note(a, b), [start, end], note, queue=False, api_name=False,
+                   show_progress="hidden")
+    source.clears((plot, None), (table, None), (last, None), (files, None), (export_note, ""), (start, None),
+                  (end, None))
+    return GradCamTab(query, start, end, note)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -24,7 +25,7 @@ from app.common import (
     write_csv,
     write_json,
 )
-from app.source import PLAYER_ID, Source
+from app.source import Source, timeline_html
 from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal_map_figure, timeline_figure
 from backends.retrieval.engine import check_window, retrieve, retrieve_many
 from backends.views.evaluation import evaluate_with_baseline
@@ -33,17 +34,31 @@ MOMENT_COLUMNS = ["rank", "start (s)", "end (s)", "length (s)", "score", "IoU wi
 NUM_CLIP_OPTIONS = ["auto", "16", "32", "64", "128"]
 EXAMPLE_QUERY = "a rabbit in a grassy meadow"
 
-# Delegated click handler: any element with data-start inside the chips seeks the shared player.
-SEEK_JS = f"""
-element.addEventListener('click', (event) => {{
+# Delegated click handler: a chip plays its moment on the shared player and stops at its end (PLAYER_JS in
+# app.source); it also hands the moment to the Grad-CAM tab's window. Clicking the saliency curve seeks.
+SEEK_JS = """
+element.addEventListener('click', (event) => {
   const chip = event.target.closest('[data-start]');
   if (!chip) return;
-  const player = document.querySelector('#{PLAYER_ID} video');
-  if (!player) return;
-  player.currentTime = parseFloat(chip.dataset.start);
+  const start = parseFloat(chip.dataset.start), end = parseFloat(chip.dataset.end);
+  window.mlPlayMoment && window.mlPlayMoment(start, end);
   element.querySelectorAll('.ml-chip').forEach((c) => c.classList.toggle('ml-chip-active', c === chip));
-  player.play().catch(() => {{}});
-}});
+  const set = (id, v) => {
+    const input = document.querySelector(`#${id} input`);
+    if (!input) return;
+    input.value = Number(v).toFixed(2);
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+    input.dispatchEvent(new Event('change', { bubbles: true }));
+  };
+  set('ml-cam-start', start);
+  set('ml-cam-end', end);
+});
+setInterval(() => {
+  const plot = document.querySelector('#ml-saliency .js-plotly-plot');
+  if (!plot || plot.dataset.mlBound === '1' || typeof plot.on !== 'function') return;
+  plot.dataset.mlBound = '1';
+  plot.on('plotly_click', (data) => { const p = data.points && data.points[0]; if (p) window.mlSeek(p.x); });
+}, 700);
 """
 CHIP_CSS = """
 .ml-chips { display: flex; flex-wrap: wrap; gap: 8px; padding: 4px 0; }
@@ -63,18 +78,18 @@ def _colours():
     return MOMENT_COLOURS
 
 
-def moment_chips(moments, gt_ious=None) -> str:
-    """HTML chips, one per moment: rank, time span, score; clicking one seeks the player to its start."""
+def moment_chips(moments, gt_ious=None, iou_label: str = "IoU") -> str:
+    """HTML chips, one per moment: rank, time span, score; clicking one plays the moment on the player."""
     if not moments:
         return '<div class="ml-empty">No moments yet: type a query and press Find moments.</div>'
     colours = _colours()
     chips = []
     for rank, m in enumerate(moments, start=1):
-        iou = "" if gt_ious is None else f" · IoU {gt_ious[rank - 1]:.2f}"
+        iou = "" if gt_ious is None else f" · {iou_label} {gt_ious[rank - 1]:.2f}"
         chips.append(
-            f'<button class="ml-chip" data-start="{m.start:.3f}" data-rank="{rank}" '
+            f'<button class="ml-chip" data-start="{m.start:.3f}" data-end="{m.end:.3f}" data-rank="{rank}" '
             f'style="--chip-colour:{colours[(rank - 1) % len(colours)]}" '
-            f'title="play from {m.start:.2f} s">'
+            f'title="play {m.start:.2f}-{m.end:.2f} s (and look at it in Grad-CAM)">'
             f'<b>#{rank}</b> {seconds(m.start)} – {seconds(m.end)}<br>'
             f'<small>score {m.score:.3f}{iou}</small></button>')
     return '<div class="ml-chips">' + "".join(chips) + "</div>"
@@ -111,27 +126,37 @@ def _upload_path(file) -> str | None:
     return file if isinstance(file, str) else file.get("path")
 
 
-def build_retrieval_tab(ctx: AppContext, source: Source):
-    """Build the tab; returns (handler, inputs, outputs) of the example query, run when the page opens."""
-    with gr.Row():
+@dataclass
+class RetrievalTab:
+    """What build_app links to other parts of the page."""
+
+    example: tuple  # (handler, inputs, outputs) of the example query, run when the page opens
+    found: list  # the events that produce a new retrieval (their .success links Grad-CAM to it)
+    last: gr.State  # this session's last retrieval: {"result", "gt", "ious", "figures"}
+
+
+def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
+    """Build the tab (query row, summary, chips, then the saliency curve beside the 2D map)."""
+    with gr.Row(equal_height=True):
         query = gr.Textbox(label="Query", value=EXAMPLE_QUERY, placeholder="describe the moment to find",
                            scale=5, max_lines=2, elem_id="ml-query")
+        top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k moments", scale=2)
         submit = gr.Button("Find moments", variant="primary", scale=1, min_width=140, elem_id="ml-submit")
-    with gr.Row():
-        top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k moments")
-        nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
-        gt_start = gr.Number(value=None, label="Ground truth start (s; 0 and 0 = none)")
-        gt_end = gr.Number(value=None, label="Ground truth end (s)")
+    with gr.Accordion("Options: NMS, ground truth", open=False):
+        with gr.Row():
+            nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
+            gt_start = gr.Number(value=None, label="Ground truth start (s; 0 and 0 = none)")
+            gt_end = gr.Number(value=None, label="Ground truth end (s)")
     summary = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-summary")
     chips = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-chips")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
-            saliency_plot = gr.Plot(label="Saliency: similarity of each sampled frame with the query",
+            saliency_plot = gr.Plot(label="Saliency: similarity of each sampled frame with the query (click: seek)",
                                     elem_id="ml-saliency")
-            table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
-                                 elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
         with gr.Column(scale=4):
             map_plot = gr.Plot(label="2D temporal map (hover: start, end, score)", elem_id="ml-map")
+    table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
+                         elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
     with gr.Accordion("2D map options", open=False):
         with gr.Row():
             num_clips = gr.Dropdown(NUM_CLIP_OPTIONS, value="auto", label="Map size N (clips)")
@@ -198,7 +223,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
         if ious is not None:
             text += f" · best IoU with the ground truth {float(ious.max()):.2f} (top-1 {float(ious[0]):.2f})"
         state = {"result": result, "gt": gt, "ious": ious, "figures": {"saliency": sal, "map2d": tmap}}
-        return (text, moment_chips(result.moments, ious), moment_rows(result, gt), sal, tmap, state)
+        return (text, moment_chips(result.moments, ious), moment_rows(result, gt), sal, tmap,
+                timeline_html(result.duration, result.moments, _colours()), state)
 
     @user_errors
     def run_map2d(video, query_text: str, encoder: str = ctx.encoder, n: str = "auto", mask_kind: str = "auto",
@@ -284,14 +310,13 @@ def build_retrieval_tab(ctx: AppContext, source: Source):
                    concurrency_limit=ctx.gpu_concurrency)
 
     inputs = [source.video, query, source.encoder, top_k, nms, gt_start, gt_end, source.fps, head]
-    outputs = [summary, chips, table, saliency_plot, map_plot, last]
-    heavy = dict(concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
-    ev = submit.click(run_retrieve, inputs, outputs, api_name="retrieve", **heavy)
-    ev2 = query.submit(run_retrieve, inputs, outputs, api_name=False, **heavy)
-    ev3 = redraw.click(run_map2d, [source.video, query, source.encoder, num_clips, mask, top_k, gt_start, gt_end,
-                                   source.fps], [map_plot, map_file], api_name="map2d", **heavy)
-    ev4 = compare.click(run_compare, [source.video, queries, source.encoder, source.fps], timeline_plot,
-                        api_name="compare", **heavy)
+    outputs = [summary, chips, table, saliency_plot, map_plot, source.timeline, last]
+    found = source.heavy([submit.click, query.submit], run_retrieve, inputs, outputs, api_name="retrieve")
+    source.heavy(redraw.click, run_map2d, [source.video, query, source.encoder, num_clips, mask, top_k, gt_start, gt_end,
+                                           source.fps], [map_plot, map_file], api_name="map2d")
+    source.heavy(compare.click, run_compare, [source.video, queries, source.encoder, source.fps], timeline_plot,
+                 api_name="compare")
     export.click(run_export, last, [export_files, export_note], api_name="retrieve_export")
-    source.heavy_events += [ev, ev2, ev3, ev4]
-    return run_retrieve, inputs, outputs
+    source.clears((summary, ""), (chips, moment_chips([])), (table, None), (saliency_plot, None), (map_plot, None),
+                  (last, None), (map_file, None), (timeline_plot, None), (export_files, None), (export_note, ""))
+    return RetrievalTab((run_retrieve, inputs, outputs), found, last)

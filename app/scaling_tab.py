@@ -108,7 +108,6 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
     heavy = dict(concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
     show.click(run_scaling, [checkpoint, others, pattern, source.encoder], [plot, summary, data_json, last],
                api_name="scaling", **heavy)
-    ev = train.click(run_train, [source.video, source.opened, source.encoder, epochs, source.fps],
-                     [trained, loss_png, plot, summary, last, source.encoder], api_name="train_adapter", **heavy)
+    source.heavy(train.click, run_train, [source.video, source.opened, source.encoder, epochs, source.fps],
+                 [trained, loss_png, plot, summary, last, source.encoder], api_name="train_adapter")
     export.click(run_export, last, [files, export_note], api_name="scaling_export")
-    source.heavy_events.append(ev)

@@ -8,7 +8,6 @@ from pathlib import Path
 import gradio as gr
 
 from app.common import (
-    GPU_QUEUE,
     AppContext,
     export_figures,
     progress_bridge,
@@ -19,7 +18,8 @@ from app.common import (
 from app.source import Source
 from backends.views.similarity import frames_at, self_similarity_view
 
-# Clicking a heat-map cell copies its two times into the inputs below the plot and presses "Show frames".
+# Clicking a heat-map cell seeks the player to frame i, copies its two times into the inputs below the plot
+# and presses "Show frames".
 # The plot is re-created on every run, so the handler is attached to whichever plot div is current.
 CELL_CLICK_JS = """
 const bind = () => {
@@ -38,6 +38,7 @@ const bind = () => {
     };
     set('ml-t1', p.y);
     set('ml-t2', p.x);
+    window.mlSeek && window.mlSeek(p.y);  // the player jumps to frame i
     setTimeout(() => document.querySelector('#ml-frames-btn')?.click(), 150);
   });
 };
@@ -55,7 +56,7 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
     summary = gr.Markdown(elem_classes=["ml-note"])
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            plot = gr.Plot(label="Temporal self-similarity (click a cell to see its two frames)", elem_id="ml-tsm")
+            plot = gr.Plot(label="Temporal self-similarity (click a cell: its two frames, and the player seeks)", elem_id="ml-tsm")
         with gr.Column(scale=2):
             with gr.Row():
                 t1 = gr.Number(value=0.0, label="Frame i at (s)", elem_id="ml-t1")
@@ -100,9 +101,10 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
         figs, note = export_figures({"tsm": state["figure"]}, out)
         return paths + figs, note
 
-    ev = run.click(run_tsm, [source.video, source.encoder, kind, source.fps, features], [plot, summary, last],
-                   api_name="tsm", concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+    source.heavy(run.click, run_tsm, [source.video, source.encoder, kind, source.fps, features], [plot, summary, last],
+                 api_name="tsm")
     show.click(show_frames, [source.video, t1, t2], [frame_i, frame_j], api_name="tsm_frames",
                concurrency_id="video", concurrency_limit=2)
     export.click(run_export, last, [files, export_note], api_name="tsm_export")
-    source.heavy_events.append(ev)
+    source.clears((plot, None), (summary, ""), (last, None), (frame_i, None), (frame_j, None), (files, None),
+                  (export_note, ""))

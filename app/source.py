@@ -1,5 +1,9 @@
 """The panel every tab reads: the video player (upload or sample clip), the encoder and the sampling rate,
-with an Encode button (progress bar, Cancel) so that later queries on the clip are instant."""
+with an Encode button (progress bar, Cancel) so that later queries on the clip are instant.
+
+The player is shared by the tabs: a moment chip plays its moment and stops at its end, a click on a saliency
+curve or a self-similarity cell seeks it, and the timeline under it marks the current moments (PLAYER_JS).
+Loading another clip clears every output computed on the previous one (`Source.clears`)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,58 @@ from backends.io.playback import is_browser_playable, playable_path
 from backends.io.video import probe
 
 PLAYER_ID = "ml-player"  # the chips of the retrieval tab seek `#ml-player video`
+TIMELINE_ID = "ml-timeline"
+
+# The page's one player controller, on `window` so that chips, plots and the timeline share it:
+# mlPlayMoment(start, end) seeks, plays and pauses at `end` (loops when the Loop box is ticked);
+# mlSeek(t) seeks and plays on. A 100 ms poll moves the timeline's playhead and enforces the end
+# (the <video> element is replaced whenever Gradio loads another clip, so nothing is bound to it).
+PLAYER_JS = f"""
+const player = () => document.querySelector('#{PLAYER_ID} video');
+window.mlMoment = null;
+window.mlPlayMoment = (start, end) => {{
+  const v = player();
+  if (!v) return;
+  window.mlMoment = (end === null || end === undefined) ? null : {{ start: Number(start), end: Number(end) }};
+  v.currentTime = Number(start);
+  v.play().catch(() => {{}});
+}};
+window.mlSeek = (t) => window.mlPlayMoment(t, null);
+element.addEventListener('click', (event) => {{
+  const seg = event.target.closest('[data-start]');
+  if (!seg) return;
+  window.mlPlayMoment(parseFloat(seg.dataset.start), seg.dataset.end ? parseFloat(seg.dataset.end) : null);
+}});
+setInterval(() => {{
+  const v = player();
+  const bar = element.querySelector('.ml-tl');
+  const m = window.mlMoment;
+  if (v && m && !v.paused && v.currentTime >= m.end) {{
+    if (document.querySelector('#ml-loop input')?.checked) v.currentTime = m.start; else {{ v.pause(); v.currentTime = m.end; }}
+  }}
+  if (!bar) return;
+  const d = parseFloat(bar.dataset.duration) || (v && v.duration) || 0;
+  const head = bar.querySelector('.ml-tl-head');
+  if (head && v && d > 0) head.style.left = (100 * Math.min(1, v.currentTime / d)) + '%';
+  const sel = bar.querySelector('.ml-tl-sel');
+  if (sel) {{
+    sel.style.display = m ? 'block' : 'none';
+    if (m && d > 0) {{ sel.style.left = (100 * m.start / d) + '%'; sel.style.width = (100 * (m.end - m.start) / d) + '%'; }}
+  }}
+}}, 100);
+"""
+TIMELINE_CSS = """
+.ml-tl { position: relative; height: var(--tl-height, 16px); margin: 2px 0 0 0; background: var(--background-fill-secondary);
+  border: 1px solid var(--border-color-primary); border-radius: 6px; overflow: hidden; }
+.ml-tl-seg { position: absolute; height: 9px; border-radius: 3px; opacity: .6; cursor: pointer;
+  background: var(--seg-colour); color: white; font-size: 8px; line-height: 9px; padding-left: 2px;
+  white-space: nowrap; overflow: hidden; }
+.ml-tl-seg:hover { opacity: .9; }
+.ml-tl-sel { position: absolute; top: 0; bottom: 0; border: 2px solid var(--body-text-color); border-radius: 4px;
+  pointer-events: none; display: none; }
+.ml-tl-head { position: absolute; top: 0; bottom: 0; width: 2px; background: var(--color-accent); pointer-events: none; }
+.ml-tl-empty { color: var(--body-text-color-subdued); font-size: 12px; padding: 4px 8px; }
+"""
 
 
 def describe_encoder(name: str) -> str:
@@ -33,8 +89,25 @@ def describe_encoder(name: str) -> str:
     d = enc.describe()
     spec = registry().get(name.split(":")[0] + ":" if ":" in name else name)
     what = f" — {spec.description}" if spec is not None else ""
-    return (f"**{d['id']}** on `{d['device']}`, weights loaded; {d['dim']}-d joint space, "
-            f"{d['input_size']} px input{what}")
+    return (f"**{d['id']}** on `{d['device']}` · {d['dim']}-d · {d['input_size']} px{what}. "
+            "More encoders: checkpoints in the models folder ($MOMENTLENS_MODELS), CLIP via `momentlens weights get`.")
+
+
+def timeline_html(duration: float | None = None, moments=(), colours: tuple[str, ...] = ("#d62728",)) -> str:
+    """The strip under the player: the clip's length, one lane per moment with its segment (a click plays it),
+    the playhead and the moment playing (outlined)."""
+    if not duration or duration <= 0:
+        return '<div class="ml-tl-empty">Moments found in the clip appear here; click one to play it.</div>'
+    segs = []
+    for rank, m in enumerate(moments, start=1):
+        left, width = 100 * m.start / duration, max(0.4, 100 * (m.end - m.start) / duration)
+        segs.append(f'<div class="ml-tl-seg" data-start="{m.start:.3f}" data-end="{m.end:.3f}" '
+                    f'style="left:{left:.3f}%;width:{width:.3f}%;top:{2 + 11 * (rank - 1)}px;'
+                    f'--seg-colour:{colours[(rank - 1) % len(colours)]}" '
+                    f'title="#{rank}: {m.start:.1f}-{m.end:.1f} s, click to play">#{rank}</div>')
+    height = 4 + 11 * max(1, len(segs))  # one lane per moment, so overlapping moments stay visible
+    return (f'<div class="ml-tl" data-duration="{duration:.3f}" style="--tl-height:{height}px">' + "".join(segs)
+            + '<div class="ml-tl-sel"></div><div class="ml-tl-head"></div></div>')
 
 
 @dataclass
@@ -47,33 +120,69 @@ class Source:
     status: gr.Markdown
     opened: gr.State  # videos opened in this session (for adapter training)
     encoder_info: gr.Markdown  # facts about the selected encoder (filled on page load by build_app)
+    timeline: gr.HTML  # moments of the last retrieval under the player
     heavy_events: list = field(default_factory=list)  # events the Cancel button stops
+    resets: list = field(default_factory=list)  # (component, value) pairs restored when another clip is loaded
+    gpu_concurrency: int = 1
+
+    def heavy(self, listeners, fn: Callable, inputs, outputs, api_name: str | bool | None):
+        """Register a model-heavy handler on one or more triggers (`button.click`, `box.submit`): it runs in
+        the shared GPU queue, the Cancel button stops it, and starting it clears the previous "Cancelled".
+        The first trigger gets `api_name`, the others none. Returns the events, one per trigger."""
+        listeners = listeners if isinstance(listeners, (list, tuple)) else [listeners]
+        events = []
+        for i, listen in enumerate(listeners):
+            ev = listen(fn, inputs, outputs, api_name=api_name if i == 0 else False, concurrency_id=GPU_QUEUE,
+                        concurrency_limit=self.gpu_concurrency)
+            listen(_clear_status, None, self.status, queue=False, api_name=False, show_progress="hidden")
+            self.heavy_events.append(ev)
+            events.append(ev)
+        return events
+
+    def clears(self, *pairs: tuple[gr.components.Component, object]) -> None:
+        """Register outputs computed on the clip: they return to their empty value when the clip changes."""
+        self.resets.extend(pairs)
+
+    def wire_resets(self) -> None:
+        """After every tab registered its outputs: another clip (upload, sample, the player's x) clears them.
+        Runs in the browser's queue slot at once (queue=False), so no stale result waits for a worker."""
+        components = [c for c, _ in self.resets]
+        values = [v for _, v in self.resets]
+        self.video.change(lambda: tuple(values), None, components, queue=False, api_name=False,
+                          show_progress="hidden")
 
 
 def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Request], str]]:
-    """Player on the left; clip, encoder, encode/cancel on the right. Returns the Source, the Cancel button
-    and its handler (build_app wires it to cancel every heavy event)."""
+    """Player (with the moment timeline) on the left; clip, encoder, encode/cancel on the right. Returns the
+    Source, the Cancel button and its handler (build_app wires it to cancel every heavy event)."""
     samples = sample_clips()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=420):
             video = gr.Video(value=ctx.video, label="Video (upload any mp4, webm, avi, mov)", sources=["upload"],
-                             elem_id=PLAYER_ID, format=None, height=360, interactive=True, autoplay=False,
+                             elem_id=PLAYER_ID, format=None, height=280, interactive=True, autoplay=False,
                              buttons=["download"])
+            timeline = gr.HTML(timeline_html(), js_on_load=PLAYER_JS, css_template=TIMELINE_CSS, elem_id=TIMELINE_ID,
+                               padding=False)
         with gr.Column(scale=2, min_width=320):
-            sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
-                                 label="Sample clip", info="real footage; or drop your own clip on the player")
-            encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder",
-                                  allow_custom_value=True,
-                                  info="the registry's offline encoders and the checkpoints in the server's models "
-                                  "folder ($MOMENTLENS_MODELS)")
-            encoder_info = gr.Markdown(elem_classes=["ml-note"])
-            fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames sampled per second")
             with gr.Row():
-                encode_btn = gr.Button("Encode clip", variant="secondary")
-                cancel_btn = gr.Button("Cancel", variant="stop")
-            status = gr.Markdown(elem_classes=["ml-note"])
+                sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
+                                     label="Sample clip", scale=3)
+                fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames per second", scale=2)
+            encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder", allow_custom_value=True,
+                                  elem_id="ml-encoder")
+            encoder_info = gr.Markdown(elem_classes=["ml-note"])
+            with gr.Row():
+                upload_btn = gr.UploadButton("Upload another clip", file_types=["video"], file_count="single",
+                                             variant="primary", elem_id="ml-upload", size="md", scale=3, min_width=150)
+                encode_btn = gr.Button("Encode", variant="secondary", elem_id="ml-encode", size="md", scale=2,
+                                       min_width=80)
+                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ml-cancel", size="md", scale=2, min_width=80)
+            loop = gr.Checkbox(False, label="Loop a moment when it plays", elem_id="ml-loop", container=False)
+            status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status")
     opened = gr.State([])
-    source = Source(video, encoder, fps, status, opened, encoder_info)
+    source = Source(video, encoder, fps, status, opened, encoder_info, timeline, gpu_concurrency=ctx.gpu_concurrency)
+    source.clears((timeline, timeline_html()), (status, ""))
+    del loop  # read in the browser only (PLAYER_JS)
 
     @user_errors
     def pick_sample(name: str, opened_videos: list):
@@ -97,7 +206,8 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
 
     @user_errors
     def encode(video, encoder_name: str, fps: float, request: gr.Request, progress=gr.Progress()):
-
+        if not video:  # said next to the button (a toast is easy to miss)
+            return "No video to encode yet: upload a clip or pick a sample clip first."
         path = require_video(video)
         stop = ctx.stop_event(request)
         stop.clear()
@@ -108,12 +218,14 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
 
     def request_stop(request: gr.Request):
         ctx.stop_event(request).set()
-        return "Cancelling: the running computation stops at its next step."
+        return "**Cancelled**: the running computation of this page was stopped; nothing partial was kept."
 
     sample.input(pick_sample, [sample, opened], [video, status, opened], api_name="sample",
                  concurrency_id="video", concurrency_limit=2)
     video.upload(prepare_upload, [video, opened], [video, status, opened, sample], api_name="prepare",
                  concurrency_id="video", concurrency_limit=2)
+    upload_btn.upload(prepare_upload, [upload_btn, opened], [video, status, opened, sample], api_name="upload_clip",
+                      concurrency_id="video", concurrency_limit=2)
     encoder.change(user_errors(lambda name: describe_encoder(ctx.resolve_encoder(name))), encoder, encoder_info,
                    api_name="encoder_info",
                    concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
@@ -121,6 +233,10 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                                  concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
     source.heavy_events.append(enc_event)
     return source, cancel_btn, request_stop
+
+
+def _clear_status() -> str:
+    return ""
 
 
 def _remember(opened: list, path: str) -> list:

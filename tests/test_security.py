@@ -90,7 +90,7 @@ def test_adapter_from_the_models_folder_works_in_the_app(client, models, realmix
     name = f"adapter:{models / 'mine.pt'}"
     info = _in_thread(lambda: client.predict(name, api_name="/encoder_info"))
     assert "adapter:mine.pt@" in info and "32-d" in info
-    _, _, table, _, _ = _in_thread(lambda: client.predict(handle_file(realmix_video), "a cup", name, 3, 0.5,
+    _, _, table, *_ = _in_thread(lambda: client.predict(handle_file(realmix_video), "a cup", name, 3, 0.5,
                                                           api_name="/retrieve"))
     rows = table["data"] if isinstance(table, dict) else table
     assert len(rows) == 3

@@ -45,6 +45,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--html", type=Path, help="write a standalone plotly heat map to this file")
     p.set_defaults(func=cmd_map2d)
 
+    p = sub.add_parser("compare", help="two encoders side by side on one clip and query: both top-k lists and "
+                       "their agreement (IoU of the top moments, saliency correlation)")
+    p.add_argument("video", help="video file (mp4, avi, webm, mov)")
+    p.add_argument("query", help="the text query, in quotes")
+    p.add_argument("--encoders", nargs=2, required=True, metavar=("A", "B"),
+                   help="the two encoders (registry names, adapter:CHECKPOINT, clip:FILE, ...)")
+    add_video_args(p)
+    p.add_argument("--top-k", type=int, default=5, help="moments per encoder (default 5)")
+    p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--json", action="store_true", help="print JSON {video, query, encoders, a, b, agreement}")
+    p.set_defaults(func=cmd_compare)
+
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
@@ -82,4 +94,21 @@ def cmd_map2d(args: argparse.Namespace) -> int:
     print(f"{result.map.num_clips} x {result.map.num_clips} map, {valid} valid cells; best moments:")
     for rank, m in enumerate(result.moments, start=1):
         print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
+    from backends.views.compare import compare_encoders
+
+    cmp = compare_encoders(args.video, args.query, args.encoders, top_k=args.top_k, nms_threshold=args.nms, fps=args.fps)
+    if args.json:
+        emit_json(cmp.to_dict())
+        return 0
+    print(f"{Path(args.video).name} ({cmp.a.duration:.1f} s): {cmp.a.query!r}")
+    for letter, r, best in (("A", cmp.a, cmp.best_iou_a), ("B", cmp.b, cmp.best_iou_b)):
+        print(f"  {letter}: {r.encoder}")
+        for rank, m in enumerate(r.moments, start=1):
+            print(f"    #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}   best IoU with the other {best[rank - 1]:.2f}")
+    print("  agreement: " + cmp.summary())
     return 0

@@ -22,10 +22,11 @@ from backends.analysis.gradcam import (
     map_to_frame,
     query_cam,
 )
-from backends.core.contracts import check_query
+from backends.core.contracts import ProgressFn, check_query
 from backends.encoders import Encoder, cached_encoder
 from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
+from backends.retrieval.engine import check_window
 
 
 def gradcam_frames(
@@ -36,6 +37,7 @@ def gradcam_frames(
     method: str = "gradcam",
     fit: str = "squash",
     batch_size: int = 8,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 RGB frames (T,H,W,3) -> (maps (T,H,W) in [0,1], cosine scores (T,) or None without a query).
 
@@ -59,6 +61,8 @@ def gradcam_frames(
     clip_input = probe_input.ndim == 5
     step = len(frames) if clip_input else batch_size
     for i in range(0, len(frames), step):
+        if progress is not None:
+            progress(i / len(frames), f"Grad-CAM ({method}) on frames {i + 1}-{min(i + step, len(frames))} of {len(frames)}")
         x = enc.preprocess(model_frames[i : i + step])
         cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape)
         per_frame = cams.reshape(-1, *cams.shape[-2:])  # (B,T,S,S) clips -> T frame maps
@@ -96,6 +100,7 @@ def gradcam_view(
     fit: str = "squash",
     start: float = 0.0,
     end: float | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[GradCamResult, Any]:
     """Grad-CAM maps of `query` on `frames` frames spread over a video: (GradCamResult, plotly Figure)."""
     _cam_class(method)
@@ -103,7 +108,12 @@ def gradcam_view(
         raise GradCamError(f"opacity must be within [0, 1], got {opacity}.")
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
     text = check_query(query, required=method != "eigencam")
+    if end is not None or start:
+        start, end = check_window((start, probe(video_path).duration if end is None else end),
+                                  probe(video_path).duration, "the Grad-CAM window From-To")
+    if progress is not None:
+        progress(0.0, f"reading {frames} frames")
     rgb, times = sample_frames(video_path, frames, start, end)
-    maps, scores = gradcam_frames(rgb, text, enc, method=method, fit=fit)
+    maps, scores = gradcam_frames(rgb, text, enc, method=method, fit=fit, progress=progress)
     result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path))
     return result, gradcam_figure(result, opacity)
