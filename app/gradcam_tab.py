@@ -68,7 +68,7 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
         note = gr.Markdown(window_note(None, None), elem_classes=["ml-note"], elem_id="ml-cam-note")
     plot = gr.Plot(label="Grad-CAM overlays (slider: frame)", elem_id="ml-gradcam")
     table = gr.Dataframe(headers=SUMMARY_COLUMNS, label="Per-frame summary (x, y as fractions of the frame)",
-                         interactive=False, column_count=len(SUMMARY_COLUMNS))
+                         interactive=False, column_count=len(SUMMARY_COLUMNS), elem_id="ml-gradcam-table")
     with gr.Accordion("Export", open=False):
         export = gr.Button("Export summary and figure")
         export_note = gr.Markdown(elem_classes=["ml-note"])

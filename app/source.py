@@ -7,6 +7,7 @@ Loading another clip clears every output computed on the previous one (`Source.c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,14 @@ from app.common import (
     require_video,
     user_errors,
 )
+from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
 from backends.encoders import cached_encoder, registry
 from backends.features import encode_video
 from backends.io.playback import is_browser_playable, playable_path
 from backends.io.video import probe
+
+log = logging.getLogger(__name__)
 
 PLAYER_ID = "ml-player"  # the chips of the retrieval tab seek `#ml-player video`
 TIMELINE_ID = "ml-timeline"
@@ -167,7 +171,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
             with gr.Row():
                 sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
                                      label="Sample clip", scale=3)
-                fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames per second", scale=2)
+                fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames per second", scale=2, elem_id="ml-fps")
             encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder", allow_custom_value=True,
                                   elem_id="ml-encoder")
             encoder_info = gr.Markdown(elem_classes=["ml-note"])
@@ -178,10 +182,10 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                                        min_width=80)
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ml-cancel", size="md", scale=2, min_width=80)
             loop = gr.Checkbox(False, label="Loop a moment when it plays", elem_id="ml-loop", container=False)
-            status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status")
+            status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status", min_height=56)  # room for the progress bar
     opened = gr.State([])
     source = Source(video, encoder, fps, status, opened, encoder_info, timeline, gpu_concurrency=ctx.gpu_concurrency)
-    source.clears((timeline, timeline_html()), (status, ""))
+    source.clears((timeline, timeline_html()))  # not the status: it tells what was just loaded
     del loop  # read in the browser only (PLAYER_JS)
 
     @user_errors
@@ -192,17 +196,35 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         path = ctx.servable(playable_path(samples[name]))
         return path, f"Sample **{name}** loaded.", _remember(opened_videos, path)
 
-    @user_errors
-    def prepare_upload(video, opened_videos: list, request: gr.Request = None, progress=gr.Progress()):
+    def load_upload(video, opened_videos: list, request: gr.Request, progress: gr.Progress, from_player: bool):
+        """Check and (if needed) convert an uploaded clip. A file that is not a usable video is refused in the
+        status line (and a toast) and the clip shown before stays: nothing else is cleared or badged."""
         path = require_video(video)
         ctx.track_upload(request, path)
-        info = probe(path)
-        note = f"{Path(path).name}: {info.duration:.1f} s, {info.width}x{info.height}, {info.codec}"
-        if not is_browser_playable(path):
-            progress(0.0, desc="converting to H.264 for the browser")
-            path = ctx.servable(playable_path(path))  # the converted copy lives in the cache: serve a copy
-            note += " (converted to H.264 mp4 so the browser can play it)"
+        try:
+            info = probe(path)
+            note = f"{Path(path).name}: {info.duration:.1f} s, {info.width}x{info.height}, {info.codec}"
+            if not is_browser_playable(path):
+                progress(0.0, desc="converting to H.264 for the browser")
+                path = ctx.servable(playable_path(path))  # the converted copy lives in the cache: serve a copy
+                note += " (converted to H.264 mp4 so the browser can play it)"
+        except MomentLensError as err:
+            sentence = str(err).strip()
+            sentence = sentence[:1].upper() + sentence[1:]
+            log.info("upload refused: %s", sentence)
+            gr.Warning(sentence)
+            previous = (opened_videos or [ctx.video])[-1]
+            keep = (previous if previous else None) if from_player else gr.skip()
+            return keep, f"**Not loaded**: {sentence} The clip shown before stays.", gr.skip(), gr.skip()
         return path, note + ".", _remember(opened_videos, path), None  # no sample is selected now
+
+    @user_errors
+    def prepare_upload(video, opened_videos: list, request: gr.Request = None, progress=gr.Progress()):
+        return load_upload(video, opened_videos, request, progress, from_player=True)
+
+    @user_errors
+    def upload_clip(file, opened_videos: list, request: gr.Request = None, progress=gr.Progress()):
+        return load_upload(file, opened_videos, request, progress, from_player=False)
 
     @user_errors
     def encode(video, encoder_name: str, fps: float, request: gr.Request, progress=gr.Progress()):
@@ -224,7 +246,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                  concurrency_id="video", concurrency_limit=2)
     video.upload(prepare_upload, [video, opened], [video, status, opened, sample], api_name="prepare",
                  concurrency_id="video", concurrency_limit=2)
-    upload_btn.upload(prepare_upload, [upload_btn, opened], [video, status, opened, sample], api_name="upload_clip",
+    upload_btn.upload(upload_clip, [upload_btn, opened], [video, status, opened, sample], api_name="upload_clip",
                       concurrency_id="video", concurrency_limit=2)
     encoder.change(user_errors(lambda name: describe_encoder(ctx.resolve_encoder(name))), encoder, encoder_info,
                    api_name="encoder_info",

@@ -41,7 +41,8 @@ def compare_saliency_figure(results: Sequence[RetrievalResult], labels: Sequence
     fig.update_layout(title=title or f"saliency of {query!r}, each encoder rescaled to [0, 1]",
                       xaxis_title="time (s)", yaxis_title="similarity with the query (rescaled)",
                       xaxis=dict(range=[0, duration]), yaxis=dict(range=[-0.05, 1.12]),
-                      legend=dict(orientation="h", y=-0.22), plot_bgcolor="white", height=360, width=1100)
+                      legend=dict(orientation="h", y=-0.22), plot_bgcolor="white", height=360, width=1100,
+                      hovermode="x")
     fig.update_xaxes(showgrid=True, gridcolor="#eee")
     fig.update_yaxes(showgrid=True, gridcolor="#eee")
     return fig

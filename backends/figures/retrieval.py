@@ -63,6 +63,7 @@ def timeline_figure(results: Sequence[RetrievalResult], top: int = 1, title: str
     duration = max(r.duration for r in results) if results else 1.0
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="cosine similarity with the query",
                       xaxis=dict(range=[0, duration]), legend=dict(orientation="h", y=-0.2),
+                      hovermode="x",  # hover and click pick the sampled frame under the pointer's time
                       plot_bgcolor="white", height=420, width=1100)
     fig.update_xaxes(showgrid=True, gridcolor="#eee")
     fig.update_yaxes(showgrid=True, gridcolor="#eee")
