@@ -72,19 +72,21 @@ class MomentLensApp(gr.Blocks):
 
 def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_concurrency: int = 1,
               queue_size: int = QUEUE_MAX_SIZE, models_dir: str | Path | None = None,
-              test_encoders: bool = False) -> MomentLensApp:
+              test_encoders: bool = False, allow_downloads: bool = False) -> MomentLensApp:
     """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
     (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers.
     Remote callers may pick only the encoders the server offers: the registry's, `encoder`, and the
     checkpoints in `models_dir` (default `$MOMENTLENS_MODELS`, else `<cache>/models`); the random test
-    encoders only with `test_encoders=True`."""
+    encoders only with `test_encoders=True`. `allow_downloads` shows the panel that fetches CLIP weights
+    (`momentlens app` sets it when serving this machine only, without a share link)."""
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
     chosen = canonical_encoder_name(encoder or default_encoder_name())  # the dropdown's value is one of its choices
     offers = ServerOffers(pinned_encoders=(chosen,) if encoder else (), trusted_dirs=(workdir,),
                           models=Path(models_dir) if models_dir is not None else default_models_dir(),
                           test_encoders=test_encoders)
-    ctx = AppContext(encoder=chosen, video=None, workdir=workdir, gpu_concurrency=gpu_concurrency, offers=offers)
+    ctx = AppContext(encoder=chosen, video=None, workdir=workdir, gpu_concurrency=gpu_concurrency, offers=offers,
+                     allow_downloads=allow_downloads)
     clip = Path(video) if video is not None else default_sample_clip()
     ctx.video_source = clip
     if clip is not None:

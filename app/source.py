@@ -25,7 +25,9 @@ from app.common import (
 from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
 from backends.encoders import cached_encoder, registry
+from backends.encoders.weights import downloadable, get_weights
 from backends.features import encode_video
+from backends.io.download import DownloadError
 from backends.io.playback import is_browser_playable, playable_path
 from backends.io.video import probe
 
@@ -182,6 +184,12 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                                        min_width=80)
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ml-cancel", size="md", scale=2, min_width=80)
             loop = gr.Checkbox(False, label="Loop a moment when it plays", elem_id="ml-loop", container=False)
+            if ctx.allow_downloads:
+                with gr.Accordion("Better weights: fetch CLIP (needs internet)", open=False):
+                    with gr.Row():
+                        weights_name = gr.Dropdown(downloadable(), value="clip:ViT-B/32", label="CLIP model", scale=3)
+                        weights_btn = gr.Button("Download", scale=1, min_width=100, elem_id="ml-weights-btn")
+                    weights_note = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-weights-note")
             status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status", min_height=56)  # room for the progress bar
     opened = gr.State([])
     source = Source(video, encoder, fps, status, opened, encoder_info, timeline, gpu_concurrency=ctx.gpu_concurrency)
@@ -241,6 +249,25 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
     def request_stop(request: gr.Request):
         ctx.stop_event(request).set()
         return "**Cancelled**: the running computation of this page was stopped; nothing partial was kept."
+
+    if ctx.allow_downloads:
+        @user_errors
+        def fetch_weights(name: str, request: gr.Request = None, progress=gr.Progress()):
+            if name not in downloadable():
+                raise gr.Error(f"Pick a CLIP model from the list ({', '.join(downloadable())}).")
+            stop = ctx.stop_event(request)
+            stop.clear()
+            try:
+                path = get_weights(name, progress=progress_bridge(progress, stop), should_stop=stop.is_set)
+            except DownloadError as err:  # offline: say how to place the file by hand, in place
+                return f"**Not downloaded**: {err}", gr.skip()
+            choices = ctx.session_encoder_choices(request, name)
+            return (f"{name} weights in `{path}` (checksum verified); selected. "
+                    "`momentlens app` now starts on it by default.", gr.update(choices=choices, value=name))
+
+        ev = weights_btn.click(fetch_weights, weights_name, [weights_note, encoder], api_name="weights_get",
+                               concurrency_id="download", concurrency_limit=1)
+        source.heavy_events.append(ev)
 
     sample.input(pick_sample, [sample, opened], [video, status, opened], api_name="sample",
                  concurrency_id="video", concurrency_limit=2)

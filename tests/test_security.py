@@ -327,3 +327,28 @@ def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert not next(iter(new)).exists()
+
+
+def test_a_shared_or_exposed_app_cannot_make_the_server_download(client):
+    """The weights panel (a download uses the server's disk and network) exists only for `momentlens app` on
+    this machine without a share link; build_app's default, as a shared server gets it, has no such endpoint."""
+    assert "/weights_get" not in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+
+
+def test_the_local_cli_app_offers_the_weights_panel(monkeypatch):
+    import app.cli as app_cli
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_app(**kwargs):  # stops before serving: only the decision is checked here
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr("app.build_app", fake_build_app)
+    for argv, expect in ((["--port", "1"], True), (["--share"], False), (["--host", "0.0.0.0"], False)):
+        with pytest.raises(Stop):
+            app_cli.main(argv)
+        assert seen["allow_downloads"] is expect, argv

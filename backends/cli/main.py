@@ -22,11 +22,12 @@ from backends.cli import (
     scaling,
     similarity,
     train,
+    weights,
 )
 from backends.core.errors import MomentLensError
 
 # The backend's command modules, in the order `momentlens --help` lists them.
-COMMAND_MODULES = (core, evaluation, augment, similarity, retrieval, gradcam, scaling, train)
+COMMAND_MODULES = (core, evaluation, augment, similarity, retrieval, gradcam, scaling, train, weights)
 ENTRY_POINT_GROUP = "momentlens.commands"  # `register(subparsers)` functions of installed front ends
 
 

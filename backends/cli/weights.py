@@ -1,0 +1,44 @@
+"""The `weights` sub-commands: `weights get NAME` fetches published weights (CLIP) into the cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="fetch better weights when the machine is online (CLIP), or say how to "
+                       "place them by hand")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    g = wsub.add_parser("get", help="download an encoder's published weights into the cache (SHA-256 checked)")
+    g.add_argument("encoder", help="e.g. clip:ViT-B/32 (see `momentlens weights list`)")
+    g.add_argument("--url", default=None, help="fetch from this mirror instead of the published URL")
+    g.add_argument("--sha256", default=None, help="expected checksum (default: the published one)")
+    g.set_defaults(func=cmd_get)
+    ls = wsub.add_parser("list", help="downloadable weights, where each goes, and whether it is there")
+    ls.set_defaults(func=cmd_list)
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    # deferred: these import torch and clip; `momentlens --help` must start in about 0.5 s
+    from backends.encoders import default_encoder_name
+    from backends.encoders.weights import get_weights
+
+    def progress(frac: float, text: str) -> None:
+        sys.stderr.write(f"\r{text} ({100 * frac:5.1f} %)   ")
+        sys.stderr.flush()
+
+    path = get_weights(args.encoder, url=args.url, sha256=args.sha256, progress=progress)
+    sys.stderr.write("\n")
+    print(f"{args.encoder}: {path} (checksum verified); default encoder now {default_encoder_name()}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from backends.encoders.weights import downloadable, weights_source
+
+    for name in downloadable():
+        src = weights_source(name)
+        print(f"{'*' if src.target.is_file() else ' '} {name:22s} {src.target}")
+    print("(* on disk)")
+    return 0

@@ -1,0 +1,59 @@
+"""Better weights when they exist: where each downloadable encoder's file comes from, where it goes, and the
+one call that fetches it (`momentlens weights get clip:ViT-B/32`). After the fetch the registry finds the
+file, and `default_encoder_name()` (the app's default) switches to CLIP ViT-B/32.
+
+OpenAI publishes each CLIP file at `.../clip/models/<sha256>/<file>.pt`: the checksum is part of the URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backends.core.contracts import ProgressFn, StopFn
+from backends.core.errors import UnknownEncoderError
+from backends.encoders.clip_encoder import CLIP_CACHE, clip, clip_weights_file
+from backends.io.download import DownloadError, download
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    encoder: str  # the registry name these weights serve, e.g. "clip:ViT-B/32"
+    url: str
+    sha256: str
+    target: Path  # where the loader looks for the file
+
+    def instructions(self) -> str:
+        """How to place the file by hand on a machine that cannot download it."""
+        return (f"download {self.url} on a machine that is online (SHA-256 {self.sha256}) and copy it to "
+                f"{self.target}; or pass the file itself as --encoder clip:/path/to/{self.target.name}.")
+
+
+def downloadable() -> list[str]:
+    """Encoder names `get_weights` can fetch."""
+    return [f"clip:{name}" for name in clip.available_models()]
+
+
+def weights_source(encoder: str, url: str | None = None, sha256: str | None = None) -> WeightsSource:
+    """The published file of `encoder` (a mirror `url` and its `sha256` may replace the official ones)."""
+    family, _, arg = encoder.partition(":")
+    official = clip.clip._MODELS.get(arg) if family == "clip" else None
+    target = clip_weights_file(arg) if official else None
+    if official is None or target is None:
+        raise UnknownEncoderError(f"no published weights for {encoder!r}; downloadable: {', '.join(downloadable())}.")
+    return WeightsSource(encoder, url or official, (sha256 or official.split("/")[-2]).lower(), target)
+
+
+def get_weights(encoder: str, *, url: str | None = None, sha256: str | None = None, progress: ProgressFn | None = None,
+                should_stop: StopFn | None = None) -> Path:
+    """Fetch the weights of `encoder` into the cache the loader reads (checksum verified, atomic). Raises
+    DownloadError (offline, HTTP error, wrong checksum) whose sentence says how to place the file by hand."""
+    src = weights_source(encoder, url, sha256)
+    try:
+        return download(src.url, src.target, sha256=src.sha256, progress=progress, should_stop=should_stop)
+    except DownloadError as err:
+        raise DownloadError(f"{str(err).rstrip('.')}. To use {encoder} without a download here, "
+                            + src.instructions()) from None
+
+
+__all__ = ["CLIP_CACHE", "WeightsSource", "downloadable", "get_weights", "weights_source"]
