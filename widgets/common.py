@@ -222,6 +222,12 @@ export default {
       const go = () => { video.currentTime = model.get("time"); video.play().catch(() => {}); };
       if (video.readyState >= 1) go(); else video.addEventListener("loadedmetadata", go, { once: true });
     };
+    // a moment plays from `time` to `end` and stops there (or starts over when `loop` is set)
+    video.addEventListener("timeupdate", () => {
+      const end = model.get("end");
+      if (end < 0 || video.paused || video.currentTime < end) return;
+      if (model.get("loop")) video.currentTime = model.get("time"); else { video.pause(); video.currentTime = end; }
+    });
     const size = () => { video.width = model.get("width"); };
     load(); size();
     if (model.get("time") > 0) seek();
@@ -236,7 +242,8 @@ export default {
 
 
 class VideoPlayer(anywidget.AnyWidget):
-    """An HTML5 player of a browser-playable copy of the clip; `seek(t)` jumps there and plays.
+    """An HTML5 player of a browser-playable copy of the clip; `seek(t)` jumps there and plays,
+    `play_moment(start, end)` plays a moment and stops at its end.
 
     The clip's bytes are sent once per video; a seek sends one number.
     """
@@ -246,6 +253,8 @@ class VideoPlayer(anywidget.AnyWidget):
     mime = traitlets.Unicode("video/mp4").tag(sync=True)
     time = traitlets.Float(0.0).tag(sync=True)
     seek_count = traitlets.Int(0).tag(sync=True)  # bumps on every seek, so seeking twice to t replays t
+    end = traitlets.Float(-1.0).tag(sync=True)  # where the moment being played stops (-1: play on)
+    loop = traitlets.Bool(False).tag(sync=True)  # start the moment over at its end instead of stopping
     width = traitlets.Int(520).tag(sync=True)
 
     def __init__(self, **kwargs):
@@ -269,5 +278,15 @@ class VideoPlayer(anywidget.AnyWidget):
         self.value, self.path, self.note = playable.read_bytes(), playable, ""
 
     def seek(self, seconds: float) -> None:
-        self.time = max(0.0, float(seconds))
-        self.seek_count += 1
+        """Jump to `seconds` and play on."""
+        self.play_moment(seconds, None)
+
+    def play_moment(self, start: float, end: float | None) -> None:
+        """Play [start, end] and stop at `end` (loop when `.loop`); `end=None` plays on."""
+        with self.hold_sync():
+            self.time = max(0.0, float(start))
+            self.end = -1.0 if end is None else max(self.time, float(end))
+            self.seek_count += 1
+
+    def clear(self) -> None:
+        self.value, self.path, self.note, self.end = b"", None, "", -1.0

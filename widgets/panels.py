@@ -27,6 +27,7 @@ from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.analysis.gradcam_options import METHODS as CAM_METHODS
 from backends.core.errors import WindowError
 from backends.core.paths import cache_dir
+from backends.figures.compare import ENCODER_COLOURS
 from backends.figures.retrieval import saliency_figure, temporal_map_figure
 from backends.retrieval.engine import check_window, retrieve
 from backends.train.adapter import (
@@ -34,6 +35,7 @@ from backends.train.adapter import (
     train_adapter_on_videos,
 )
 from backends.views.augment import augment_view
+from backends.views.compare import compare_view
 from backends.views.gradcam import gradcam_view
 from backends.views.scaling import scaling_view
 from backends.views.similarity import frames_at, self_similarity_view
@@ -45,6 +47,7 @@ class Panel:
 
     title = "panel"
     run_label = "Run"
+    _quiet = False  # set while a linked panel fills the controls: no recompute per field
 
     def __init__(self, video: str | Path | None = None, encoder: str | None = None, *,
                  source: Source | None = None, background: bool | None = None, with_source: bool = True):
@@ -58,9 +61,16 @@ class Panel:
         self.go_button.on_click(lambda _: self.run(background=True))
         header = [self.source] if with_source and not self.shared_source else []
         self.widget = W.VBox(header + [*self.build(), W.HBox([self.go_button, self.runner])])
+        # another clip: every output computed on the previous one goes (nothing stale stays on screen)
+        self.video.path.observe(lambda _change: self.clear(), names="value")
 
     def build(self) -> list[W.Widget]:  # controls and outputs, defined by each panel
         return []
+
+    def clear(self) -> None:
+        """Forget the outputs of the last run (called when the clip changes); panels clear their own widgets."""
+        self.result = None
+        self.runner.status.value = ""
 
     def run(self, background: bool = False) -> None:
         """Recompute from the current controls (in a worker thread when `background`)."""
@@ -72,7 +82,7 @@ class Panel:
     def _rerun_on(self, *controls: W.Widget) -> None:
         """Recompute when a control's committed value changes (browser changes run in the background)."""
         for c in controls:
-            c.observe(lambda change: self.run(background=from_browser(change)), names="value")
+            c.observe(lambda change: None if self._quiet else self.run(background=from_browser(change)), names="value")
 
     def _ipython_display_(self):
 
@@ -103,9 +113,20 @@ class RetrievalPanel(Panel):
         self.player = VideoPlayer()
         self.saliency = go.FigureWidget(layout=dict(height=320, title="saliency"))
         self.map = go.FigureWidget(layout=dict(height=560, width=700, title="2D temporal map"))
+        self.loop = W.Checkbox(value=False, description="loop a moment", indent=False, layout=W.Layout(width="140px"))
+        W.link((self.loop, "value"), (self.player, "loop"))
+        self.on_result: list = []  # callables(RetrievalResult) run after each retrieval (the Explorer links Grad-CAM)
+        self.on_moment: list = []  # callables(start, end) run when a moment button is pressed
         self._rerun_on(self.query, self.top_k, self.nms, self.gt)
-        return [W.HBox([self.query, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]), self.chips,
-                W.HBox([self.player, self.table]), self.saliency, self.map]
+        return [W.HBox([self.query, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]),
+                W.HBox([self.chips, self.loop]), W.HBox([self.player, self.table]), self.saliency, self.map]
+
+    def clear(self) -> None:
+        super().clear()
+        for fig in (self.saliency, self.map):
+            fig.data = ()
+        self.chips.children, self.table.value = [], ""
+        self.player.clear()
 
     def _ground_truth(self, duration: float) -> tuple[float, float] | None:
 
@@ -142,14 +163,22 @@ class RetrievalPanel(Panel):
             self.chips.children = [self._chip(i, m) for i, m in enumerate(r.moments, start=1)]
             self.result = {**r.to_dict(), "table": rows, "scorer": r.scorer, "ground_truth": gt,
                            "saliency": {"times": r.saliency_times.tolist(), "values": r.saliency.tolist()}}
+            for listener in self.on_result:
+                listener(r)
 
         runner.run(work, done, background)
 
     def _chip(self, rank, moment):
-        b = W.Button(description=f"#{rank} {moment.start:.1f}–{moment.end:.1f} s", tooltip="play from here",
-                     layout=W.Layout(width="auto"))
-        b.on_click(lambda _: self.seek(moment.start))
+        b = W.Button(description=f"#{rank} {moment.start:.1f}–{moment.end:.1f} s",
+                     tooltip="play this moment (it stops at its end)", layout=W.Layout(width="auto"))
+        b.on_click(lambda _: self.play_moment(moment.start, moment.end))
         return b
+
+    def play_moment(self, start: float, end: float) -> None:
+        """Play one moment on the player (it stops at `end`, or loops) and tell the linked panels."""
+        self.player.play_moment(start, end)
+        for listener in self.on_moment:
+            listener(start, end)
 
     def seek(self, seconds: float) -> None:
         """Play the clip from `seconds` (what a moment button or a click on a figure does)."""
@@ -266,7 +295,9 @@ class AugmentationPanel(Panel):
 
 
 class GradCamPanel(Panel):
-    """Text-conditioned Grad-CAM overlays with a frame slider; opacity and frame redraw without recomputing."""
+    """Text-conditioned Grad-CAM overlays with a frame slider; opacity and frame redraw without recomputing.
+    The frames are spread over [from, to] (0 and 0: the whole clip); in the Explorer they follow the retrieval
+    panel's query and its top moment, or the moment whose button was pressed."""
 
     title = "Grad-CAM"
     run_label = "Explain"
@@ -279,6 +310,9 @@ class GradCamPanel(Panel):
         self.num_frames = W.IntSlider(value=6, min=1, max=16, description="frames", continuous_update=False)
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
                                      continuous_update=False)
+        self.start = W.FloatText(value=0.0, description="from (s)", layout=W.Layout(width="170px"))
+        self.end = W.FloatText(value=0.0, description="to (s)", layout=W.Layout(width="170px"),
+                               tooltip="0 and 0: the whole clip")
         self.frame = W.IntSlider(value=0, min=0, max=0, description="frame")
         self.image = W.Image(format="png", width=640)
         self.caption = W.HTML()
@@ -286,14 +320,32 @@ class GradCamPanel(Panel):
         self.opacity.observe(lambda _: self.redraw(), names="value")
         self.frame.observe(lambda _: self.redraw(), names="value")
         self._last = None
-        return [W.HBox([self.query, self.method]), W.HBox([self.num_frames, self.opacity, self.frame]),
-                self.image, self.caption]
+        return [W.HBox([self.query, self.method]), W.HBox([self.num_frames, self.start, self.end]),
+                W.HBox([self.opacity, self.frame]), self.image, self.caption]
+
+    def follow(self, query: str | None, start: float, end: float) -> None:
+        """Look at [start, end] (and `query` when given) on the next run, as a linked retrieval asks."""
+        self._quiet = True  # no run per field: the user presses Explain
+        try:
+            if query:
+                self.query.value = query
+            self.start.value, self.end.value = round(float(start), 2), round(float(end), 2)
+        finally:
+            self._quiet = False
+
+    def clear(self) -> None:
+        super().clear()
+        self._last = None
+        self.image.value, self.caption.value = b"", ""
+        self.start.value = self.end.value = 0.0
 
     def run(self, background: bool = False) -> None:
 
         video, query = self.video.value, self.query.value
+        window = {} if self.end.value <= self.start.value else {"start": float(self.start.value),
+                                                                 "end": float(self.end.value)}
         options = dict(encoder=self.encoder.value, frames=int(self.num_frames.value), method=self.method.value,
-                       opacity=float(self.opacity.value))
+                       opacity=float(self.opacity.value), **window)
 
         def done(out):
             result, _fig = out
@@ -303,7 +355,7 @@ class GradCamPanel(Panel):
                            "times": [float(t) for t in result.times], "frames": result.summary()}
             self.redraw()
 
-        self.runner.run(lambda: gradcam_view(video, query, **options), done, background)
+        self.runner.run(lambda: gradcam_view(video, query, progress=self.runner.progress, **options), done, background)
 
     def redraw(self) -> None:
         if self._last is None:
@@ -312,6 +364,83 @@ class GradCamPanel(Panel):
         self.image.value = png_bytes(self._last.overlays(self.opacity.value)[i])
         score = "" if self._last.scores is None else f", cosine to the query {float(self._last.scores[i]):.3f}"
         self.caption.value = f"frame {i + 1}/{len(self._last.times)} at {self._last.times[i]:.1f} s{score}"
+
+
+class ComparePanel(Panel):
+    """Two encoders on the same clip and query, side by side: both saliency curves on one axis, each encoder's
+    moment buttons and 2D map in its own column, and their agreement (IoU of the top moments)."""
+
+    title = "Compare encoders"
+    run_label = "Compare"
+
+    def __init__(self, video: str | Path | None = None, encoder: str | None = None, *,
+                 encoders: Sequence[str] | None = None, **kwargs):
+        """`encoders=(A, B)` preselects the two (added to the lists when not registered offline)."""
+        self._wanted = list(encoders or [])
+        super().__init__(video, encoder or (self._wanted[0] if self._wanted else None), **kwargs)
+
+    def build(self):
+        choices = list(dict.fromkeys([*self._wanted, *self.encoder.options]))
+        first = self._wanted[0] if self._wanted else self.encoder.value
+        other = self._wanted[1] if len(self._wanted) > 1 else next((c for c in choices if c != first), None)
+        self.query = W.Text(description="query", placeholder="describe the moment, then Enter", continuous_update=False,
+                            layout=W.Layout(width="480px"))
+        self.encoder_a = W.Dropdown(options=choices, value=first, description="A",
+                                    layout=W.Layout(width="330px"))
+        self.encoder_b = W.Dropdown(options=choices, value=other, description="B", layout=W.Layout(width="330px"))
+        self.top_k = W.IntSlider(value=5, min=1, max=10, description="top-k", continuous_update=False)
+        self.summary = W.HTML()
+        self.player = VideoPlayer()
+        self.saliency = go.FigureWidget(layout=dict(height=320, title="saliency of both encoders"))
+        self.columns = []
+        for letter in "AB":
+            header, chips = W.HTML(f"<b>{letter}</b>"), W.HBox(layout=W.Layout(flex_flow="row wrap"))
+            fig = go.FigureWidget(layout=dict(height=460, width=520, title=f"{letter}: 2D temporal map"))
+            self.columns.append((header, chips, fig))
+        self._rerun_on(self.query, self.top_k)
+        cols = [W.VBox(list(c), layout=W.Layout(width="50%")) for c in self.columns]
+        return [W.HBox([self.query, self.top_k]), W.HBox([self.encoder_a, self.encoder_b]), self.summary,
+                self.player, self.saliency, W.HBox(cols)]
+
+    def clear(self) -> None:
+        super().clear()
+        self.summary.value = ""
+        self.saliency.data = ()
+        for header, chips, fig in self.columns:
+            header.value, chips.children, fig.data = "", [], ()
+        self.player.clear()
+
+    def run(self, background: bool = False) -> None:
+        video, query, runner = self.video.value, self.query.value, self.runner
+        encoders = (self.encoder_a.value, self.encoder_b.value)
+        top_k = int(self.top_k.value)
+
+        def work():
+            out = compare_view(video, query, encoders, top_k=top_k, progress=runner.progress,
+                               should_stop=runner.should_stop)
+            self.player.load(video)
+            return out
+
+        def done(out):
+            cmp, figs = out
+            show_figure(self.saliency, figs["saliency"], on_click=lambda x, _y: self.player.seek(x))
+            for (header, chips, fig), r, best, key, colour, letter in zip(
+                    self.columns, (cmp.a, cmp.b), (cmp.best_iou_a, cmp.best_iou_b), ("map_a", "map_b"),
+                    ENCODER_COLOURS, "AB", strict=True):
+                header.value = f"<b style='color:{colour}'>■ {letter}: {html.escape(r.encoder)}</b>"
+                chips.children = [self._chip(i, m, float(best[i - 1])) for i, m in enumerate(r.moments, start=1)]
+                show_figure(fig, figs[key], on_click=lambda x, _y: self.player.seek(x))
+            self.summary.value = f"<b>Agreement</b>: {html.escape(cmp.summary())}"
+            self.result = cmp.to_dict()
+
+        runner.run(work, done, background)
+
+    def _chip(self, rank, moment, best: float):
+        b = W.Button(description=f"#{rank} {moment.start:.1f}–{moment.end:.1f} s · IoU {best:.2f}",
+                     tooltip="play this moment; IoU = best overlap with the other encoder's moments",
+                     layout=W.Layout(width="auto"))
+        b.on_click(lambda _: self.player.play_moment(moment.start, moment.end))
+        return b
 
 
 class ScalingPanel(Panel):
@@ -378,18 +507,23 @@ class ScalingPanel(Panel):
 
 
 class Explorer:
-    """Every panel in tabs, on one shared video and encoder."""
+    """Every panel in tabs, on one shared video and encoder; Grad-CAM follows the retrieval panel."""
 
     def __init__(self, video: str | Path | None = None, encoder: str | None = None,
                  checkpoints: Sequence[str | Path] = ()):
         self.source = Source(video, encoder)
         shared = dict(source=self.source)
         self.retrieval = RetrievalPanel(**shared)
+        self.compare = ComparePanel(**shared)
         self.similarity = SelfSimilarityPanel(**shared)
         self.augmentation = AugmentationPanel(**shared)
         self.gradcam = GradCamPanel(**shared)
         self.scaling = ScalingPanel(checkpoints, **shared)
-        self.panels = [self.retrieval, self.similarity, self.augmentation, self.gradcam, self.scaling]
+        self.panels = [self.retrieval, self.compare, self.similarity, self.augmentation, self.gradcam, self.scaling]
+        # linked views: Grad-CAM looks at the last query's top moment, or at the moment whose button was pressed
+        self.retrieval.on_result.append(
+            lambda r: r.moments and self.gradcam.follow(r.query, r.moments[0].start, r.moments[0].end))
+        self.retrieval.on_moment.append(lambda start, end: self.gradcam.follow(None, start, end))
         self.tabs = W.Tab(children=[p.widget for p in self.panels])
         for i, p in enumerate(self.panels):
             self.tabs.set_title(i, p.title)
