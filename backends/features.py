@@ -1,4 +1,8 @@
-"""Video -> frame features: streaming decode overlapped with batched inference, cached on disk."""
+"""Video -> frame features: streaming decode overlapped with batched inference, cached on disk.
+
+Constant borders (letterbox / pillarbox bars) are detected once per video and cropped before the encoder
+(`crop_borders`, default CROP_BORDERS; `MOMENTLENS_CROP_BORDERS=0` turns it off); the crop is part of the
+cache key. `benchmarks/letterbox.py` measures what it does to retrieval."""
 
 from __future__ import annotations
 
@@ -9,20 +13,44 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from backends.analysis.borders import Borders, detect_borders
 from backends.core.contracts import ProgressFn
 from backends.core.errors import CancelledError
 from backends.encoders import Encoder, cached_encoder
 from backends.io.cache import CacheKey, FeatureCache, file_content_hash
-from backends.io.video import DEFAULT_MAX_DURATION, VideoReader, resolve_video_path
+from backends.io.video import DEFAULT_MAX_DURATION, VideoReader, probe, resolve_video_path, sample_frames_by_seek
 
 log = logging.getLogger(__name__)
 
+CROP_BORDERS = os.environ.get("MOMENTLENS_CROP_BORDERS", "1") not in ("0", "false", "no")
+_BORDERS: dict[str, Borders] = {}  # content hash -> borders (a cache hit must not seek the video again)
+_BORDERS_LOCK = threading.Lock()
+
+
+def video_borders(path: str | os.PathLike, content_hash: str | None = None) -> Borders:
+    """The constant bars of a video, in pixels of its frames (12 frames sampled across it; memoised)."""
+    src = resolve_video_path(path)
+    key = content_hash or file_content_hash(src)
+    with _BORDERS_LOCK:
+        hit = _BORDERS.get(key)
+    if hit is not None:
+        return hit
+    info = probe(src)
+    small = sample_frames_by_seek(src, 12, size=min(720, info.width, info.height))  # exact up to 720p
+    found = detect_borders(small).scaled(small.shape[1:3], (info.height, info.width))
+    with _BORDERS_LOCK:
+        if len(_BORDERS) > 4096:
+            _BORDERS.clear()
+        _BORDERS[key] = found
+    if not found.none:
+        log.info("%s: constant borders %s px (top, bottom, left, right) cropped", src.name, found.key())
+    return found
 
 
 @dataclass
@@ -38,6 +66,7 @@ class VideoFeatures:
     fps: float
     content_hash: str = ""  # BLAKE2b of the video file: with encoder_id and fps, what identifies these features
     from_cache: bool = False
+    borders: Borders = field(default_factory=Borders)  # the bars cropped before the encoder (none: nothing)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -73,18 +102,24 @@ def encode_video(
     should_stop: Callable[[], bool] | None = None,
     max_duration: float = DEFAULT_MAX_DURATION,
     show_progress: bool | None = None,
+    crop_borders: bool | None = None,
 ) -> VideoFeatures:
     """Sample a video at `fps`, embed every sampled frame, and cache the result.
 
     `progress(fraction, text)` is called as batches finish; `should_stop()` returning True cancels
     (CancelledError, nothing cached). `show_progress` draws a tqdm bar (default: when stderr is a terminal).
+    `crop_borders` (default CROP_BORDERS) crops the video's constant letterbox/pillarbox bars first.
     """
     src = resolve_video_path(path)
     reader = VideoReader(src, fps=fps, max_duration=max_duration)  # probes: bad files fail before a model loads
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
     reader.size = enc.input_size
     store = FeatureCache() if cache is True else (cache or None)
-    key = CacheKey(file_content_hash(src), enc.id, float(fps), enc.input_size)
+    content = file_content_hash(src)
+    borders = video_borders(src, content) if (CROP_BORDERS if crop_borders is None else crop_borders) else Borders()
+    if not borders.none:
+        reader.crop = (borders.top, borders.bottom, borders.left, borders.right)
+    key = CacheKey(content, enc.id, float(fps), enc.input_size, borders.key())
     if store is not None:
         hit = store.get(key)
         if hit is not None:
@@ -93,7 +128,7 @@ def encode_video(
                 progress(1.0, "loaded from cache")
             return VideoFeatures(
                 Path(path), hit["features"], hit["visual"], hit["times"], float(hit["meta"]["duration"]),
-                enc.id, float(fps), key.content_hash, from_cache=True,
+                enc.id, float(fps), key.content_hash, from_cache=True, borders=borders,
             )
 
     expected = max(1, math.ceil(reader.info.duration * fps)) if reader.info.duration > 0 else None
@@ -147,6 +182,7 @@ def encode_video(
         enc.id,
         float(fps),
         key.content_hash,
+        borders=borders,
     )
     if store is not None:
         store.put(

@@ -75,9 +75,12 @@ class CacheKey:
     encoder_id: str  # encoder name + weights version
     fps: float  # sampling rate
     resolution: int  # model input size
+    crop: str = ""  # the bars cropped before the encoder ("top,bottom,left,right"; "" = none)
 
     def digest(self) -> str:
         text = f"v{FORMAT_VERSION}|{self.content_hash}|{self.encoder_id}|{self.fps:g}|{self.resolution}"
+        if self.crop:  # digests of uncropped features are those of earlier versions
+            text += f"|crop{self.crop}"
         return hashlib.sha1(text.encode()).hexdigest()
 
 

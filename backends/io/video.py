@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import av
+import cv2
 import numpy as np
 
 from backends.core.errors import (
@@ -214,6 +215,7 @@ class VideoReader:
         end: float | None = None,
         size: int | tuple[int, int] | None = None,
         max_duration: float = DEFAULT_MAX_DURATION,
+        crop: tuple[int, int, int, int] | None = None,
     ):
         if fps is not None and not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
@@ -223,6 +225,7 @@ class VideoReader:
         self.end = end
         self.size = size
         self.max_duration = max_duration
+        self.crop = crop  # (top, bottom, left, right) pixels of the original frame dropped before resizing
         self.duration: float | None = None  # real decoded duration, set when the stream ends
         self.frames_decoded = 0
 
@@ -241,7 +244,13 @@ class VideoReader:
             next_t = self.start
             frame_dur = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
             last_t = None
-            wh = _target_size(self.info.width, self.info.height, self.size)
+            crop = self.crop if self.crop and any(self.crop) else None
+            if crop is not None:
+                top, bottom, left, right = crop
+                cw, ch = self.info.width - left - right, self.info.height - top - bottom
+                wh = _target_size(cw, ch, self.size)
+            else:
+                wh = _target_size(self.info.width, self.info.height, self.size)
             if self.start > 0:
                 try:
                     container.seek(int(self.start / stream.time_base) + (stream.start_time or 0), stream=stream)
@@ -263,7 +272,13 @@ class VideoReader:
                     # keep the first frame at or after each sampling instant (half a frame tolerance)
                     if step is not None and t + frame_dur / 2 < next_t:
                         continue
-                    if wh is not None:
+                    if crop is not None:  # the content part, then the requested size
+                        full = frame.to_ndarray(format="rgb24")
+                        rgb = full[top : full.shape[0] - bottom, left : full.shape[1] - right]
+                        if wh is not None and (rgb.shape[1], rgb.shape[0]) != wh:
+                            rgb = cv2.resize(rgb, wh, interpolation=cv2.INTER_AREA)
+                        rgb = np.ascontiguousarray(rgb)
+                    elif wh is not None:
                         rgb = frame.to_ndarray(format="rgb24", width=wh[0], height=wh[1])
                     else:
                         rgb = frame.to_ndarray(format="rgb24")
@@ -285,6 +300,33 @@ class VideoReader:
                     f"{p.name} stops at {self.duration:.1f} s although its header says {self.info.duration:.1f} s: "
                     "the file is truncated or its header is wrong; re-export or re-download it."
                 )
+
+
+def sample_frames_by_seek(path: str | os.PathLike, count: int = 12, size: int | None = 160,
+                          max_duration: float = DEFAULT_MAX_DURATION) -> np.ndarray:
+    """About `count` frames spread over the whole video, cheaply: a seek to each instant and the first frame
+    decoded there (a keyframe). For whole-video statistics such as constant borders; (N, H, W, 3) uint8."""
+    info = probe(path, max_duration=max_duration)
+    wh = _target_size(info.width, info.height, size)
+    out: list[np.ndarray] = []
+    with _open(info.path) as container:
+        stream = _video_stream(container, info.path)
+        span = info.duration if info.duration > 0 else 0.0
+        for i in range(count):
+            t = span * (i + 0.5) / count
+            try:
+                container.seek(int(t / stream.time_base) + (stream.start_time or 0), stream=stream)
+                frame = next(container.decode(stream), None)
+            except (av.error.FFmpegError, StopIteration):
+                continue
+            if frame is not None:
+                out.append(frame.to_ndarray(format="rgb24", width=wh[0], height=wh[1]) if wh else
+                           frame.to_ndarray(format="rgb24"))
+            if span == 0:
+                break
+    if not out:
+        raise EmptyVideoError(f"{Path(info.path).name} contains no decodable video frames; pick another file.")
+    return np.stack(out)
 
 
 def read_frames(

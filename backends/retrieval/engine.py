@@ -298,8 +298,9 @@ def _video_features(video: str | os.PathLike, encoder: Encoder | str | None, fps
 
 
 def _index_for(feats: VideoFeatures, fps: float, num_clips: int | None, mask: str) -> VideoIndex:
-    """The video's index, built once per (content, encoder, fps, map settings) and shared by its queries."""
-    key = (feats.content_hash, feats.encoder_id, float(fps), num_clips, mask)
+    """The video's index, built once per (content, encoder, fps, map settings, cropped bars) and shared by its
+    queries."""
+    key = (feats.content_hash, feats.encoder_id, float(fps), num_clips, mask, feats.borders.key())
     cacheable = bool(feats.content_hash)  # features made outside `encode_video` carry no content hash
     if cacheable:
         with _INDEX_CACHE_LOCK:

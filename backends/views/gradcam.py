@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.analysis.borders import Borders
 from backends.analysis.gradcam import (
     GradCamError,
     GradCamResult,
@@ -24,6 +25,7 @@ from backends.analysis.gradcam import (
 )
 from backends.core.contracts import ProgressFn, check_query
 from backends.encoders import Encoder, cached_encoder
+from backends.features import CROP_BORDERS, video_borders
 from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
 from backends.retrieval.engine import check_window
@@ -101,8 +103,11 @@ def gradcam_view(
     start: float = 0.0,
     end: float | None = None,
     progress: ProgressFn | None = None,
+    crop_borders: bool | None = None,
 ) -> tuple[GradCamResult, Any]:
-    """Grad-CAM maps of `query` on `frames` frames spread over a video: (GradCamResult, plotly Figure)."""
+    """Grad-CAM maps of `query` on `frames` frames spread over a video: (GradCamResult, plotly Figure).
+    The video's constant bars (`features.video_borders`) are cropped for the model and get no heat; the
+    overlays show the whole frame (`crop_borders=False` keeps the bars in the model's input)."""
     _cam_class(method)
     if not 0.0 <= opacity <= 1.0:
         raise GradCamError(f"opacity must be within [0, 1], got {opacity}.")
@@ -114,6 +119,16 @@ def gradcam_view(
     if progress is not None:
         progress(0.0, f"reading {frames} frames")
     rgb, times = sample_frames(video_path, frames, start, end)
-    maps, scores = gradcam_frames(rgb, text, enc, method=method, fit=fit, progress=progress)
-    result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path))
+    crop = CROP_BORDERS if crop_borders is None else crop_borders
+    borders = video_borders(video_path) if crop else Borders()
+    if borders.none:
+        maps, scores = gradcam_frames(rgb, text, enc, method=method, fit=fit, progress=progress)
+    else:  # the model sees the content only; the bars of the full-frame maps stay cold
+        inner, scores = gradcam_frames(np.ascontiguousarray(borders.crop(rgb)), text, enc, method=method, fit=fit,
+                                       progress=progress)
+        maps = np.zeros(rgb.shape[:3], np.float32)
+        h, w = rgb.shape[1:3]
+        maps[:, borders.top : h - borders.bottom, borders.left : w - borders.right] = inner
+    result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path),
+                           extras={"borders": borders.to_dict()})
     return result, gradcam_figure(result, opacity)
