@@ -72,12 +72,12 @@ class MomentLensApp(gr.Blocks):
 
 def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_concurrency: int = 1,
               queue_size: int = QUEUE_MAX_SIZE, models_dir: str | Path | None = None,
-              test_encoders: bool = False, allow_downloads: bool = False) -> MomentLensApp:
+              test_encoders: bool = False, local: bool = False) -> MomentLensApp:
     """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
     (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers.
     Remote callers may pick only the encoders the server offers: the registry's, `encoder`, and the
     checkpoints in `models_dir` (default `$MOMENTLENS_MODELS`, else `<cache>/models`); the random test
-    encoders only with `test_encoders=True`. `allow_downloads` shows the panel that fetches CLIP weights
+    encoders only with `test_encoders=True`. `local` shows the panel that adds a checkpoint or fetches CLIP weights
     (`momentlens app` sets it when serving this machine only, without a share link)."""
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
@@ -86,7 +86,7 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
                           models=Path(models_dir) if models_dir is not None else default_models_dir(),
                           test_encoders=test_encoders)
     ctx = AppContext(encoder=chosen, video=None, workdir=workdir, gpu_concurrency=gpu_concurrency, offers=offers,
-                     allow_downloads=allow_downloads)
+                     local=local)
     clip = Path(video) if video is not None else default_sample_clip()
     ctx.video_source = clip
     if clip is not None:

@@ -64,7 +64,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     auth = parse_auth(args.auth)
     _limit_malloc_arenas()
     local = args.host in ("127.0.0.1", "localhost") and not args.share  # only the machine's own user may download
-    demo = build_app(encoder=args.encoder, video=args.video, gpu_concurrency=args.concurrency, allow_downloads=local)
+    demo = build_app(encoder=args.encoder, video=args.video, gpu_concurrency=args.concurrency, local=local)
     if args.host not in ("127.0.0.1", "localhost"):
         log.warning("serving on %s: anyone who can reach this machine can use the app%s", args.host,
                     "" if auth else " (add --auth USER:PASS)")

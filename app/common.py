@@ -47,7 +47,7 @@ class AppContext:
     gpu_concurrency: int = 1  # model-heavy handlers running at once (one device)
     video_source: str | Path | None = None  # the preloaded clip itself (to preselect it in the sample list)
     offers: ServerOffers = field(default_factory=ServerOffers)  # what a remote caller may choose
-    allow_downloads: bool = False  # the weights panel (local use only: a download is the server's disk and network)
+    local: bool = False  # served to this machine's own user only: checkpoint uploads into the models folder, downloads
     stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
     uploads: dict[str, set[str]] = field(default_factory=dict)  # files each session uploaded (removed at its end)
     adapters: dict[str, list[str]] = field(default_factory=dict)  # adapters each session trained (offered to it)

@@ -184,8 +184,11 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                                        min_width=80)
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ml-cancel", size="md", scale=2, min_width=80)
             loop = gr.Checkbox(False, label="Loop a moment when it plays", elem_id="ml-loop", container=False)
-            if ctx.allow_downloads:
-                with gr.Accordion("Better weights: fetch CLIP (needs internet)", open=False):
+            if ctx.local:
+                with gr.Accordion("More encoders: add your checkpoint, or fetch CLIP weights", open=False):
+                    with gr.Row():
+                        ckpt_btn = gr.UploadButton("Add a checkpoint (.pt)", file_types=[".pt", ".pth", ".bin", ".ckpt"],
+                                                   elem_id="ml-add-ckpt", size="md")
                     with gr.Row():
                         weights_name = gr.Dropdown(downloadable(), value="clip:ViT-B/32", label="CLIP model", scale=3)
                         weights_btn = gr.Button("Download", scale=1, min_width=100, elem_id="ml-weights-btn")
@@ -250,7 +253,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         ctx.stop_event(request).set()
         return "**Cancelled**: the running computation of this page was stopped; nothing partial was kept."
 
-    if ctx.allow_downloads:
+    if ctx.local:
         @user_errors
         def fetch_weights(name: str, request: gr.Request = None, progress=gr.Progress()):
             if name not in downloadable():
@@ -268,6 +271,19 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         ev = weights_btn.click(fetch_weights, weights_name, [weights_note, encoder], api_name="weights_get",
                                concurrency_id="download", concurrency_limit=1)
         source.heavy_events.append(ev)
+
+        @user_errors
+        def add_checkpoint(file, request: gr.Request = None):
+            path = file if isinstance(file, str) else (file or {}).get("path")
+            if not path:
+                raise gr.Error("No checkpoint was uploaded; pick a .pt file.")
+            ctx.track_upload(request, path)
+            name = ctx.offers.add_model(path, Path(path).name)  # refuses what no encoder family reads
+            return (f"Added to the models folder as `{Path(name.partition(':')[2]).name}`; selected.",
+                    gr.update(choices=ctx.session_encoder_choices(request, name), value=name))
+
+        ckpt_btn.upload(add_checkpoint, ckpt_btn, [weights_note, encoder], api_name="add_checkpoint",
+                        concurrency_id="video", concurrency_limit=2)
 
     sample.input(pick_sample, [sample, opened], [video, status, opened], api_name="sample",
                  concurrency_id="video", concurrency_limit=2)

@@ -330,9 +330,11 @@ def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
 
 
 def test_a_shared_or_exposed_app_cannot_make_the_server_download(client):
-    """The weights panel (a download uses the server's disk and network) exists only for `momentlens app` on
-    this machine without a share link; build_app's default, as a shared server gets it, has no such endpoint."""
-    assert "/weights_get" not in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    """The panel that downloads weights or writes an uploaded checkpoint into the models folder (the server's
+    disk and network) exists only for `momentlens app` on this machine without a share link; build_app's
+    default, as a shared server gets it, has no such endpoint."""
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/weights_get" not in endpoints and "/add_checkpoint" not in endpoints
 
 
 def test_the_local_cli_app_offers_the_weights_panel(monkeypatch):
@@ -351,4 +353,35 @@ def test_the_local_cli_app_offers_the_weights_panel(monkeypatch):
     for argv, expect in ((["--port", "1"], True), (["--share"], False), (["--host", "0.0.0.0"], False)):
         with pytest.raises(Stop):
             app_cli.main(argv)
-        assert seen["allow_downloads"] is expect, argv
+        assert seen["local"] is expect, argv
+
+
+def test_the_local_app_adds_uploaded_checkpoints_without_overwriting(tmp_path, models, realmix_video):
+    """`momentlens app` on this machine: "Add a checkpoint" copies it into the models folder and selects it;
+    the same name again gets a new name (the first stays as it was); a file no encoder reads is refused."""
+    from app import build_app
+
+    folder = tmp_path / "models"
+    demo = build_app(encoder=TINY, models_dir=folder, local=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
+    try:
+        c = Client(url, verbose=False)
+        note, update = c.predict(handle_file(models / "mine.pt"), api_name="/add_checkpoint")
+        choice = update["value"]  # the encoder dropdown: the new checkpoint offered and selected
+        first = folder / "mine.pt"
+        assert first.read_bytes() == (models / "mine.pt").read_bytes() and "mine.pt" in note
+        assert choice == f"adapter:{first.resolve()}" and ["adapter:mine.pt", choice] in update["choices"]
+        info = c.predict(choice, api_name="/encoder_info")
+        assert "adapter:mine.pt@" in info
+        _, _, table, *_ = c.predict(handle_file(realmix_video), "a cup", choice, 3, 0.5, api_name="/retrieve")
+        assert len(table["data"]) == 3
+        before = first.stat().st_mtime_ns
+        _, again = c.predict(handle_file(models / "mine.pt"), api_name="/add_checkpoint")
+        assert again["value"].endswith("mine-1.pt") and first.stat().st_mtime_ns == before
+        junk = tmp_path / "junk.pt"
+        junk.write_bytes(os.urandom(2048))
+        with pytest.raises(AppError, match="neither a momentlens temporal adapter nor a CLIP checkpoint"):
+            c.predict(handle_file(junk), api_name="/add_checkpoint")
+        assert sorted(p.name for p in folder.iterdir()) == ["mine-1.pt", "mine.pt"]
+    finally:
+        demo.close()

@@ -53,12 +53,14 @@ def timeline_figure(results: Sequence[RetrievalResult], top: int = 1, title: str
     for i, r in enumerate(results):
         colour = palette[i % len(palette)]
         label = r.query if len(r.query) <= 48 else r.query[:45] + "..."
-        fig.add_trace(go.Scatter(x=r.saliency_times, y=r.saliency, mode="lines+markers", name=label,
+        tag = f"Q{i + 1}"  # several queries: the legend and the shaded moments say which query is which
+        name = label if len(results) == 1 else f"{tag}: {label}"
+        fig.add_trace(go.Scatter(x=r.saliency_times, y=r.saliency, mode="lines+markers", name=name,
                                  line=dict(color=colour), marker=dict(size=4),
                                  hovertemplate="%{x:.1f} s<br>similarity %{y:.3f}<extra></extra>"))
         for rank, m in enumerate(r.moments[:top], start=1):
             fig.add_vrect(x0=m.start, x1=m.end, fillcolor=colour, opacity=0.22 if rank == 1 else 0.1, line_width=0,
-                          annotation_text=f"#{rank}" if len(results) == 1 else f"{i + 1}.{rank}",
+                          annotation_text=f"#{rank}" if len(results) == 1 else (tag if top == 1 else f"{tag} #{rank}"),
                           annotation_position="top left")
     duration = max(r.duration for r in results) if results else 1.0
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="cosine similarity with the query",

@@ -14,6 +14,7 @@ does not go through this module: the local user owns the machine and may load an
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,30 @@ class ServerOffers:
             if family is not None:
                 names.append(f"{family}{path.resolve()}")
         return names
+
+    def add_model(self, upload: str | os.PathLike, name: str | None = None) -> str:
+        """Copy an uploaded checkpoint into the models folder (a new name if one is taken: nothing is
+        overwritten) and return its encoder name; a file that is neither an adapter nor a CLIP checkpoint is
+        refused (CheckpointError) and not kept."""
+        if self.models is None:
+            raise CheckpointError("this server has no models folder to add checkpoints to (set $MOMENTLENS_MODELS).")
+        src = Path(upload)
+        stem = Path(name or src.name).name
+        if Path(stem).suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise CheckpointError(f"{stem} is not a checkpoint file; upload a .pt, .pth, .bin or .ckpt file.")
+        family = classify_checkpoint(src)
+        if family is None:
+            raise CheckpointError(f"{stem} is neither a momentlens temporal adapter nor a CLIP checkpoint (or it "
+                                  "holds pickled code); train one with `momentlens train adapter` or use a CLIP .pt file.")
+        self.models.mkdir(parents=True, exist_ok=True)
+        target, n = self.models / stem, 1
+        while target.exists():  # never overwrite a checkpoint already there
+            target = self.models / f"{Path(stem).stem}-{n}{Path(stem).suffix}"
+            n += 1
+        tmp = target.with_name(target.name + ".part")
+        shutil.copyfile(src, tmp)
+        tmp.replace(target)
+        return f"{family}{target.resolve()}"
 
     def encoder_choices(self, first: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
         """Every encoder name this server offers (`first` leads the list, `extra`: this session's adapters)."""
