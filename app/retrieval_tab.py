@@ -142,11 +142,6 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                            scale=5, max_lines=2, elem_id="ml-query")
         top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k moments", scale=2)
         submit = gr.Button("Find moments", variant="primary", scale=1, min_width=140, elem_id="ml-submit")
-    with gr.Accordion("Options: NMS, ground truth", open=False):
-        with gr.Row():
-            nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
-            gt_start = gr.Number(value=None, label="Ground truth start (s; 0 and 0 = none)")
-            gt_end = gr.Number(value=None, label="Ground truth end (s)")
     summary = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-summary")
     chips = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-chips")
     with gr.Row(equal_height=False):
@@ -157,6 +152,11 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
             map_plot = gr.Plot(label="2D temporal map (hover: start, end, score)", elem_id="ml-map")
     table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
                          elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
+    with gr.Accordion("Options: NMS, ground truth", open=False):
+        with gr.Row():
+            nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
+            gt_start = gr.Number(value=None, label="Ground truth start (s; 0 and 0 = none)")
+            gt_end = gr.Number(value=None, label="Ground truth end (s)")
     with gr.Accordion("2D map options", open=False):
         with gr.Row():
             num_clips = gr.Dropdown(NUM_CLIP_OPTIONS, value="auto", label="Map size N (clips)")

@@ -165,7 +165,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=420):
             video = gr.Video(value=ctx.video, label="Video (upload any mp4, webm, avi, mov)", sources=["upload"],
-                             elem_id=PLAYER_ID, format=None, height=280, interactive=True, autoplay=False,
+                             elem_id=PLAYER_ID, format=None, height=260, interactive=True, autoplay=False,
                              buttons=["download"])
             timeline = gr.HTML(timeline_html(), js_on_load=PLAYER_JS, css_template=TIMELINE_CSS, elem_id=TIMELINE_ID,
                                padding=False)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from backends.analysis.borders import Borders, detect_borders
 from backends.core.contracts import ProgressFn
-from backends.core.errors import CancelledError
+from backends.core.errors import CancelledError, VideoError
 from backends.encoders import Encoder, cached_encoder
 from backends.io.cache import CacheKey, FeatureCache, file_content_hash
 from backends.io.video import DEFAULT_MAX_DURATION, VideoReader, probe, resolve_video_path, sample_frames_by_seek
@@ -42,7 +42,10 @@ def video_borders(path: str | os.PathLike, content_hash: str | None = None) -> B
     if hit is not None:
         return hit
     info = probe(src)
-    small = sample_frames_by_seek(src, 12, size=min(720, info.width, info.height))  # exact up to 720p
+    try:
+        small = sample_frames_by_seek(src, 12, size=min(720, info.width, info.height))  # exact up to 720p
+    except VideoError:  # e.g. a truncated file: nothing to crop; decoding it says what is wrong
+        return Borders()
     found = detect_borders(small).scaled(small.shape[1:3], (info.height, info.width))
     with _BORDERS_LOCK:
         if len(_BORDERS) > 4096:
