@@ -95,8 +95,7 @@ def describe_encoder(name: str) -> str:
     d = enc.describe()
     spec = registry().get(name.split(":")[0] + ":" if ":" in name else name)
     what = f" — {spec.description}" if spec is not None else ""
-    return (f"**{d['id']}** on `{d['device']}` · {d['dim']}-d · {d['input_size']} px{what}. "
-            "More encoders: checkpoints in the models folder ($MOMENTLENS_MODELS), CLIP via `momentlens weights get`.")
+    return f"**{d['id']}** on `{d['device']}` · {d['dim']}-d · {d['input_size']} px{what}."
 
 
 def timeline_html(duration: float | None = None, moments=(), colours: tuple[str, ...] = ("#d62728",)) -> str:
@@ -169,13 +168,15 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                              buttons=["download"])
             timeline = gr.HTML(timeline_html(), js_on_load=PLAYER_JS, css_template=TIMELINE_CSS, elem_id=TIMELINE_ID,
                                padding=False)
+            loop = gr.Checkbox(False, label="Loop a moment when it plays", elem_id="ml-loop", container=False)
         with gr.Column(scale=2, min_width=320):
             with gr.Row():
                 sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
                                      label="Sample clip", scale=3)
                 fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames per second", scale=2, elem_id="ml-fps")
             encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder", allow_custom_value=True,
-                                  elem_id="ml-encoder")
+                                  elem_id="ml-encoder", info=None if ctx.local else
+                                  "more: checkpoints in the server's models folder ($MOMENTLENS_MODELS)")
             encoder_info = gr.Markdown(elem_classes=["ml-note"])
             with gr.Row():
                 upload_btn = gr.UploadButton("Upload another clip", file_types=["video"], file_count="single",
@@ -183,7 +184,6 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                 encode_btn = gr.Button("Encode", variant="secondary", elem_id="ml-encode", size="md", scale=2,
                                        min_width=80)
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ml-cancel", size="md", scale=2, min_width=80)
-            loop = gr.Checkbox(False, label="Loop a moment when it plays", elem_id="ml-loop", container=False)
             if ctx.local:
                 with gr.Accordion("More encoders: add your checkpoint, or fetch CLIP weights", open=False):
                     with gr.Row():

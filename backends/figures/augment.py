@@ -24,7 +24,7 @@ from backends.analysis.cvrl import CvrlParams, CvrlResult, gap_pdf
 from backends.analysis.fame import FameResult
 from backends.analysis.motion import FlowResult, TemporalGradient, flow_colour_wheel
 
-PLOT_WIDTH = 1240  # px of the drawing area (the app's full width at 1400 px); every panel is laid out inside it
+PLOT_WIDTH = 1160  # px of the drawing area (fits the app at a 1400 px window); every panel is laid out inside it
 CELL_GAP = 24  # px between panels of a row
 SEPARATOR = 4  # px of white between frames of a strip
 TITLE_HEIGHT = 22
