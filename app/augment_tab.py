@@ -8,6 +8,7 @@ import gradio as gr
 from app.common import (
     AppContext,
     export_figures,
+    export_section,
     require_video,
     user_errors,
     write_json,
@@ -33,10 +34,7 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
     plot = gr.Plot(label="Two augmented views", elem_id="ml-augment")
     with gr.Accordion("Sampled parameters (JSON)", open=False):
         params = gr.JSON(label="parameters")
-    with gr.Accordion("Export", open=False):
-        export = gr.Button("Export parameters and figure")
-        export_note = gr.Markdown(elem_classes=["ml-note"])
-        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    export, export_note, files = export_section("Export parameters and figure")
     last = gr.State(None)
 
     @user_errors

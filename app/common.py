@@ -261,6 +261,16 @@ def _plain(x):
 
 
 # --- presentation -------------------------------------------------------------------------------
+def export_section(button_label: str) -> tuple[gr.Button, gr.Markdown, gr.File]:
+    """The collapsed Export box every tab has: its button, a note (e.g. why no PNG) and the downloads."""
+    with gr.Accordion("Export", open=False):
+        button = gr.Button(button_label)
+        note = gr.Markdown(elem_classes=["ml-note"])
+        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    return button, note, files
+
+
+
 def fit_width(fig, height: int | None = None):
     """Let a backend figure follow the width of its Gradio container (figures come sized for HTML files)."""
     if fig is None:

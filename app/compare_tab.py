@@ -12,6 +12,7 @@ from app.common import (
     PLOT_HEIGHT,
     AppContext,
     export_figures,
+    export_section,
     fit_width,
     progress_bridge,
     require_text,
@@ -58,10 +59,7 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
             head_b = gr.Markdown(column_header("B", None, ENCODER_COLOURS[1]))
             chips_b = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-compare-chips-b")
             map_b = gr.Plot(label="B: 2D temporal map", elem_id="ml-compare-map-b")
-    with gr.Accordion("Export", open=False):
-        export = gr.Button("Export comparison and figures")
-        export_note = gr.Markdown(elem_classes=["ml-note"])
-        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    export, export_note, files = export_section("Export comparison and figures")
     last = gr.State(None)
 
     @user_errors

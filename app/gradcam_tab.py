@@ -12,6 +12,7 @@ import gradio as gr
 from app.common import (
     AppContext,
     export_figures,
+    export_section,
     progress_bridge,
     require_video,
     user_errors,
@@ -69,10 +70,7 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
     plot = gr.Plot(label="Grad-CAM overlays (slider: frame)", elem_id="ml-gradcam")
     table = gr.Dataframe(headers=SUMMARY_COLUMNS, label="Per-frame summary (x, y as fractions of the frame)",
                          interactive=False, column_count=len(SUMMARY_COLUMNS), elem_id="ml-gradcam-table")
-    with gr.Accordion("Export", open=False):
-        export = gr.Button("Export summary and figure")
-        export_note = gr.Markdown(elem_classes=["ml-note"])
-        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    export, export_note, files = export_section("Export summary and figure")
     last = gr.State(None)
 
     @user_errors

@@ -16,6 +16,7 @@ from app.common import (
     PLOT_HEIGHT,
     AppContext,
     export_figures,
+    export_section,
     fit_width,
     progress_bridge,
     require_text,
@@ -43,15 +44,8 @@ element.addEventListener('click', (event) => {
   const start = parseFloat(chip.dataset.start), end = parseFloat(chip.dataset.end);
   window.mlPlayMoment && window.mlPlayMoment(start, end);
   element.querySelectorAll('.ml-chip').forEach((c) => c.classList.toggle('ml-chip-active', c === chip));
-  const set = (id, v) => {
-    const input = document.querySelector(`#${id} input`);
-    if (!input) return;
-    input.value = Number(v).toFixed(2);
-    input.dispatchEvent(new Event('input', { bubbles: true }));
-    input.dispatchEvent(new Event('change', { bubbles: true }));
-  };
-  set('ml-cam-start', start);
-  set('ml-cam-end', end);
+  window.mlSetNumber('ml-cam-start', start);  // Grad-CAM looks at this moment next
+  window.mlSetNumber('ml-cam-end', end);
 });
 setInterval(() => {
   const plot = document.querySelector('#ml-saliency .js-plotly-plot');
@@ -169,10 +163,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                                  value="a rabbit in a grassy meadow\npeople riding bicycles\npedestrians walking")
             compare = gr.Button("Compare", scale=1)
         timeline_plot = gr.Plot(label="Queries on one timeline")
-    with gr.Accordion("Export", open=False):
-        export = gr.Button("Export moments and figures")
-        export_note = gr.Markdown(elem_classes=["ml-note"])
-        export_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    export, export_note, export_files = export_section("Export moments and figures")
     with gr.Accordion("Trained grounding head (2D-TAN)", open=False):
         head = gr.File(label="Head checkpoint (.pt); empty = zero-shot scoring", file_types=[".pt", ".pth"])
     with gr.Accordion("Evaluate on an annotated dataset (with the blind prior baseline)", open=False):

@@ -11,6 +11,7 @@ from app.common import (
     GPU_QUEUE,
     AppContext,
     export_figures,
+    export_section,
     progress_bridge,
     require_video,
     user_errors,
@@ -56,10 +57,7 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
             trained = gr.File(label="Trained checkpoint", interactive=False, height=80)
     summary = gr.Markdown(elem_classes=["ml-note"])
     plot = gr.Plot(label="Per-layer temporal scales", elem_id="ml-scaling")
-    with gr.Accordion("Export", open=False):
-        export = gr.Button("Export scales and figure")
-        export_note = gr.Markdown(elem_classes=["ml-note"])
-        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    export, export_note, files = export_section("Export scales and figure")
     last = gr.State(None)
 
     @user_errors

@@ -10,6 +10,7 @@ import gradio as gr
 from app.common import (
     AppContext,
     export_figures,
+    export_section,
     progress_bridge,
     require_video,
     user_errors,
@@ -29,15 +30,8 @@ const bind = () => {
   plot.on('plotly_click', (data) => {
     const p = data.points && data.points.find((q) => q.data.type === 'heatmap');
     if (!p) return;
-    const set = (id, v) => {
-      const input = document.querySelector(`#${id} input`);
-      if (!input) return;
-      input.value = Number(v).toFixed(2);
-      input.dispatchEvent(new Event('input', { bubbles: true }));
-      input.dispatchEvent(new Event('change', { bubbles: true }));
-    };
-    set('ml-t1', p.y);
-    set('ml-t2', p.x);
+    window.mlSetNumber('ml-t1', p.y);  // PLAYER_JS in app/source.py
+    window.mlSetNumber('ml-t2', p.x);
     window.mlSeek && window.mlSeek(p.y);  // the player jumps to frame i
     setTimeout(() => document.querySelector('#ml-frames-btn')?.click(), 150);
   });
@@ -65,10 +59,7 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
             frame_i = gr.Image(label="frame i", interactive=False, height=220, elem_id="ml-frame-i")
             frame_j = gr.Image(label="frame j", interactive=False, height=220, elem_id="ml-frame-j")
     gr.HTML("", js_on_load=CELL_CLICK_JS, visible=True, elem_id="ml-tsm-js", padding=False)
-    with gr.Accordion("Export", open=False):
-        export = gr.Button("Export matrix and figure")
-        export_note = gr.Markdown(elem_classes=["ml-note"])
-        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    export, export_note, files = export_section("Export matrix and figure")
     last = gr.State(None)
 
     @user_errors

@@ -51,6 +51,14 @@ window.mlPlayMoment = (start, end) => {{
   v.play().catch(() => {{}});
 }};
 window.mlSeek = (t) => window.mlPlayMoment(t, null);
+// put a number into a gr.Number (by elem_id) as if typed, so its events fire (chips -> Grad-CAM, TSM cells)
+window.mlSetNumber = (id, v) => {{
+  const input = document.querySelector(`#${{id}} input`);
+  if (!input) return;
+  input.value = Number(v).toFixed(2);
+  input.dispatchEvent(new Event('input', {{ bubbles: true }}));
+  input.dispatchEvent(new Event('change', {{ bubbles: true }}));
+}};
 element.addEventListener('click', (event) => {{
   const seg = event.target.closest('[data-start]');
   if (!seg) return;
