@@ -23,6 +23,7 @@ from backends.core import paths
 from backends.core.errors import CancelledError, MomentLensError
 from backends.encoders import default_encoder_name, offline_encoder_names
 from backends.io.playback import playable_path
+from backends.views.offers import list_checkpoints
 
 MAX_PLAYER_BYTES = 200 * 2**20  # larger clips are not sent to the browser
 
@@ -33,9 +34,9 @@ def sample_clips() -> dict[str, str]:
 
 
 def encoder_choices() -> list[str]:
-    """Encoders that build offline, the default first."""
-
-    return offline_encoder_names(first=default_encoder_name())
+    """Encoders that build offline, the default first, then the models folder's adapters and CLIP files."""
+    models = [r["use"].removeprefix("--encoder ") for r in list_checkpoints() if (r["use"] or "").startswith("--encoder")]
+    return list(dict.fromkeys([*offline_encoder_names(first=default_encoder_name()), *models]))
 
 
 def save_upload(name: str, content: bytes) -> Path:

@@ -16,6 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_encoders)
 
+    p = sub.add_parser("checkpoints", help="list the models folder: each checkpoint's kind, config and how to use it")
+    p.add_argument("folder", nargs="?", type=Path, default=None,
+                   help="folder to list (default: $MOMENTLENS_MODELS, else ~/.cache/momentlens/models)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_checkpoints)
+
     p = sub.add_parser("encode", help="embed the frames of a video (cached)")
     p.add_argument("video", help="video file (mp4, avi, webm, mov)")
     add_encoder_arg(p)
@@ -29,6 +35,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_cache)
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    # deferred: these import torch; `momentlens --help` must start in about 0.5 s
+    from backends.core.paths import models_dir
+    from backends.views.offers import list_checkpoints
+
+    folder = args.folder or models_dir()
+    rows = list_checkpoints(folder)
+    if args.json:
+        emit_json({"folder": str(folder), "checkpoints": rows})
+        return 0
+    if not rows:
+        print(f"no checkpoints in {folder} (train one with `momentlens train adapter`, or copy a CLIP .pt there)")
+        return 0
+    print(f"{len(rows)} checkpoint(s) in {folder}:")
+    for r in rows:
+        print(f"  {r['name']}  {r['size_mb']} MB  {r['kind'] or 'not loadable'}")
+        if r["use"]:
+            print(f"      use: {r['use']}")
+        for k, v in r["config"].items():
+            print(f"      {k}: {v}")
+        if r["problem"]:
+            print(f"      {r['problem']}")
+    return 0
 
 
 def cmd_encoders(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from backends.core.paths import is_inside, models_dir, shared_data_dir
 from backends.encoders import canonical_encoder_name, offline_encoder_names
 from backends.io.checkpoints import is_torchscript_archive, read_checkpoint
 from backends.models.adapter import CHECKPOINT_KIND as ADAPTER_KIND
+from backends.models.grounding import CHECKPOINT_KIND as HEAD_KIND
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 ANNOTATION_SUFFIXES = (".json", ".jsonl", ".txt")
@@ -46,6 +47,42 @@ def classify_checkpoint(path: Path) -> str | None:
     if isinstance(state, dict) and ("visual.proj" in state or "visual.attnpool.c_proj.weight" in state):
         return "clip:"
     return None
+
+
+def describe_checkpoint(path: str | os.PathLike) -> dict:
+    """What a checkpoint file is and how to use it, read without unpickling code: {"path", "name", "size_mb",
+    "kind" (adapter | grounding-head | clip | None), "use" (the --encoder/--head argument), "config", "problem"}."""
+    p = Path(path)
+    out: dict = {"path": str(p.resolve()), "name": p.name, "size_mb": round(p.stat().st_size / 2**20, 2),
+                 "kind": None, "use": None, "config": {}, "problem": None}
+    if is_torchscript_archive(p):
+        return {**out, "kind": "clip", "use": f"--encoder clip:{p.resolve()}",
+                "config": {"format": "TorchScript archive (OpenAI CLIP release)"}}
+    try:
+        obj = read_checkpoint(p, mmap=True)
+    except CheckpointError as err:
+        return {**out, "problem": str(err)}
+    if isinstance(obj, dict) and obj.get("kind") == ADAPTER_KIND:
+        cfg = {"base encoder": obj.get("encoder_id") or obj.get("encoder"), **dict(obj.get("config") or {})}
+        return {**out, "kind": "adapter", "use": f"--encoder adapter:{p.resolve()}", "config": cfg}
+    if isinstance(obj, dict) and obj.get("kind") == HEAD_KIND:
+        cfg = {"encoder": obj.get("encoder_id"), **dict(obj.get("config") or {})}
+        return {**out, "kind": "grounding-head", "use": f"--head {p.resolve()}", "config": cfg}
+    if classify_checkpoint(p) == "clip:":
+        state = obj.get("state_dict", obj)
+        width = state["visual.proj"].shape if "visual.proj" in state else None
+        return {**out, "kind": "clip", "use": f"--encoder clip:{p.resolve()}",
+                "config": {"format": "CLIP state dict", **({"visual.proj": list(width)} if width is not None else {})}}
+    return {**out, "problem": f"{p.name} is neither a momentlens adapter or grounding head nor a CLIP checkpoint."}
+
+
+def list_checkpoints(folder: str | os.PathLike | None = None) -> list[dict]:
+    """`describe_checkpoint` of every checkpoint file under `folder` (default: the models folder), sorted."""
+    root = Path(folder) if folder is not None else models_dir()
+    if not root.is_dir():
+        return []
+    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in CHECKPOINT_SUFFIXES)
+    return [describe_checkpoint(f) for f in files[:MAX_LISTED_FILES]]
 
 
 @dataclass
