@@ -66,3 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("momentlens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a reader that stopped early (`| head`): not an error
+        sys.stderr.close()
+        return 0

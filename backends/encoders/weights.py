@@ -52,8 +52,9 @@ def get_weights(encoder: str, *, url: str | None = None, sha256: str | None = No
     try:
         return download(src.url, src.target, sha256=src.sha256, progress=progress, should_stop=should_stop)
     except DownloadError as err:
-        raise DownloadError(f"{str(err).rstrip('.')}. To use {encoder} without a download here, "
-                            + src.instructions()) from None
+        first = str(err).rstrip(".")
+        raise DownloadError(f"{first}{'' if first.endswith('?') else '.'} To use {encoder} without a download "
+                            "here, " + src.instructions()) from None
 
 
 __all__ = ["CLIP_CACHE", "WeightsSource", "downloadable", "get_weights", "weights_source"]
