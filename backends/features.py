@@ -33,6 +33,13 @@ _BORDERS: dict[str, Borders] = {}  # content hash -> borders (a cache hit must n
 _BORDERS_LOCK = threading.Lock()
 
 
+def borders_to_crop(path: str | os.PathLike, crop_borders: bool | None = None, content_hash: str | None = None) -> Borders:
+    """The bars to crop from `path`: `video_borders` when cropping is on (`crop_borders`, default the module's
+    CROP_BORDERS read at call time), else none. The feature path and Grad-CAM both ask here."""
+    on = CROP_BORDERS if crop_borders is None else crop_borders
+    return video_borders(path, content_hash) if on else Borders()
+
+
 def video_borders(path: str | os.PathLike, content_hash: str | None = None) -> Borders:
     """The constant bars of a video, in pixels of its frames (12 frames sampled across it; memoised)."""
     src = resolve_video_path(path)
@@ -119,7 +126,7 @@ def encode_video(
     reader.size = enc.input_size
     store = FeatureCache() if cache is True else (cache or None)
     content = file_content_hash(src)
-    borders = video_borders(src, content) if (CROP_BORDERS if crop_borders is None else crop_borders) else Borders()
+    borders = borders_to_crop(src, crop_borders, content)
     if not borders.none:
         reader.crop = (borders.top, borders.bottom, borders.left, borders.right)
     key = CacheKey(content, enc.id, float(fps), enc.input_size, borders.key())

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from backends.analysis.borders import Borders
 from backends.analysis.gradcam import (
     GradCamError,
     GradCamResult,
@@ -25,7 +24,7 @@ from backends.analysis.gradcam import (
 )
 from backends.core.contracts import ProgressFn, check_query
 from backends.encoders import Encoder, cached_encoder
-from backends.features import CROP_BORDERS, video_borders
+from backends.features import borders_to_crop
 from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
 from backends.retrieval.engine import check_window
@@ -106,7 +105,7 @@ def gradcam_view(
     crop_borders: bool | None = None,
 ) -> tuple[GradCamResult, Any]:
     """Grad-CAM maps of `query` on `frames` frames spread over a video: (GradCamResult, plotly Figure).
-    The video's constant bars (`features.video_borders`) are cropped for the model and get no heat; the
+    The video's constant bars (`features.borders_to_crop`) are cropped for the model and get no heat; the
     overlays show the whole frame (`crop_borders=False` keeps the bars in the model's input)."""
     _cam_class(method)
     if not 0.0 <= opacity <= 1.0:
@@ -114,13 +113,12 @@ def gradcam_view(
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
     text = check_query(query, required=method != "eigencam")
     if end is not None or start:
-        start, end = check_window((start, probe(video_path).duration if end is None else end),
-                                  probe(video_path).duration, "the Grad-CAM window From-To")
+        duration = probe(video_path).duration
+        start, end = check_window((start, duration if end is None else end), duration, "the Grad-CAM window From-To")
     if progress is not None:
         progress(0.0, f"reading {frames} frames")
     rgb, times = sample_frames(video_path, frames, start, end)
-    crop = CROP_BORDERS if crop_borders is None else crop_borders
-    borders = video_borders(video_path) if crop else Borders()
+    borders = borders_to_crop(video_path, crop_borders)
     if borders.none:
         maps, scores = gradcam_frames(rgb, text, enc, method=method, fit=fit, progress=progress)
     else:  # the model sees the content only; the bars of the full-frame maps stay cold
