@@ -35,7 +35,7 @@ def sample_clips() -> dict[str, str]:
 
 def encoder_choices() -> list[str]:
     """Encoders that build offline, the default first, then the models folder's adapters and CLIP files."""
-    models = [r["use"].removeprefix("--encoder ") for r in list_checkpoints() if (r["use"] or "").startswith("--encoder")]
+    models = [r["encoder"] for r in list_checkpoints() if r["encoder"]]
     return list(dict.fromkeys([*offline_encoder_names(first=default_encoder_name()), *models]))
 
 

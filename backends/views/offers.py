@@ -35,44 +35,39 @@ def classify_checkpoint(path: Path) -> str | None:
     """`adapter:` or `clip:` for a checkpoint file the app can offer as an encoder, else None.
 
     Reads the file's structure only (memory-mapped, tensors only: nothing is unpickled as code)."""
-    if is_torchscript_archive(path):
-        return "clip:"  # OpenAI's CLIP files are TorchScript archives
-    try:
-        obj = read_checkpoint(path, mmap=True)
-    except CheckpointError:  # not a torch file, or one holding pickled code: not offered
-        return None
-    if isinstance(obj, dict) and obj.get("kind") == ADAPTER_KIND:
-        return "adapter:"
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if isinstance(state, dict) and ("visual.proj" in state or "visual.attnpool.c_proj.weight" in state):
-        return "clip:"
-    return None
+    return {"adapter": "adapter:", "clip": "clip:"}.get(describe_checkpoint(path)["kind"])
 
 
 def describe_checkpoint(path: str | os.PathLike) -> dict:
-    """What a checkpoint file is and how to use it, read without unpickling code: {"path", "name", "size_mb",
-    "kind" (adapter | grounding-head | clip | None), "use" (the --encoder/--head argument), "config", "problem"}."""
+    """What a checkpoint file is and how to use it, read once without unpickling code: {"path", "name",
+    "size_mb", "kind" (adapter | grounding-head | clip | None), "encoder" (its --encoder name, or None), "use"
+    (the --encoder/--head argument), "config", "problem"}."""
     p = Path(path)
-    out: dict = {"path": str(p.resolve()), "name": p.name, "size_mb": round(p.stat().st_size / 2**20, 2),
-                 "kind": None, "use": None, "config": {}, "problem": None}
-    if is_torchscript_archive(p):
-        return {**out, "kind": "clip", "use": f"--encoder clip:{p.resolve()}",
-                "config": {"format": "TorchScript archive (OpenAI CLIP release)"}}
+    resolved = p.resolve()
+    out: dict = {"path": str(resolved), "name": p.name, "size_mb": round(p.stat().st_size / 2**20, 2),
+                 "kind": None, "encoder": None, "use": None, "config": {}, "problem": None}
+
+    def encoder(kind: str, family: str, config: dict) -> dict:
+        name = f"{family}:{resolved}"
+        return {**out, "kind": kind, "encoder": name, "use": f"--encoder {name}", "config": config}
+
+    if is_torchscript_archive(p):  # OpenAI's CLIP files are TorchScript archives
+        return encoder("clip", "clip", {"format": "TorchScript archive (OpenAI CLIP release)"})
     try:
         obj = read_checkpoint(p, mmap=True)
-    except CheckpointError as err:
+    except CheckpointError as err:  # not a torch file, or one holding pickled code
         return {**out, "problem": str(err)}
     if isinstance(obj, dict) and obj.get("kind") == ADAPTER_KIND:
-        cfg = {"base encoder": obj.get("encoder_id") or obj.get("encoder"), **dict(obj.get("config") or {})}
-        return {**out, "kind": "adapter", "use": f"--encoder adapter:{p.resolve()}", "config": cfg}
+        return encoder("adapter", "adapter", {"base encoder": obj.get("encoder_id") or obj.get("encoder"),
+                                               **dict(obj.get("config") or {})})
     if isinstance(obj, dict) and obj.get("kind") == HEAD_KIND:
         cfg = {"encoder": obj.get("encoder_id"), **dict(obj.get("config") or {})}
-        return {**out, "kind": "grounding-head", "use": f"--head {p.resolve()}", "config": cfg}
-    if classify_checkpoint(p) == "clip:":
-        state = obj.get("state_dict", obj)
-        width = state["visual.proj"].shape if "visual.proj" in state else None
-        return {**out, "kind": "clip", "use": f"--encoder clip:{p.resolve()}",
-                "config": {"format": "CLIP state dict", **({"visual.proj": list(width)} if width is not None else {})}}
+        return {**out, "kind": "grounding-head", "use": f"--head {resolved}", "config": cfg}
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if isinstance(state, dict) and ("visual.proj" in state or "visual.attnpool.c_proj.weight" in state):
+        proj = state.get("visual.proj")
+        return encoder("clip", "clip", {"format": "CLIP state dict",
+                                        **({"visual.proj": list(proj.shape)} if proj is not None else {})})
     return {**out, "problem": f"{p.name} is neither a momentlens adapter or grounding head nor a CLIP checkpoint."}
 
 
