@@ -154,7 +154,7 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(str(err), title="Cancelled", print_exception=False) from None
         except MomentLensError as err:
             log.info("user error in %s: %s", fn.__name__, err)
-            raise gr.Error(_sentence(str(err)), print_exception=False) from None
+            raise gr.Error(sentence(str(err)), print_exception=False) from None
         except Exception as err:  # a bug: the traceback goes to the server log, the page gets one sentence
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Something went wrong on the server ({type(err).__name__}, a bug); the details are in "
@@ -163,9 +163,17 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _sentence(text: str) -> str:
+def sentence(text: str) -> str:
+    """A backend message as the page shows it: trimmed, first letter capital."""
     text = text.strip()
     return text[:1].upper() + text[1:] if text else "Something went wrong."
+
+
+def upload_path(file: Any) -> str | None:
+    """The server path of a gr.File / gr.UploadButton upload (Gradio only hands over files this session uploaded)."""
+    if not file:
+        return None
+    return file if isinstance(file, str) else file.get("path")
 
 
 def require_video(video: Any) -> str:

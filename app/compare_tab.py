@@ -70,9 +70,7 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
         if not a or not b:
             raise gr.Error("Pick two encoders, A and B (only one is offered? train an adapter in the Temporal "
                            "scaling tab or put a checkpoint in the models folder).")
-        names = ctx.resolve_encoder(a), ctx.resolve_encoder(b)
-        if names[0] == names[1]:
-            raise gr.Error("A and B are the same encoder; pick two different ones.")
+        names = ctx.resolve_encoder(a), ctx.resolve_encoder(b)  # canonical: the backend sees one model twice
         stop = ctx.stop_event(request)
         stop.clear()
         cmp, figs = compare_view(path, query_text, names, top_k=int(k), fps=float(fps or 1.0),

@@ -22,6 +22,7 @@ from app.common import (
     require_text,
     require_video,
     seconds,
+    upload_path,
     user_errors,
     write_csv,
     write_json,
@@ -111,13 +112,6 @@ def _num_clips(value) -> int | None:
 
 def _default_annotations(offered: dict) -> str | None:
     return "realmix_dev.json" if "realmix_dev.json" in offered else next(iter(offered), None)
-
-
-def _upload_path(file) -> str | None:
-    """The server path of a gr.File upload (Gradio only hands over files this session uploaded)."""
-    if not file:
-        return None
-    return file if isinstance(file, str) else file.get("path")
 
 
 @dataclass
@@ -275,8 +269,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                      progress=gr.Progress()):
         if protocol_name not in ("momentlens", "charades-sta"):
             raise gr.Error("Pick the protocol momentlens or charades-sta.")
-        test_file = ctx.offers.resolve_annotation(annotations, _upload_path(uploaded))
-        train_file = (ctx.offers.resolve_annotation(train, _upload_path(train_uploaded))
+        test_file = ctx.offers.resolve_annotation(annotations, upload_path(uploaded))
+        train_file = (ctx.offers.resolve_annotation(train, upload_path(train_uploaded))
                       if (train or train_uploaded) else None)
         report = evaluate_with_baseline(
             test_file, video_dir=ctx.offers.video_folder(), encoder=ctx.resolve_encoder(encoder),

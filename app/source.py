@@ -20,6 +20,8 @@ from app.common import (
     AppContext,
     progress_bridge,
     require_video,
+    sentence,
+    upload_path,
     user_errors,
 )
 from backends.core.errors import MomentLensError
@@ -228,13 +230,12 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                 path = ctx.servable(playable_path(path))  # the converted copy lives in the cache: serve a copy
                 note += " (converted to H.264 mp4 so the browser can play it)"
         except MomentLensError as err:
-            sentence = str(err).strip()
-            sentence = sentence[:1].upper() + sentence[1:]
-            log.info("upload refused: %s", sentence)
-            gr.Warning(sentence)
+            text = sentence(str(err))
+            log.info("upload refused: %s", text)
+            gr.Warning(text)
             previous = (opened_videos or [ctx.video])[-1]
             keep = (previous if previous else None) if from_player else gr.skip()
-            return keep, f"**Not loaded**: {sentence} The clip shown before stays.", gr.skip(), gr.skip()
+            return keep, f"**Not loaded**: {text} The clip shown before stays.", gr.skip(), gr.skip()
         return path, note + ".", _remember(opened_videos, path), None  # no sample is selected now
 
     @user_errors
@@ -282,7 +283,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
 
         @user_errors
         def add_checkpoint(file, request: gr.Request = None):
-            path = file if isinstance(file, str) else (file or {}).get("path")
+            path = upload_path(file)
             if not path:
                 raise gr.Error("No checkpoint was uploaded; pick a .pt file.")
             ctx.track_upload(request, path)

@@ -101,7 +101,7 @@ def compare_encoders(video: str | os.PathLike, query: str, encoders: Sequence[An
         raise QueryError(f"compare exactly two encoders, got {len(encoders)}.")
     a_enc, b_enc = encoders
     if isinstance(a_enc, str) and a_enc == b_enc:
-        raise QueryError(f"both sides are {a_enc!r}; pick two different encoders to compare.")
+        raise QueryError(f"A and B are the same encoder ({a_enc!r}); pick two different encoders to compare.")
     results = []
     for i, enc in enumerate(encoders):
         part = None if progress is None else _part(progress, i, len(encoders))
