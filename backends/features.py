@@ -12,7 +12,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +102,77 @@ def _decode_ahead(reader: VideoReader, out: queue.Queue, stop: threading.Event) 
         out.put(err)
 
 
+def clip_step(enc: Encoder, fps: float) -> int:
+    """Decoded frames per output instant: 1 for image encoders; for a video encoder, the whole number k with
+    fps * k closest to its frame rate, so that its clips are decoded at fps * k (outputs stay at `fps`)."""
+    if enc.clip_len <= 1 or enc.frame_rate <= 0:
+        return 1
+    return max(1, round(enc.frame_rate / fps))
+
+
+def _decoded(frames_q: queue.Queue) -> Iterator[tuple[float, np.ndarray]]:
+    """The producer's (t, frame) pairs until _DONE; re-raises the exception that stopped it."""
+    while True:
+        item = frames_q.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _batches(items: Iterable[tuple[float, np.ndarray]], enc: Encoder, step: int) -> Iterator[tuple[list[float], list[np.ndarray]]]:
+    """Batches of (times, inputs): frames for an image encoder; for a video encoder, clips of `clip_len`
+    consecutive decoded frames centred on every `step`-th frame (edges repeat the first or last frame),
+    built as the frames stream in (only one clip's span of frames is held)."""
+    n = enc.clip_len
+    if n <= 1:
+        batch_t: list[float] = []
+        batch: list[np.ndarray] = []
+        for t, frame in items:
+            batch_t.append(t)
+            batch.append(frame)
+            if len(batch) == enc.batch_size:
+                yield batch_t, batch
+                batch_t, batch = [], []
+        if batch:
+            yield batch_t, batch
+        return
+    before, after = n // 2, n - n // 2 - 1  # frames of a clip before and after its centre
+    held: list[np.ndarray] = []  # decoded frames from index `base` on
+    held_t: list[float] = []
+    base, centre, count = 0, 0, 0
+    out_t: list[float] = []
+    out: list[np.ndarray] = []
+
+    def clip_at(c: int, last: int) -> np.ndarray:
+        idx = np.clip(np.arange(c - before, c + after + 1), 0, last) - base
+        return np.stack([held[i] for i in idx])
+
+    def drain(last: int, final: bool) -> Iterator[tuple[list[float], list[np.ndarray]]]:
+        nonlocal centre, base, out_t, out
+        while centre <= last and (final or centre + after <= last):
+            out_t.append(held_t[centre - base])
+            out.append(clip_at(centre, last))
+            centre += step
+            drop = max(0, min(centre - before, last) - base)  # frames no later clip needs
+            del held[:drop], held_t[:drop]
+            base += drop
+            if len(out) == enc.batch_size:
+                yield out_t, out
+                out_t, out = [], []
+
+    for t, frame in items:
+        held.append(frame)
+        held_t.append(t)
+        count += 1
+        yield from drain(count - 1, final=False)
+    if count:
+        yield from drain(count - 1, final=True)
+    if out:
+        yield out_t, out
+
+
 def encode_video(
     path: str | os.PathLike,
     encoder: Encoder | str | None = None,
@@ -124,6 +195,8 @@ def encode_video(
     reader = VideoReader(src, fps=fps, max_duration=max_duration)  # probes: bad files fail before a model loads
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
     reader.size = enc.input_size
+    step = clip_step(enc, fps)
+    reader.fps = fps * step  # a video encoder's clips need frames at about its frame rate
     store = FeatureCache() if cache is True else (cache or None)
     content = file_content_hash(src)
     borders = borders_to_crop(src, crop_borders, content)
@@ -147,36 +220,28 @@ def encode_video(
 
         bar = tqdm(total=expected, unit="frame", desc=f"encoding {src.name}", leave=False)
 
-    frames_q: queue.Queue = queue.Queue(maxsize=2 * enc.batch_size)
+    frames_q: queue.Queue = queue.Queue(maxsize=2 * enc.batch_size * max(1, step))
     stop = threading.Event()
     producer = threading.Thread(target=_decode_ahead, args=(reader, frames_q, stop), daemon=True)
     producer.start()
     joint, visual, times = [], [], []
-    batch, batch_t = [], []
     try:
-        finished = False
-        while not finished:
-            item = frames_q.get()
-            if item is _DONE:
-                finished = True
-            elif isinstance(item, BaseException):
-                raise item
+        for batch_t, batch in _batches(_decoded(frames_q), enc, step):
+            if should_stop is not None and should_stop():
+                raise CancelledError(f"encoding {src.name} was cancelled; nothing was cached.")
+            if enc.clip_len > 1:
+                j, v = enc.encode_clips(np.stack(batch))  # type: ignore[attr-defined]
             else:
-                batch_t.append(item[0])
-                batch.append(item[1])
-            if batch and (len(batch) == enc.batch_size or finished):
-                if should_stop is not None and should_stop():
-                    raise CancelledError(f"encoding {src.name} was cancelled; nothing was cached.")
                 j, v = enc.encode_frames_both(np.stack(batch))
-                joint.append(j)
-                visual.append(v)
-                times.extend(batch_t)
-                if bar is not None:
-                    bar.update(len(batch))
-                if progress is not None:
-                    frac = min(1.0, len(times) / expected) if expected else 0.0
-                    progress(frac, f"encoded {len(times)} frames")
-                batch, batch_t = [], []
+            joint.append(j)
+            visual.append(v)
+            times.extend(batch_t)
+            if bar is not None:
+                bar.update(len(batch))
+            if progress is not None:
+                frac = min(1.0, len(times) / expected) if expected else 0.0
+                unit = "clips" if enc.clip_len > 1 else "frames"
+                progress(frac, f"encoded {len(times)} {unit}")
     finally:
         stop.set()
         producer.join(timeout=5)

@@ -380,7 +380,7 @@ def test_the_local_app_adds_uploaded_checkpoints_without_overwriting(tmp_path, m
         assert again["value"].endswith("mine-1.pt") and first.stat().st_mtime_ns == before
         junk = tmp_path / "junk.pt"
         junk.write_bytes(os.urandom(2048))
-        with pytest.raises(AppError, match="neither a momentlens temporal adapter nor a CLIP checkpoint"):
+        with pytest.raises(AppError, match="neither a momentlens temporal adapter or video encoder nor a CLIP checkpoint"):
             c.predict(handle_file(junk), api_name="/add_checkpoint")
         assert sorted(p.name for p in folder.iterdir()) == ["mine-1.pt", "mine.pt"]
     finally:

@@ -50,6 +50,18 @@ class CosineToText:
         return F.cosine_similarity(output.reshape(-1), text.reshape(-1), dim=0)
 
 
+class ProjectionOn:
+    """grad-cam target: the output embedding's projection on a fixed unit vector (output . e / |e|). For an
+    encoder without a text side, e is the clip's own embedding: the cosine would sit at its maximum 1 there,
+    where its gradient vanishes; the projection's gradient shows what makes the embedding point that way."""
+
+    def __init__(self, direction: torch.Tensor):
+        self.direction = F.normalize(direction.reshape(-1).float(), dim=0)
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return (output.reshape(-1) * self.direction.to(device=output.device, dtype=output.dtype)).sum()
+
+
 @contextlib.contextmanager
 def _frozen_parameters(model: torch.nn.Module):
     """Gradients flow to the input only: the (shared, read-only) encoder's weights get no `.grad`."""
@@ -71,11 +83,13 @@ def query_cam(
     method: str = "gradcam",
     *,
     reshape_transform: Callable | None = None,
+    target: str = "cosine",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Maps of `model(inputs)`'s cosine similarity to `text_embedding` at `target_layer`.
 
     inputs (B,3,S,S) give maps (B,S,S); clips (B,3,T,S,S) give (B,T,S,S); each map is min-max scaled
-    to [0, 1]. Also returns the B cosine scores (None without a text embedding). Runs with autograd on,
+    to [0, 1]. Also returns the B cosine scores (None without a text embedding). `target="projection"` weighs
+    the embedding's projection on `text_embedding` instead of its cosine (ProjectionOn). Runs with autograd on,
     whatever the caller's grad mode; the hooks are removed on return.
     """
     cam_class = _cam_class(method)
@@ -85,7 +99,8 @@ def query_cam(
     text = None if text_embedding is None else torch.as_tensor(np.asarray(text_embedding, np.float32)).reshape(-1)
     with torch.inference_mode(False), torch.enable_grad(), _frozen_parameters(model):
         x = inputs.detach().clone().requires_grad_(True)  # gradients reach the layer through the input
-        targets: list[Any] = [CosineToText(text)] * len(x) if text is not None else []
+        target_cls = ProjectionOn if target == "projection" else CosineToText
+        targets: list[Any] = [target_cls(text)] * len(x) if text is not None else []
         with cam_class(model=model, target_layers=[target_layer], reshape_transform=reshape_transform) as cam:
             if not needs_text:
                 targets = [lambda out: out.sum()] * len(x)  # unused by EigenCAM, avoids argmax targets

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -77,8 +77,8 @@ def farneback_flow(frames: np.ndarray) -> FlowResult:
         raise AugmentError("optical flow needs at least 2 frames.")
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     flow = np.stack([
-        # OpenCV allocates the output flow when given None; its stubs do not say so
-        cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,  # type: ignore[call-overload]
+        # OpenCV allocates the output flow when given None; older stubs do not say so (hence the cast)
+        cast(Any, cv2).calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,
                                      iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
         for a, b in zip(gray[:-1], gray[1:])
     ]).astype(np.float32)

@@ -48,7 +48,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         emit_json({"folder": str(folder), "checkpoints": rows})
         return 0
     if not rows:
-        print(f"no checkpoints in {folder} (train one with `momentlens train adapter`, or copy a CLIP .pt there)")
+        print(f"no checkpoints in {folder} (train one with `momentlens train cvrl` or `train adapter`, or copy a CLIP .pt there)")
         return 0
     print(f"{len(rows)} checkpoint(s) in {folder}:")
     for r in rows:

@@ -15,19 +15,41 @@ def add_scorer_arg(p: argparse.ArgumentParser) -> None:
                    help=f"zero-shot scorer (default {DEFAULT_SCORER}; ignored with --head). {notes}")
 
 
-def _add_query_args(p: argparse.ArgumentParser) -> None:
+def _add_query_args(p: argparse.ArgumentParser, clip_query: bool = False) -> None:
     """What `retrieve` and `map2d` both take: a video, a query, the encoder, sampling, a head or a scorer."""
     p.add_argument("video", help="video file (mp4, avi, webm, mov)")
-    p.add_argument("query", help="the text query, in quotes")
+    if clip_query:
+        p.add_argument("query", nargs="?", default=None, help="the text query, in quotes (or query by clip, below)")
+        p.add_argument("--query-clip", type=_window, default=None, metavar="START:END",
+                       help="query by clip: the moments most like this moment of the video (seconds; the moment "
+                       "itself is left out). Works with video encoders that have no text side")
+        p.add_argument("--query-video", type=Path, default=None, metavar="FILE",
+                       help="query by clip: the moments most like another video (video re-localisation)")
+        p.add_argument("--query-window", type=_window, default=None, metavar="START:END",
+                       help="with --query-video: the part of it to use (default the whole file)")
+    else:
+        p.add_argument("query", help="the text query, in quotes")
     add_encoder_arg(p)
     add_video_args(p)
     p.add_argument("--head", default=None, help="trained 2D-TAN grounding head checkpoint (default: zero-shot)")
     add_scorer_arg(p)
 
 
+def _window(text: str) -> tuple[float, float]:
+    """`START:END` in seconds (also `START-END` or `START,END`)."""
+    for sep in (":", ",", "-"):
+        if sep in text.strip().lstrip("-"):
+            a, _, b = text.strip().partition(sep)
+            try:
+                return float(a), float(b)
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f"{text!r} is not a window; write START:END in seconds, e.g. 12.5:18")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("retrieve", help="find the moments of a video that match a text query")
-    _add_query_args(p)
+    p = sub.add_parser("retrieve", help="find the moments of a video that match a text query or a clip")
+    _add_query_args(p, clip_query=True)
     p.add_argument("--top-k", type=int, default=5, help="number of moments (default 5)")
     p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -60,10 +82,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
-    from backends.retrieval.engine import retrieve
+    from backends.core.errors import QueryError
+    from backends.retrieval.engine import retrieve, retrieve_by_clip
 
-    result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
-                      nms_threshold=args.nms, fps=args.fps, progress=None, scorer=args.scorer)
+    by_clip = args.query_clip is not None or args.query_video is not None
+    if by_clip and args.query is not None:
+        raise QueryError("give a text query or a query clip (--query-clip / --query-video), not both.")
+    if args.query_clip is not None and args.query_video is not None:
+        raise QueryError("give one query clip: --query-clip (a moment of this video) or --query-video (another file).")
+    if args.query_window is not None and args.query_video is None:
+        raise QueryError("--query-window picks a part of --query-video; for a moment of this video use --query-clip.")
+    if by_clip:
+        if args.head:
+            raise QueryError("a grounding head scores text queries; drop --head to query by clip.")
+        result = retrieve_by_clip(args.video, moment=args.query_clip, query_video=args.query_video,
+                                  query_window=args.query_window, encoder=args.encoder, top_k=args.top_k,
+                                  nms_threshold=args.nms, fps=args.fps, scorer=args.scorer)
+    else:
+        if args.query is None:
+            raise QueryError("the query is missing: type one in quotes, or query by clip with --query-clip START:END.")
+        result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
+                          nms_threshold=args.nms, fps=args.fps, progress=None, scorer=args.scorer)
     if args.json:
         emit_json(result.to_dict())
         return 0

@@ -10,12 +10,80 @@ from backends.cli.common import add_encoder_arg, emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    train_parser = sub.add_parser("train", help="train a model: `train adapter` (temporal adapter) or "
-                                  "`train grounding` (2D-TAN head)")
+    train_parser = sub.add_parser("train", help="train a model: `train cvrl` (a self-supervised video encoder), "
+                                  "`train adapter` (temporal adapter) or `train grounding` (2D-TAN head)")
     train_parser.set_defaults(func=lambda args: train_parser.print_help() or 1)
     train = train_parser.add_subparsers(dest="what", metavar="MODEL")
+    _register_cvrl(train)
     _register_adapter(train)
     _register_grounding(train)
+
+
+def _register_cvrl(train_sub: argparse._SubParsersAction) -> None:
+    """Add `train cvrl`."""
+    p = train_sub.add_parser(
+        "cvrl",
+        help="train a self-supervised 3D CNN video encoder (CVRL; FAME and CARL as options) on a folder of videos",
+        description="CVRL: two clips per video (temporal interval sampling), temporally consistent augmentation, "
+        "InfoNCE. Writes OUT.safetensors + OUT.json (use it as --encoder video:OUT.safetensors), OUT.log.jsonl "
+        "(loss and learning rate per step) and OUT.resume.pt (--resume continues an interrupted run). Under "
+        "torchrun (`torchrun --nproc-per-node N -m backends train cvrl ...`) it trains with "
+        "DistributedDataParallel, negatives gathered from every process.",
+    )
+    p.add_argument("--videos", type=Path, required=True, metavar="DIR", help="folder of videos (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="checkpoint to write (OUT.safetensors)")
+    p.add_argument("--config", default="tiny", help="preset: tiny (minutes on 2 CPU cores; default) or cvrl (the "
+                   "paper's recipe on R3D-18, a GPU job)")
+    p.add_argument("--arch", default=None, help="tiny3d | r3d_18 | r2plus1d_18 | mc3_18 | s3d (default: the preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="clip pairs per step and process")
+    p.add_argument("--clip-len", type=int, default=None, help="frames per clip")
+    p.add_argument("--stride", type=int, default=None, help="decoded frames between a clip's frames")
+    p.add_argument("--decode-fps", type=float, default=None, help="rate the videos are decoded at")
+    p.add_argument("--crop-size", type=int, default=None, help="side of the augmented frames in pixels")
+    p.add_argument("--temperature", type=float, default=None, help="InfoNCE temperature (default 0.1)")
+    p.add_argument("--pairs-per-video", type=int, default=None, help="clip pairs drawn per video and epoch")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--fame", type=float, default=None, metavar="P",
+                   help="probability of FAME's foreground-background merge on view 1 (default 0 = off)")
+    p.add_argument("--carl", type=float, default=None, metavar="WEIGHT",
+                   help="weight of the CARL frame-level sequence contrastive loss (default 0 = off)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes decoding clips")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--save-every", type=int, default=None, help="steps between resume checkpoints")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (resumable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
+    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA too")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_train_cvrl)
+
+
+def cmd_train_cvrl(args: argparse.Namespace) -> int:
+    # deferred: torch and the training stack; `momentlens --help` must start in about 0.5 s
+    import os
+
+    from backends.train.cvrl import preset, train_cvrl
+
+    cfg = preset(args.config, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, clip_len=args.clip_len,
+                 stride=args.stride, decode_fps=args.decode_fps, crop_size=args.crop_size, temperature=args.temperature,
+                 pairs_per_video=args.pairs_per_video, lr=args.lr, fame_p=args.fame, carl_weight=args.carl,
+                 workers=args.workers, seed=args.seed, save_every=args.save_every, amp=False if args.no_amp else None)
+    summary = train_cvrl(args.videos, args.out, cfg, resume=args.resume, max_steps=args.max_steps,
+                         show_progress=None if not args.json else False)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        emit_json(summary.to_dict())
+        return 0
+    losses = summary.losses
+    curve = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "no step run"
+    state = f"stopped at step {summary.steps} (continue with --resume)" if summary.stopped_early else \
+        f"{summary.steps} steps, {summary.epochs_done:g} epochs"
+    print(f"trained on {summary.extras['videos']} videos x {summary.world_size} process(es): {state}, {curve}, "
+          f"{summary.clips_per_second:.1f} clips/s; wrote {summary.weights} (use --encoder video:{summary.weights})")
+    if summary.skipped_files:
+        print(f"skipped {len(summary.skipped_files)} unreadable file(s): " + "; ".join(summary.skipped_files))
+    return 0
 
 
 def _register_adapter(train_sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ Importing a family's module registers its builders; the import order below is th
 """
 
 # isort: off
-from backends.encoders import conse, clip_encoder, tiny, adapter  # noqa: F401  (registers the builders)
+from backends.encoders import conse, clip_encoder, tiny, adapter, video  # noqa: F401  (registers the builders)
 
 # isort: on
 from backends.encoders.base import (

@@ -140,6 +140,9 @@ class Encoder(ABC):
     input_fit: str = "crop"  # how a frame becomes the square input: "crop" (centre square) or "squash" (whole frame)
     device: torch.device
     batch_size: int = 32
+    clip_len: int = 1  # frames per embedding: 1 for image encoders, n for video encoders (one clip of n frames)
+    frame_rate: float = 0.0  # video encoders: frames per second inside a clip (0: embeds single frames)
+    has_text: bool = True  # False: clips only, queried by a clip instead of a sentence
 
     # --- preprocessing ---------------------------------------------------------------------------
     @abstractmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,37 @@ def load_minilm(device: torch.device) -> SentenceTransformer:
     return SentenceTransformer(str(minilm_path()), device=str(device))
 
 
+def label_embeddings(classes: Sequence[str], text_model: Any, dim: int) -> torch.Tensor:
+    """(len(classes), dim) unit MiniLM embeddings of the class names, each the mean over PROMPT_TEMPLATES.
+    Fixed for given names and text weights: computed once, then read from the cache."""
+    key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + str(minilm_path().name) + "|".join(classes)).encode()).hexdigest()[:16]
+    path = cache_dir() / "labels" / f"{key}.npy"
+    if path.is_file():
+        try:
+            arr = np.load(path)
+            if arr.shape == (len(classes), dim):
+                return torch.from_numpy(arr)
+        except (OSError, ValueError):
+            pass
+    sentences = [t.format(c) for c in classes for t in PROMPT_TEMPLATES]
+    emb = text_model.encode(sentences, batch_size=256, convert_to_tensor=True, normalize_embeddings=True)
+    emb = emb.cpu().float().view(len(classes), len(PROMPT_TEMPLATES), -1).mean(1)
+    emb = F.normalize(emb, dim=-1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, emb.numpy())
+    os.replace(tmp, path)
+    return emb
+
+
+def conse_mixture(logits: torch.Tensor, label_emb: torch.Tensor, top_t: int) -> torch.Tensor:
+    """ConSE: the renormalised top-T class probabilities weight the class-name embeddings -> (B, dim)."""
+    probs = logits.float().softmax(-1)
+    top_p, top_i = probs.topk(min(top_t, probs.shape[-1]), dim=-1)
+    top_p = top_p / top_p.sum(-1, keepdim=True)
+    return torch.einsum("bt,btd->bd", top_p, label_emb.to(probs.device)[top_i])
+
+
 def _weights_available(_arg: str | None = None) -> bool:
     try:
         return effnet_weights_path().is_file() and minilm_path().is_dir()
@@ -91,38 +123,15 @@ class ConseEncoder(Encoder):
         self.id = f"{self.name}@{version or f'lite0-{self.input_fit}-minilm6-t{top_t}-v3'}-{precision}"
         self.label_embeddings = self._label_embeddings().to(device)  # (1000, dim), unit norm
 
-    # class-name embeddings are fixed for given weights: computed once, then read from the cache
     def _label_embeddings(self) -> torch.Tensor:
-
-        key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + str(minilm_path().name)).encode()).hexdigest()[:16]
-        path = cache_dir() / "labels" / f"{key}.npy"
-        if path.is_file():
-            try:
-                arr = np.load(path)
-                if arr.shape == (len(IMAGENET_CLASSES), self.dim):
-                    return torch.from_numpy(arr)
-            except (OSError, ValueError):
-                pass
-        sentences = [t.format(c) for c in IMAGENET_CLASSES for t in PROMPT_TEMPLATES]
-        emb = self.text_model.encode(sentences, batch_size=256, convert_to_tensor=True, normalize_embeddings=True)
-        emb = emb.cpu().float().view(len(IMAGENET_CLASSES), len(PROMPT_TEMPLATES), -1).mean(1)
-        emb = F.normalize(emb, dim=-1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, emb.numpy())
-        os.replace(tmp, path)
-        return emb
+        return label_embeddings(IMAGENET_CLASSES, self.text_model, self.dim)
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         x = effnet_preprocess(np.asarray(frames), fit=self.input_fit).to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
     def conse_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        # ConSE: renormalised top-T class probabilities weight the class-name embeddings
-        probs = logits.float().softmax(-1)
-        top_p, top_i = probs.topk(self.top_t, dim=-1)
-        top_p = top_p / top_p.sum(-1, keepdim=True)
-        return torch.einsum("bt,btd->bd", top_p, self.label_embeddings[top_i])
+        return conse_mixture(logits, self.label_embeddings, self.top_t)
 
     def _embed_batch(self, batch: torch.Tensor):
         if self.autocast_dtype is not None:

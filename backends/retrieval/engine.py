@@ -13,7 +13,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -413,3 +413,63 @@ def predict_for_annotations(queries: Sequence[Any], video_dir: str | os.PathLike
     if progress is not None:
         progress(1.0, "done")
     return out  # type: ignore[return-value]
+
+
+def clip_query_vector(features: np.ndarray, times: np.ndarray, window: Sequence[float]) -> np.ndarray:
+    """A clip as a query: the mean joint embedding of the samples inside `window` (the nearest sample when
+    the window holds none), L2-normalised."""
+    s, e = float(window[0]), float(window[1])
+    inside = (times >= s) & (times <= e)
+    if not inside.any():
+        inside = np.zeros(len(times), bool)
+        inside[int(np.argmin(np.abs(times - (s + e) / 2)))] = True
+    return _unit(features[inside].mean(axis=0))
+
+
+def retrieve_by_clip(video: str | os.PathLike, *, moment: Sequence[float] | None = None,
+                     query_video: str | os.PathLike | None = None, query_window: Sequence[float] | None = None,
+                     encoder: Encoder | str | None = None, top_k: int = 5, nms_threshold: float = 0.5,
+                     fps: float = 1.0, num_clips: int | None = None, mask: str = "auto",
+                     progress: ProgressFn | None = None, scorer: str | None = None,
+                     should_stop: StopFn | None = None) -> RetrievalResult:
+    """Query by clip (video re-localisation): the moments of `video` most like a clip, given as a `moment`
+    [start, end] of the same video or as another video (`query_video`, optionally its `query_window`).
+    Works with every encoder, including video encoders without a text side. A moment of the same video is
+    not an answer to itself: windows that overlap it are left out."""
+    if (moment is None) == (query_video is None):
+        raise QueryError("give the query clip either as a moment of the video (start, end) or as another video.")
+    if top_k < 1:
+        raise QueryError(f"top-k must be at least 1, got {top_k}.")
+    enc, feats = _video_features(video, encoder, fps, progress, should_stop)
+    # Clips are compared in the encoder's visual feature space (no text involved: the raw pooled features
+    # tell scenes apart better than a text-joint space), centred on the searched video's mean feature so
+    # that what every sample shares (post-ReLU features are all positive) does not dominate the cosine.
+    centre = feats.visual.mean(axis=0)
+    space = replace(feats, features=_unit(feats.visual - centre),
+                    content_hash=f"{feats.content_hash}|clip-space" if feats.content_hash else "")
+    exclude = None
+    if moment is not None:
+        window = check_window(moment, feats.duration, "the query moment")
+        qvec = clip_query_vector(space.features, feats.times, window)
+        label = f"clip {window[0]:.1f}-{window[1]:.1f} s"
+        exclude = window
+        source: dict = {"moment": [round(window[0], 3), round(window[1], 3)]}
+    else:
+        assert query_video is not None
+        qfeats = encode_video(query_video, enc, fps=fps, should_stop=should_stop)
+        window = check_window(query_window, qfeats.duration, "the query clip's window") if query_window is not None \
+            else (0.0, qfeats.duration)
+        qvec = clip_query_vector(_unit(qfeats.visual - centre), qfeats.times, window)
+        label = f"clip {Path(query_video).name}" + (f" {window[0]:.1f}-{window[1]:.1f} s" if query_window is not None else "")
+        source = {"video": Path(query_video).name, "window": [round(window[0], 3), round(window[1], 3)]}
+    index = _index_for(space, fps, num_clips, mask)
+    sim, scores = score_candidates(index, qvec, scorer)
+    ranked = scores
+    if exclude is not None:  # windows that overlap the query moment (touching it is fine)
+        overlap = np.minimum(index.windows[:, 1], exclude[1]) - np.maximum(index.windows[:, 0], exclude[0])
+        ranked = np.where(overlap > 1e-6, -np.inf, scores)
+    moments = top_moments(index, ranked, top_k, nms_threshold)
+    tmap = map_scores(index, qvec, scorer, sim, scores)
+    return RetrievalResult(str(video), float(feats.duration), feats.encoder_id, label, moments, feats.times.copy(),
+                           (space.features @ qvec).astype(np.float64), tmap, scorer or zs.DEFAULT_SCORER,
+                           extra={"query_clip": source, "space": "visual features, centred on the video's mean"})

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
 
 from backends.analysis.gradcam import (
     GradCamError,
@@ -51,10 +52,15 @@ def gradcam_frames(
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise GradCamError(f"expected RGB frames shaped (T,H,W,3), got {frames.shape}.")
     enc = cached_encoder(encoder) if encoder is None or isinstance(encoder, str) else encoder
-    text = check_query(query, required=method != "eigencam")
-    text_emb = enc.encode_text([text])[0] if text else None
+    text = check_query(query, required=method != "eigencam" and enc.has_text)
     model, layer, reshape = enc.image_model(), enc.target_layer(), enc.reshape_transform()
     model_frames, geometry = frames_to_input(frames, int(enc.input_size), fit, getattr(enc, "input_fit", "crop"))
+    if not enc.has_text and method != "eigencam":
+        # a clip-only encoder: the target is the clip's own embedding (what makes this clip embed as it does)
+        with torch.inference_mode():
+            text_emb = enc.image_model()(enc.preprocess(model_frames)).float()[0].cpu().numpy()
+    else:
+        text_emb = enc.encode_text([text])[0] if text else None
     h, w = frames.shape[1:3]
     maps: list[np.ndarray] = []
     scores: list[float] = []
@@ -65,7 +71,8 @@ def gradcam_frames(
         if progress is not None:
             progress(i / len(frames), f"Grad-CAM ({method}) on frames {i + 1}-{min(i + step, len(frames))} of {len(frames)}")
         x = enc.preprocess(model_frames[i : i + step])
-        cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape)
+        cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape,
+                             target="cosine" if enc.has_text else "projection")
         per_frame = cams.reshape(-1, *cams.shape[-2:])  # (B,T,S,S) clips -> T frame maps
         maps.extend(map_to_frame(c, geometry, h, w) for c in per_frame)
         if sc is not None:
@@ -90,6 +97,22 @@ def sample_frames(video_path: str | os.PathLike, count: int, start: float = 0.0,
     return frames, times
 
 
+def sample_clip(video_path: str | os.PathLike, clip_len: int, frame_rate: float, start: float = 0.0,
+                end: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`clip_len` consecutive frames at `frame_rate`, centred on the middle of [start, end] (a video encoder's
+    clip): (frames, times)."""
+    info = probe(video_path)
+    stop = info.duration if end is None else min(end, info.duration)
+    span = clip_len / frame_rate
+    first = min(max(0.0, (start + stop) / 2 - span / 2), max(0.0, info.duration - span))
+    frames, times = read_frames(video_path, fps=frame_rate, start=first, max_frames=clip_len)
+    if len(frames) < clip_len:  # a clip longer than the video repeats its last frame
+        pad = clip_len - len(frames)
+        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+        times = np.concatenate([times, np.repeat(times[-1:], pad)])
+    return frames, times
+
+
 def gradcam_view(
     video_path: str | os.PathLike,
     query: str,
@@ -105,19 +128,25 @@ def gradcam_view(
     crop_borders: bool | None = None,
 ) -> tuple[GradCamResult, Any]:
     """Grad-CAM maps of `query` on `frames` frames spread over a video: (GradCamResult, plotly Figure).
-    The video's constant bars (`features.borders_to_crop`) are cropped for the model and get no heat; the
+    A video encoder (clip_len > 1) gets one clip of its own length and frame rate, centred in [start, end];
+    one without a text side ignores the query and weighs the clip's own embedding. The video's constant bars (`features.borders_to_crop`) are cropped for the model and get no heat; the
     overlays show the whole frame (`crop_borders=False` keeps the bars in the model's input)."""
     _cam_class(method)
     if not 0.0 <= opacity <= 1.0:
         raise GradCamError(f"opacity must be within [0, 1], got {opacity}.")
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
-    text = check_query(query, required=method != "eigencam")
+    text = check_query(query, required=method != "eigencam" and enc.has_text)
     if end is not None or start:
         duration = probe(video_path).duration
         start, end = check_window((start, duration if end is None else end), duration, "the Grad-CAM window From-To")
     if progress is not None:
         progress(0.0, f"reading {frames} frames")
-    rgb, times = sample_frames(video_path, frames, start, end)
+    if enc.clip_len > 1:  # a video encoder: one clip as it embeds them, centred in the window
+        rgb, times = sample_clip(video_path, enc.clip_len, enc.frame_rate, start, end)
+    else:
+        rgb, times = sample_frames(video_path, frames, start, end)
+    if not enc.has_text:
+        text = ""
     borders = borders_to_crop(video_path, crop_borders)
     if borders.none:
         maps, scores = gradcam_frames(rgb, text, enc, method=method, fit=fit, progress=progress)
@@ -127,6 +156,10 @@ def gradcam_view(
         maps = np.zeros(rgb.shape[:3], np.float32)
         h, w = rgb.shape[1:3]
         maps[:, borders.top : h - borders.bottom, borders.left : w - borders.right] = inner
-    result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path),
-                           extras={"borders": borders.to_dict()})
+    extras: dict[str, Any] = {"borders": borders.to_dict()}
+    if enc.clip_len > 1:
+        extras["clip"] = {"frames": enc.clip_len, "frame_rate": enc.frame_rate}
+    if not enc.has_text and method != "eigencam":
+        extras["target"] = f"{enc.name} has no text side: the heat shows what drives the clip's own embedding"
+    result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path), extras=extras)
     return result, gradcam_figure(result, opacity)

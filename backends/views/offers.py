@@ -24,23 +24,24 @@ from backends.encoders import canonical_encoder_name, offline_encoder_names
 from backends.io.checkpoints import is_torchscript_archive, read_checkpoint
 from backends.models.adapter import CHECKPOINT_KIND as ADAPTER_KIND
 from backends.models.grounding import CHECKPOINT_KIND as HEAD_KIND
+from backends.models.video import SAFETENSORS_SUFFIX, read_video_config
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 ANNOTATION_SUFFIXES = (".json", ".jsonl", ".txt")
 MAX_LISTED_FILES = 200  # a models or data folder is listed up to this many files
 
 
 
 def classify_checkpoint(path: Path) -> str | None:
-    """`adapter:` or `clip:` for a checkpoint file the app can offer as an encoder, else None.
+    """`adapter:`, `clip:` or `video:` for a checkpoint file the app can offer as an encoder, else None.
 
     Reads the file's structure only (memory-mapped, tensors only: nothing is unpickled as code)."""
-    return {"adapter": "adapter:", "clip": "clip:"}.get(describe_checkpoint(path)["kind"])
+    return {"adapter": "adapter:", "clip": "clip:", "video": "video:"}.get(describe_checkpoint(path)["kind"])
 
 
 def describe_checkpoint(path: str | os.PathLike) -> dict:
     """What a checkpoint file is and how to use it, read once without unpickling code: {"path", "name",
-    "size_mb", "kind" (adapter | grounding-head | clip | None), "encoder" (its --encoder name, or None), "use"
+    "size_mb", "kind" (adapter | grounding-head | clip | video | None), "encoder" (its --encoder name, or None), "use"
     (the --encoder/--head argument), "config", "problem"}."""
     p = Path(path)
     resolved = p.resolve()
@@ -51,6 +52,16 @@ def describe_checkpoint(path: str | os.PathLike) -> dict:
         name = f"{family}:{resolved}"
         return {**out, "kind": kind, "encoder": name, "use": f"--encoder {name}", "config": config}
 
+    if p.suffix.lower() == SAFETENSORS_SUFFIX:  # a video encoder from `momentlens train cvrl` (JSON config, no pickle)
+        try:
+            cfg = read_video_config(p)
+        except CheckpointError as err:
+            return {**out, "problem": str(err)}
+        model, training = dict(cfg.get("model") or {}), dict(cfg.get("training") or {})
+        return encoder("video", "video", {
+            "arch": model.get("arch"), "clip": f"{model.get('clip_len')} frames at {model.get('frame_rate')} fps",
+            "input size": model.get("input_size"), "objective": training.get("objective"),
+            "steps": training.get("steps"), "videos": training.get("videos"), "code": cfg.get("code_version")})
     if is_torchscript_archive(p):  # OpenAI's CLIP files are TorchScript archives
         return encoder("clip", "clip", {"format": "TorchScript archive (OpenAI CLIP release)"})
     try:
@@ -68,7 +79,8 @@ def describe_checkpoint(path: str | os.PathLike) -> dict:
         proj = state.get("visual.proj")
         return encoder("clip", "clip", {"format": "CLIP state dict",
                                         **({"visual.proj": list(proj.shape)} if proj is not None else {})})
-    return {**out, "problem": f"{p.name} is neither a momentlens adapter or grounding head nor a CLIP checkpoint."}
+    return {**out, "problem": f"{p.name} is neither a momentlens adapter, grounding head or video encoder nor a CLIP "
+                              "checkpoint."}
 
 
 def list_checkpoints(folder: str | os.PathLike | None = None) -> list[dict]:
@@ -117,11 +129,12 @@ class ServerOffers:
         src = Path(upload)
         stem = Path(name or src.name).name
         if Path(stem).suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise CheckpointError(f"{stem} is not a checkpoint file; upload a .pt, .pth, .bin or .ckpt file.")
+            raise CheckpointError(f"{stem} is not a checkpoint file; upload a .pt, .pth, .bin, .ckpt or .safetensors file.")
         family = classify_checkpoint(src)
         if family is None:
-            raise CheckpointError(f"{stem} is neither a momentlens temporal adapter nor a CLIP checkpoint (or it "
-                                  "holds pickled code); train one with `momentlens train adapter` or use a CLIP .pt file.")
+            raise CheckpointError(f"{stem} is neither a momentlens temporal adapter or video encoder nor a CLIP checkpoint "
+                                  "(or it holds pickled code); train one with `momentlens train adapter` or `train cvrl`, "
+                                  "or use a CLIP .pt file.")
         self.models.mkdir(parents=True, exist_ok=True)
         target, n = self.models / stem, 1
         while target.exists():  # never overwrite a checkpoint already there
