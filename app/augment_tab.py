@@ -30,6 +30,7 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
     with gr.Row():
         enabled = gr.CheckboxGroup(AUGMENTATION_NAMES, value=AUGMENTATION_NAMES, label="Augmentations allowed")
         inconsistent = gr.Checkbox(value=False, label="Inconsistent: a new draw per frame (shows why CVRL keeps it fixed)")
+        as_trained = gr.Checkbox(value=True, label="As the encoder was trained (a video: checkpoint's saved CVRL settings)")
         run = gr.Button("Sample views", variant="primary", elem_id="ml-augment-btn")
     plot = gr.Plot(label="Two augmented views", elem_id="ml-augment")
     with gr.Accordion("Sampled parameters (JSON)", open=False):
@@ -39,12 +40,15 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
 
     @user_errors
     def run_augment(video, method_name: str = "cvrl", seed_value: float = 0, jitter_strength: float = 1.0,
-                    start_s: float = 0.0, allowed: list[str] | None = None, per_frame: bool = False):
+                    start_s: float = 0.0, allowed: list[str] | None = None, per_frame: bool = False,
+                    encoder: str = ctx.encoder, use_training: bool = True):
 
         path = require_video(video)
         allowed = AUGMENTATIONS if allowed is None else allowed
+        trained_by = ctx.resolve_encoder(encoder) if use_training else None
         result, fig = augment_view(path, method_name, int(seed_value or 0), config=CvrlConfig(strength=float(jitter_strength)),
-                                   enabled=allowed, inconsistent=bool(per_frame), start=float(start_s or 0.0))
+                                   enabled=allowed, inconsistent=bool(per_frame), start=float(start_s or 0.0),
+                                   encoder=trained_by)
         doc = result.to_dict()
         return fig, doc, {"doc": doc, "figure": fig}
 
@@ -56,7 +60,7 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
         figs, note = export_figures({"augment": state["figure"]}, out)
         return [write_json(state["doc"], out / "augment_params.json")] + figs, note
 
-    source.heavy(run.click, run_augment, [source.video, method, seed, strength, start, enabled, inconsistent],
-                 [plot, params, last], api_name="augment")
+    source.heavy(run.click, run_augment, [source.video, method, seed, strength, start, enabled, inconsistent,
+                                          source.encoder, as_trained], [plot, params, last], api_name="augment")
     export.click(run_export, last, [files, export_note], api_name="augment_export")
     source.clears((plot, None), (params, None), (last, None), (files, None), (export_note, ""))

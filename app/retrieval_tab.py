@@ -29,7 +29,7 @@ from app.common import (
 )
 from app.source import Source, timeline_html
 from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal_map_figure, timeline_figure
-from backends.retrieval.engine import check_window, retrieve, retrieve_many
+from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip, retrieve_many
 from backends.views.evaluation import evaluate_with_baseline
 
 MOMENT_COLUMNS = ["rank", "start (s)", "end (s)", "length (s)", "score", "IoU with ground truth"]
@@ -140,6 +140,12 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
             map_plot = gr.Plot(label="2D temporal map (hover: start, end, score)", elem_id="ml-map")
     table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
                          elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
+    with gr.Accordion("Query by clip: the moments most like a moment of this video (any encoder, video "
+                      "encoders without a text side too)", open=False):
+        with gr.Row(equal_height=True):
+            clip_from = gr.Number(value=20.0, label="Clip from (s)", elem_id="ml-clip-from")
+            clip_to = gr.Number(value=25.0, label="Clip to (s)", elem_id="ml-clip-to")
+            clip_submit = gr.Button("Find similar moments", elem_id="ml-clip-submit")
     with gr.Accordion("Options: NMS, ground truth", open=False):
         with gr.Row():
             nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
@@ -194,7 +200,25 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), head=head_file or None, top_k=int(k),
                           nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
                           progress=progress_bridge(progress, stop))
-        elapsed = time.perf_counter() - t0
+        return present(result, path, time.perf_counter() - t0, gt_s, gt_e)
+
+    @user_errors
+    def run_retrieve_clip(video, start_s: float | None, end_s: float | None, encoder: str = ctx.encoder, k: float = 5,
+                          nms_threshold: float = 0.5, gt_s: float | None = None, gt_e: float | None = None,
+                          fps: float = 1.0, request: gr.Request = None, progress=gr.Progress()):
+        path = require_video(video)
+        if start_s is None or end_s is None:
+            raise gr.Error("Give the query clip's start and end in seconds (Clip from, Clip to).")
+        stop = ctx.stop_event(request)
+        stop.clear()
+        t0 = time.perf_counter()
+        result = retrieve_by_clip(path, moment=(float(start_s), float(end_s)), encoder=ctx.resolve_encoder(encoder),
+                                  top_k=int(k), nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
+                                  progress=progress_bridge(progress, stop))
+        return present(result, path, time.perf_counter() - t0, gt_s, gt_e)
+
+    def present(result, path, elapsed: float, gt_s, gt_e):
+        """What both searches show: summary, chips, table, saliency curve, 2D map, timeline, export state."""
         gt = _ground_truth(gt_s, gt_e, result.duration)
         ious = result.ious(gt)
         sal = fit_width(saliency_figure(result, top=min(3, len(result.moments))), PLOT_HEIGHT)
@@ -205,6 +229,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                                              title=f"2D temporal map, N = {result.map.num_clips}"), 560)
         text = (f"**{len(result.moments)} moments** for “{html.escape(result.query)}” in {Path(path).name} "
                 f"({result.duration:.1f} s) · encoder `{result.encoder}` · scorer `{result.scorer}` · {elapsed * 1000:.0f} ms")
+        if "query_clip" in result.extra:
+            text += " · moments overlapping the query clip are left out"
         if ious is not None:
             text += f" · best IoU with the ground truth {float(ious.max()):.2f} (top-1 {float(ious[0]):.2f})"
         state = {"result": result, "gt": gt, "ious": ious, "figures": {"saliency": sal, "map2d": tmap}}
@@ -297,6 +323,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
     inputs = [source.video, query, source.encoder, top_k, nms, gt_start, gt_end, source.fps, head]
     outputs = [summary, chips, table, saliency_plot, map_plot, source.timeline, last]
     found = source.heavy([submit.click, query.submit], run_retrieve, inputs, outputs, api_name="retrieve")
+    source.heavy(clip_submit.click, run_retrieve_clip, [source.video, clip_from, clip_to, source.encoder, top_k, nms,
+                                                        gt_start, gt_end, source.fps], outputs, api_name="retrieve_clip")
     source.heavy(redraw.click, run_map2d, [source.video, query, source.encoder, num_clips, mask, top_k, gt_start, gt_end,
                                            source.fps], [map_plot, map_file], api_name="map2d")
     source.heavy(compare.click, run_compare, [source.video, queries, source.encoder, source.fps], timeline_plot,

@@ -197,7 +197,8 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
             if ctx.local:
                 with gr.Accordion("More encoders: add your checkpoint, or fetch CLIP weights", open=False):
                     with gr.Row():
-                        ckpt_btn = gr.UploadButton("Add a checkpoint (.pt, .safetensors)", file_types=[".pt", ".pth", ".bin", ".ckpt", ".safetensors"],
+                        ckpt_btn = gr.UploadButton("Add a checkpoint (.pt, .safetensors)",
+                                                   file_types=[".pt", ".pth", ".bin", ".ckpt", ".safetensors"],
                                                    elem_id="ml-add-ckpt", size="md")
                     with gr.Row():
                         weights_name = gr.Dropdown(downloadable(), value="clip:ViT-B/32", label="CLIP model", scale=3)

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     aug.add_argument("--crop-size", type=int, default=224, help="output side of the crop (default 224)")
     aug.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     aug.add_argument("--stride", type=int, default=2, help="temporal stride within a clip (default 2)")
+    aug.add_argument("--encoder", default=None, metavar="video:CKPT",
+                     help="show the augmentation a trained video encoder saw: its saved CVRL settings and decode "
+                     "rate replace --crop-size/--frames/--stride/--strength")
     src = p.add_argument_group("input")
     src.add_argument("--background", type=Path, metavar="VIDEO",
                      help="FAME: take the background from this video (default: CVRL's second clip)")
@@ -89,7 +92,7 @@ def run_augment(args: argparse.Namespace) -> int:
     result, fig = augment_view(
         args.video, args.method, args.seed, config=config, enabled=enabled, force=force,
         inconsistent=args.inconsistent, background_path=args.background, start=args.start,
-        max_frames=args.max_frames,
+        max_frames=args.max_frames, encoder=args.encoder,
     )
     if args.html:
         args.html.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -381,9 +381,10 @@ class TrainSummary:
     clips_per_second: float
     stopped_early: bool
     extras: dict[str, Any] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)  # the trained CvrlModel (this process's copy), not serialised
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
         d["weights"] = str(self.weights)
         return d
 
@@ -542,7 +543,8 @@ def train_cvrl(
     seconds = time.perf_counter() - t_start
     return TrainSummary(outputs.weights, step, step / per_epoch, losses, skipped, retries, world, seconds,
                         seen_clips / max(seconds, 1e-9), stopped_early,
-                        extras={"steps_per_epoch": per_epoch, "total_steps": total, "videos": len(entries)})
+                        extras={"steps_per_epoch": per_epoch, "total_steps": total, "videos": len(entries)},
+                        model=model)
 
 
 def _log_step(path: Path, row: dict[str, Any]) -> None:

@@ -129,8 +129,9 @@ def gradcam_view(
 ) -> tuple[GradCamResult, Any]:
     """Grad-CAM maps of `query` on `frames` frames spread over a video: (GradCamResult, plotly Figure).
     A video encoder (clip_len > 1) gets one clip of its own length and frame rate, centred in [start, end];
-    one without a text side ignores the query and weighs the clip's own embedding. The video's constant bars (`features.borders_to_crop`) are cropped for the model and get no heat; the
-    overlays show the whole frame (`crop_borders=False` keeps the bars in the model's input)."""
+    one without a text side ignores the query and weighs the clip's own embedding. The video's constant bars
+    (`features.borders_to_crop`) are cropped for the model and get no heat; the overlays show the whole frame
+    (`crop_borders=False` keeps the bars in the model's input)."""
     _cam_class(method)
     if not 0.0 <= opacity <= 1.0:
         raise GradCamError(f"opacity must be within [0, 1], got {opacity}.")
