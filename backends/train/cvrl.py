@@ -543,7 +543,8 @@ def train_cvrl(
     seconds = time.perf_counter() - t_start
     return TrainSummary(outputs.weights, step, step / per_epoch, losses, skipped, retries, world, seconds,
                         seen_clips / max(seconds, 1e-9), stopped_early,
-                        extras={"steps_per_epoch": per_epoch, "total_steps": total, "videos": len(entries)},
+                        extras={"steps_per_epoch": per_epoch, "total_steps": total, "videos": len(entries),
+                                "device": str(dev), "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off"},
                         model=model)
 
 
