@@ -456,6 +456,9 @@ def train_cvrl(
         step = _load_resume(outputs.resume, cfg, model, optimiser, schedule, world)
     net: nn.Module = model
     if world > 1:
+        # DDP notes that the 1x1x1 skip convolutions' gradients have other (equivalent, size-1) strides than its
+        # buckets: harmless, and printed on every rank
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
