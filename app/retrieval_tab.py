@@ -130,6 +130,12 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                            scale=5, max_lines=2, elem_id="ml-query")
         top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k moments", scale=2)
         submit = gr.Button("Find moments", variant="primary", scale=1, min_width=140, elem_id="ml-submit")
+    with gr.Accordion("... or query by clip: the moments most like a moment of this video (any encoder; video "
+                      "encoders without a text side too)", open=False):
+        with gr.Row(equal_height=True):
+            clip_from = gr.Number(value=20.0, label="Clip from (s)", elem_id="ml-clip-from")
+            clip_to = gr.Number(value=25.0, label="Clip to (s)", elem_id="ml-clip-to")
+            clip_submit = gr.Button("Find similar moments", elem_id="ml-clip-submit")
     summary = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-summary")
     chips = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-chips")
     with gr.Row(equal_height=False):
@@ -140,12 +146,6 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
             map_plot = gr.Plot(label="2D temporal map (hover: start, end, score)", elem_id="ml-map")
     table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
                          elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
-    with gr.Accordion("Query by clip: the moments most like a moment of this video (any encoder, video "
-                      "encoders without a text side too)", open=False):
-        with gr.Row(equal_height=True):
-            clip_from = gr.Number(value=20.0, label="Clip from (s)", elem_id="ml-clip-from")
-            clip_to = gr.Number(value=25.0, label="Clip to (s)", elem_id="ml-clip-to")
-            clip_submit = gr.Button("Find similar moments", elem_id="ml-clip-submit")
     with gr.Accordion("Options: NMS, ground truth", open=False):
         with gr.Row():
             nms = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="NMS IoU threshold")
@@ -225,6 +225,11 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         if gt is not None:
             sal.add_vrect(x0=gt[0], x1=gt[1], line=dict(color="#2ca02c", width=2, dash="dash"), fillcolor="rgba(0,0,0,0)",
                           annotation_text="ground truth", annotation_position="bottom left")
+        query_moment = result.extra.get("query_clip", {}).get("moment")
+        if query_moment:
+            sal.add_vrect(x0=query_moment[0], x1=query_moment[1], line=dict(color="#555", width=2, dash="dot"),
+                          fillcolor="rgba(120,120,120,0.15)", annotation_text="query clip",
+                          annotation_position="top left")
         tmap = fit_width(temporal_map_figure(result.map, result.moments, gt,
                                              title=f"2D temporal map, N = {result.map.num_clips}"), 560)
         text = (f"**{len(result.moments)} moments** for “{html.escape(result.query)}” in {Path(path).name} "

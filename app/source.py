@@ -105,6 +105,9 @@ def describe_encoder(name: str) -> str:
     d = enc.describe()
     spec = registry().get(name.split(":")[0] + ":" if ":" in name else name)
     what = f" — {spec.description}" if spec is not None else ""
+    if enc.clip_len > 1:  # a video encoder: say what it sees, and how to query one without a text side
+        what = (f" · clips of {enc.clip_len} frames at {enc.frame_rate:g} fps — 3D CNN video encoder"
+                + ("" if enc.has_text else "; no text side: find moments with “query by clip”"))
     return f"**{d['id']}** on `{d['device']}` · {d['dim']}-d · {d['input_size']} px{what}."
 
 

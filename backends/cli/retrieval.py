@@ -83,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.core.errors import QueryError
+    from backends.encoders.video import NoTextSideError
     from backends.retrieval.engine import retrieve, retrieve_by_clip
 
     by_clip = args.query_clip is not None or args.query_video is not None
@@ -101,8 +102,11 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     else:
         if args.query is None:
             raise QueryError("the query is missing: type one in quotes, or query by clip with --query-clip START:END.")
-        result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
-                          nms_threshold=args.nms, fps=args.fps, progress=None, scorer=args.scorer)
+        try:
+            result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
+                              nms_threshold=args.nms, fps=args.fps, progress=None, scorer=args.scorer)
+        except NoTextSideError as err:
+            raise QueryError(f"{err} Here: --query-clip START:END or --query-video FILE.") from None
     if args.json:
         emit_json(result.to_dict())
         return 0

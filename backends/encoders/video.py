@@ -106,8 +106,8 @@ class VideoEncoder(Encoder):
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         if not self.has_text:
-            raise NoTextSideError(f"{self.name} embeds clips only and has no text side: search it with a clip "
-                                  "(`retrieve --query-clip START:END` or `--query-video FILE`, or a moment in the app).")
+            raise NoTextSideError(f"{self.name} embeds clips only and has no text side: query it with a clip (a moment "
+                                  "of the video, or another video) instead of a sentence.")
         return self.text_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=64)
 
     @torch.inference_mode()

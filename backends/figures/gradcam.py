@@ -33,7 +33,13 @@ def gradcam_figure(result: GradCamResult, opacity: float = 0.5) -> go.Figure:
     h, w = result.frames.shape[1:3]
     scale = min(1.0, 560 / w)
     dw, dh = round(w * scale), round(h * scale)
-    label = "EigenCAM (query-free)" if result.method == "eigencam" else f"{result.method}: \u201c{result.query}\u201d"
+    own_embedding = "target" in result.extras  # a clip-only video encoder: the clip's embedding is the target
+    if result.method == "eigencam":
+        label = "EigenCAM (query-free)"
+    elif own_embedding:
+        label = f"{result.method}: the clip's own embedding"
+    else:
+        label = f"{result.method}: \u201c{result.query}\u201d"
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.03,
                         subplot_titles=("frame", f"heat map, {label}"))
     traces_per_step = 3
@@ -63,7 +69,12 @@ def gradcam_figure(result: GradCamResult, opacity: float = 0.5) -> go.Figure:
         fig.update_xaxes(visible=False, range=[0, w], row=1, col=c)
         fig.update_yaxes(visible=False, range=[h, 0], scaleanchor=f"x{'' if c == 1 else c}", row=1, col=c)
     fig.add_annotation(
-        text=f"{result.encoder_id}; fit={result.fit}; red = raises the frame-query similarity; heat opacity {opacity:g}",
+        text=(f"{result.encoder_id}; fit={result.fit}; "
+              + ("one clip of the video encoder; red = raises the clip embedding's projection on itself"
+                 if own_embedding else "red = raises the frame-query similarity")
+              + (f" (frames of one {result.extras['clip']['frames']}-frame clip at {result.extras['clip']['frame_rate']:g} fps)"
+                 if "clip" in result.extras and not own_embedding else "")
+              + f"; heat opacity {opacity:g}"),
         xref="paper", yref="paper", x=0, y=-0.02, showarrow=False, font=dict(size=11, color="#555"),
         xanchor="left", yanchor="top",
     )

@@ -145,7 +145,8 @@ class VideoBackbone(nn.Module):
 def _tiny3d(cfg: VideoModelConfig) -> VideoBackbone:
     trunk = Tiny3dTrunk(cfg.width)
     classifier = nn.Linear(trunk.out_channels, cfg.num_classes) if cfg.num_classes else None
-    return VideoBackbone(trunk, trunk.out_channels, lambda: trunk.layer4, classifier)
+    # Grad-CAM's layer: layer3, an 8 x 8 map at 64 px (layer4's 4 x 4 is too coarse to read on a frame)
+    return VideoBackbone(trunk, trunk.out_channels, lambda: trunk.layer3, classifier)
 
 
 def _torchvision(arch: str) -> Callable[[VideoModelConfig], VideoBackbone]:

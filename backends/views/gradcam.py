@@ -162,5 +162,6 @@ def gradcam_view(
         extras["clip"] = {"frames": enc.clip_len, "frame_rate": enc.frame_rate}
     if not enc.has_text and method != "eigencam":
         extras["target"] = f"{enc.name} has no text side: the heat shows what drives the clip's own embedding"
+        scores = None  # the cosine of a clip with its own embedding is 1 on every frame: nothing to show
     result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path), extras=extras)
     return result, gradcam_figure(result, opacity)
