@@ -5,6 +5,7 @@ with. Screenshots go to test-artifacts/video_*.png."""
 from __future__ import annotations
 
 import pytest
+
 # importing it skips this module too where Chromium or Playwright is missing
 from test_app_browser import ARTIFACTS, CHROMIUM_ARGS, TINY, _choose, _free_port
 
