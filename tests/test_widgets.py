@@ -56,6 +56,20 @@ def test_retrieval_panel_runs_on_a_query_and_seeks(realmix_video):
     assert len(panel.result["moments"]) == 2 and len(panel.map.data) == 3
 
 
+def test_retrieval_panel_queries_by_clip(realmix_video):
+    """The clip box ('start end') runs query by clip: the backend's answer, none overlapping the clip."""
+    from backends.retrieval.engine import retrieve_by_clip
+
+    panel = RetrievalPanel(video=realmix_video, encoder=TINY)
+    panel.clip.value = "20 25"
+    r = panel.result
+    direct = retrieve_by_clip(realmix_video, moment=(20.0, 25.0), encoder=TINY)
+    assert r["query"] == "clip 20.0-25.0 s" and r["moments"] == direct.to_dict()["moments"]
+    assert all(min(m["end"], 25.0) - max(m["start"], 20.0) <= 1e-6 for m in r["moments"])
+    panel.clip.value = "20"
+    assert "not two numbers" in panel.runner.status.value
+
+
 def test_retrieval_panel_ground_truth_adds_iou(realmix_video):
     panel = RetrievalPanel(video=realmix_video, encoder=TINY)
     panel.query.value = "a colorful box"

@@ -29,7 +29,7 @@ from backends.core.errors import WindowError
 from backends.core.paths import cache_dir
 from backends.figures.compare import ENCODER_COLOURS
 from backends.figures.retrieval import saliency_figure, temporal_map_figure
-from backends.retrieval.engine import check_window, retrieve
+from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip
 from backends.train.adapter import (
     adapter_training_videos,
     train_adapter_on_videos,
@@ -99,6 +99,8 @@ class RetrievalPanel(Panel):
     def build(self):
         self.query = W.Text(description="query", placeholder="describe the moment, then Enter",
                             continuous_update=False, layout=W.Layout(width="520px"))
+        self.clip = W.Text(description="or clip", placeholder="start end (s): the moments most like it",
+                           continuous_update=False, layout=W.Layout(width="320px"))
         self.top_k = W.IntSlider(value=5, min=1, max=10, description="top-k", continuous_update=False)
         self.nms = W.FloatSlider(value=0.5, min=0.1, max=0.9, step=0.05, description="NMS IoU",
                                  continuous_update=False)
@@ -117,8 +119,8 @@ class RetrievalPanel(Panel):
         W.link((self.loop, "value"), (self.player, "loop"))
         self.on_result: list = []  # callables(RetrievalResult) run after each retrieval (the Explorer links Grad-CAM)
         self.on_moment: list = []  # callables(start, end) run when a moment button is pressed
-        self._rerun_on(self.query, self.top_k, self.nms, self.gt)
-        return [W.HBox([self.query, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]),
+        self._rerun_on(self.query, self.clip, self.top_k, self.nms, self.gt)
+        return [W.HBox([self.query, self.clip, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]),
                 W.HBox([self.chips, self.loop]), W.HBox([self.player, self.table]), self.saliency, self.map]
 
     def clear(self) -> None:
@@ -141,14 +143,33 @@ class RetrievalPanel(Panel):
             raise WindowError(f"the ground truth {self.gt.value!r} is not two numbers; type 'start end' in seconds.")
         return check_window(window, duration, "the ground truth")
 
-    def run(self, background: bool = False) -> None:
+    def _query_clip(self) -> tuple[float, float] | None:
+        text = self.clip.value.replace(",", " ").split()
+        if not text:
+            return None
+        try:
+            window = tuple(float(v) for v in text)
+        except ValueError:
+            window = ()
+        if len(window) != 2:
+            raise WindowError(f"the query clip {self.clip.value!r} is not two numbers; type 'start end' in seconds.")
+        return window[0], window[1]
 
+    def run(self, background: bool = False) -> None:
+        """A text query, or (when the clip box holds 'start end') the moments most like that clip (query by clip)."""
         video, query, runner = self.video.value, self.query.value, self.runner
-        options = dict(encoder=self.encoder.value, head=self.head.value.strip() or None, top_k=self.top_k.value,
-                       nms_threshold=self.nms.value, fps=float(self.fps.value))
+        options = dict(encoder=self.encoder.value, top_k=self.top_k.value, nms_threshold=self.nms.value,
+                       fps=float(self.fps.value))
+        head = self.head.value.strip() or None
 
         def work():
-            r = retrieve(video, query, progress=runner.progress, should_stop=runner.should_stop, **options)
+            moment = self._query_clip()
+            if moment is not None:
+                r = retrieve_by_clip(video, moment=moment, progress=runner.progress, should_stop=runner.should_stop,
+                                     **options)
+            else:
+                r = retrieve(video, query, head=head, progress=runner.progress, should_stop=runner.should_stop,
+                             **options)
             gt = self._ground_truth(r.duration)
             self.player.load(video)
             return r, gt
@@ -274,13 +295,15 @@ class AugmentationPanel(Panel):
         self.enabled = W.SelectMultiple(options=list(AUGMENTATIONS), value=list(AUGMENTATIONS), rows=6,
                                         description="allowed", layout=W.Layout(width="220px"))
         self.inconsistent = W.Checkbox(value=False, description="per-frame draws (inconsistent)")
+        self.as_trained = W.Checkbox(value=True, description="as the encoder was trained (video: checkpoints)")
         self.figure = go.FigureWidget(layout=dict(height=900))
         self.params = W.HTML()
         self.params_box = W.Accordion(children=[self.params], selected_index=None)
         self.params_box.set_title(0, "sampled parameters (JSON)")
-        self._rerun_on(self.method, self.seed, self.strength, self.start, self.enabled, self.inconsistent)
+        self._rerun_on(self.method, self.seed, self.strength, self.start, self.enabled, self.inconsistent,
+                       self.as_trained)
         return [W.HBox([self.method, self.seed, self.strength, self.start]),
-                W.HBox([self.enabled, self.inconsistent]), self.figure, self.params_box]
+                W.HBox([self.enabled, W.VBox([self.inconsistent, self.as_trained])]), self.figure, self.params_box]
 
     def clear(self) -> None:
         super().clear()
@@ -291,7 +314,8 @@ class AugmentationPanel(Panel):
         video = self.video.value
         options = dict(method=self.method.value, seed=int(self.seed.value), enabled=tuple(self.enabled.value),
                        config=CvrlConfig(strength=float(self.strength.value)),
-                       inconsistent=bool(self.inconsistent.value), start=float(self.start.value))
+                       inconsistent=bool(self.inconsistent.value), start=float(self.start.value),
+                       encoder=self.encoder.value if self.as_trained.value else None)
 
         def done(out):
             result, fig = out
