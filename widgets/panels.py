@@ -131,29 +131,11 @@ class RetrievalPanel(Panel):
         self.player.clear()
 
     def _ground_truth(self, duration: float) -> tuple[float, float] | None:
-
-        text = self.gt.value.replace(",", " ").split()
-        if not text:
-            return None
-        try:
-            window = tuple(float(v) for v in text)
-        except ValueError:
-            window = ()
-        if len(window) != 2:
-            raise WindowError(f"the ground truth {self.gt.value!r} is not two numbers; type 'start end' in seconds.")
-        return check_window(window, duration, "the ground truth")
+        window = _typed_window(self.gt.value, "the ground truth")
+        return None if window is None else check_window(window, duration, "the ground truth")
 
     def _query_clip(self) -> tuple[float, float] | None:
-        text = self.clip.value.replace(",", " ").split()
-        if not text:
-            return None
-        try:
-            window = tuple(float(v) for v in text)
-        except ValueError:
-            window = ()
-        if len(window) != 2:
-            raise WindowError(f"the query clip {self.clip.value!r} is not two numbers; type 'start end' in seconds.")
-        return window[0], window[1]
+        return _typed_window(self.clip.value, "the query clip")
 
     def run(self, background: bool = False) -> None:
         """A text query, or (when the clip box holds 'start end') the moments most like that clip (query by clip)."""
@@ -204,6 +186,20 @@ class RetrievalPanel(Panel):
     def seek(self, seconds: float) -> None:
         """Play the clip from `seconds` (what a moment button or a click on a figure does)."""
         self.player.seek(seconds)
+
+
+def _typed_window(value: str, what: str) -> tuple[float, float] | None:
+    """'start end' typed in a text box (comma or spaces) -> (start, end); empty -> None; else one sentence."""
+    text = value.replace(",", " ").split()
+    if not text:
+        return None
+    try:
+        window = tuple(float(v) for v in text)
+    except ValueError:
+        window = ()
+    if len(window) != 2:
+        raise WindowError(f"{what} {value!r} is not two numbers; type 'start end' in seconds.")
+    return window[0], window[1]
 
 
 def _table_html(rows: list[dict]) -> str:
