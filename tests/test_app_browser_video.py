@@ -45,7 +45,7 @@ def test_a_trained_video_encoder_in_every_tab(page, trained):
     page.wait_for_function("(n) => document.querySelector('#ml-encoder input').value === n", arg=label)
 
     # query by clip: the moments most like 20-25 s of the sample (a text query says to use a clip)
-    page.get_by_text("Query by clip", exact=False).first.click()
+    page.get_by_text("... or query by clip", exact=False).first.click()  # opens the accordion
     page.click("#ml-clip-submit")
     page.wait_for_function("document.querySelector('#ml-summary')?.innerText.includes('clip 20.0-25.0 s')",
                            timeout=180_000)
