@@ -89,7 +89,7 @@ def model_throughput(cfg, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--pairs", type=int, default=48, help="clip pairs per source video and epoch")
+    ap.add_argument("--pairs", type=float, default=64, help="clip pairs per 10 s of training video and epoch")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -101,7 +101,7 @@ def main() -> None:
     print(f"footage: {len(counts)} sources, {sum(a for a, _ in counts.values())} training clips, "
           f"{sum(b for _, b in counts.values())} unseen clips (cut in {time.perf_counter() - t0:.1f} s)")
 
-    cfg = preset("tiny", epochs=args.epochs, workers=args.workers, seed=args.seed, pairs_per_video=args.pairs)
+    cfg = preset("tiny", epochs=args.epochs, workers=args.workers, seed=args.seed, pairs_per_10s=args.pairs)
     loader_cps = loader_throughput(cfg, OUT / "clips" / "train_videos", batches=8)
     model_cps = model_throughput(cfg, steps=4)
     print(f"data loader alone: {loader_cps:.1f} clips/s ({args.workers} workers); model alone (fwd+bwd): "

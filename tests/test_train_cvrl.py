@@ -30,7 +30,7 @@ from backends.train.cvrl import (
 
 ROOT = Path(__file__).resolve().parents[1]
 # small enough for a test on 2 CPU cores: 4-frame clips of 32 px
-SMALL = dict(width=4, clip_len=4, decode_fps=4.0, crop_size=32, batch_size=4, pairs_per_video=4, proj_dim=16,
+SMALL = dict(width=4, clip_len=4, decode_fps=4.0, crop_size=32, batch_size=4, pairs_per_10s=8, proj_dim=16,
              proj_hidden=32, workers=0, save_every=1000)
 
 
@@ -125,11 +125,12 @@ def _read_log(path: Path) -> list[dict]:
 def test_cli_trains_on_real_clips_and_the_encoder_works_in_every_view(video_folder, tmp_path, capsys):
     out = tmp_path / "runs" / "enc"
     rc = cli(["train", "cvrl", "--videos", str(video_folder), "--out", str(out), "--config", "tiny", "--epochs", "1",
-              "--clip-len", "4", "--crop-size", "32", "--decode-fps", "4", "--batch-size", "4", "--pairs-per-video", "4",
+              "--clip-len", "4", "--crop-size", "32", "--decode-fps", "4", "--batch-size", "4", "--pairs-per-10s", "8",
               "--workers", "1", "--fame", "0.5", "--carl", "0.5", "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["steps"] == 3 and len(summary["skipped_files"]) == 1  # 12 pairs / batch 4; broken.mp4 skipped
+    # 4 + 8 + 3 pairs (5.3 s, 10 s and 4 s of video at 8 per 10 s) make 3 batches of 4; broken.mp4 is skipped
+    assert summary["steps"] == 3 and len(summary["skipped_files"]) == 1
     rows = _read_log(out.with_suffix(".log.jsonl"))
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(np.isfinite(r["loss"]) and r["lr"] > 0 and r["global_batch"] == 4 for r in rows)
@@ -206,7 +207,7 @@ def test_torchrun_two_cpu_processes_gloo(video_folder, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
          "--master-port", str(_free_port()), "-m", "backends", "train", "cvrl", "--videos", str(video_folder),
          "--out", str(tmp_path / "cli"), "--clip-len", "4", "--crop-size", "32", "--decode-fps", "4",
-         "--batch-size", "2", "--pairs-per-video", "4", "--workers", "0", "--max-steps", "2"],
+         "--batch-size", "2", "--pairs-per-10s", "4", "--workers", "0", "--max-steps", "2"],
         env=env, capture_output=True, text=True, timeout=600)
     assert cli_run.returncode == 0, cli_run.stderr[-3000:]
     assert "x 2 process(es)" in cli_run.stdout and cli_run.stdout.count("trained on") == 1  # rank 0 reports

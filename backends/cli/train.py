@@ -42,7 +42,8 @@ def _register_cvrl(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decode-fps", type=float, default=None, help="rate the videos are decoded at")
     p.add_argument("--crop-size", type=int, default=None, help="side of the augmented frames in pixels")
     p.add_argument("--temperature", type=float, default=None, help="InfoNCE temperature (default 0.1)")
-    p.add_argument("--pairs-per-video", type=int, default=None, help="clip pairs drawn per video and epoch")
+    p.add_argument("--pairs-per-10s", type=float, default=None,
+                   help="clip pairs drawn per epoch from each video, per 10 s of it (tiny: 16; at least 1 per video)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW, warm-up then cosine)")
     p.add_argument("--fame", type=float, default=None, metavar="P",
                    help="probability of FAME's foreground-background merge on view 1 (default 0 = off)")
@@ -66,7 +67,7 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
 
     cfg = preset(args.config, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, clip_len=args.clip_len,
                  stride=args.stride, decode_fps=args.decode_fps, crop_size=args.crop_size, temperature=args.temperature,
-                 pairs_per_video=args.pairs_per_video, lr=args.lr, fame_p=args.fame, carl_weight=args.carl,
+                 pairs_per_10s=args.pairs_per_10s, lr=args.lr, fame_p=args.fame, carl_weight=args.carl,
                  workers=args.workers, seed=args.seed, save_every=args.save_every, amp=False if args.no_amp else None)
     summary = train_cvrl(args.videos, args.out, cfg, resume=args.resume, max_steps=args.max_steps,
                          show_progress=None if not args.json else False)

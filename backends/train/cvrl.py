@@ -73,7 +73,7 @@ class CvrlTrainConfig:
     proj_dim: int = 64  # projection head output (CVRL: 128)
     proj_hidden: int = 256  # projection head hidden width
     epochs: int = 1
-    pairs_per_video: int = 16  # clip pairs drawn from each video per epoch
+    pairs_per_10s: float = 16.0  # clip pairs drawn per epoch from each video, per 10 s of it (at least 1 per video)
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 1e-4
     warmup: float = 0.1  # fraction of the steps with a linear warm-up, then cosine decay to 0
@@ -100,8 +100,8 @@ class CvrlTrainConfig:
         self.model().check()
         if self.batch_size < 2:
             raise TrainingError("InfoNCE needs at least 2 clip pairs per batch: use --batch-size 2 or more.")
-        if self.epochs < 1 or self.pairs_per_video < 1:
-            raise TrainingError("--epochs and --pairs-per-video must be at least 1.")
+        if self.epochs < 1 or not self.pairs_per_10s > 0:
+            raise TrainingError("--epochs must be at least 1 and --pairs-per-10s positive.")
         if not 0 <= self.fame_p <= 1 or not 0 < self.fame_beta < 1:
             raise TrainingError("--fame must be a probability in [0, 1] and FAME's beta in (0, 1).")
         if self.temperature <= 0 or self.carl_temperature <= 0 or self.carl_sigma2 <= 0:
@@ -113,7 +113,7 @@ class CvrlTrainConfig:
 PRESETS: dict[str, CvrlTrainConfig] = {
     "tiny": CvrlTrainConfig(),
     "cvrl": CvrlTrainConfig(arch="r3d_18", clip_len=16, stride=2, decode_fps=25.0, crop_size=112, batch_size=64,
-                            proj_dim=128, proj_hidden=2048, epochs=100, pairs_per_video=1, lr=1e-3, weight_decay=1e-6,
+                            proj_dim=128, proj_hidden=2048, epochs=100, pairs_per_10s=1.0, lr=1e-3, weight_decay=1e-6,
                             workers=8, save_every=500),
 }
 
@@ -134,6 +134,7 @@ def preset(name: str, **overrides: Any) -> CvrlTrainConfig:
 class VideoEntry:
     path: str
     num_frames: int  # frames at decode_fps, from the container's duration (decoding may find fewer)
+    duration: float = 0.0  # seconds, from the container
 
 
 def scan_videos(folder: str | os.PathLike | Sequence[str | os.PathLike], decode_fps: float) -> tuple[list[VideoEntry], list[str]]:
@@ -151,7 +152,7 @@ def scan_videos(folder: str | os.PathLike | Sequence[str | os.PathLike], decode_
             info = probe(p)
             if info.duration <= 0:
                 raise VideoError(f"{p.name} has no duration")
-            entries.append(VideoEntry(str(info.path), max(1, int(info.duration * decode_fps))))
+            entries.append(VideoEntry(str(info.path), max(1, int(info.duration * decode_fps)), float(info.duration)))
         except (VideoError, OSError) as err:
             skipped.append(f"{p.name}: {err}")
             log.warning("skipping %s: %s", p.name, err)
@@ -161,7 +162,8 @@ def scan_videos(folder: str | os.PathLike | Sequence[str | os.PathLike], decode_
 
 
 class CvrlPairs(Dataset):
-    """Item i of epoch e: a CVRL clip pair from video i // pairs_per_video, drawn with a generator seeded by
+    """Item i of epoch e: a CVRL clip pair from the video that item belongs to (each video owns
+    max(1, round(pairs_per_10s * seconds / 10)) consecutive items), drawn with a generator seeded by
     (seed, e, i), so that every draw is the same whatever the worker, the process count or a resume."""
 
     def __init__(self, videos: list[VideoEntry], cfg: CvrlTrainConfig):
@@ -170,12 +172,17 @@ class CvrlPairs(Dataset):
         self.aug = cfg.cvrl()
         self.epoch = 0
         self.short_side = int(round(cfg.crop_size * 1.15))  # decode just above the crop size
+        counts = [max(1, int(round(cfg.pairs_per_10s * v.duration / 10.0))) for v in videos]
+        self.first = np.concatenate([[0], np.cumsum(counts)])  # video k owns items first[k] .. first[k+1]-1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.videos) * self.cfg.pairs_per_video
+        return int(self.first[-1])
+
+    def video_of(self, index: int) -> int:
+        return int(np.searchsorted(self.first, index, side="right") - 1)
 
     def _clip(self, entry: VideoEntry, start: int) -> np.ndarray:
         cfg = self.cfg
@@ -188,7 +195,7 @@ class CvrlPairs(Dataset):
 
     def pair(self, index: int) -> dict[str, Any]:
         cfg = self.cfg
-        entry = self.videos[index // cfg.pairs_per_video]
+        entry = self.videos[self.video_of(index)]
         rng = np.random.default_rng([cfg.seed, self.epoch, index])
         temporal = sample_temporal_gap(rng, entry.num_frames, cfg.clip_len, cfg.stride, self.aug.gap_power)
         views, stamps = [], []
@@ -202,16 +209,16 @@ class CvrlPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         # A file that fails to decode is skipped for another video's pair (deterministically), so that every
         # batch stays full: all processes must gather equally many embeddings.
-        n = len(self)
-        for attempt in range(min(n, 50)):
-            i = (index + attempt * self.cfg.pairs_per_video) % n
+        k0, nv = self.video_of(index), len(self.videos)
+        for attempt in range(min(nv, 50)):
+            k = (k0 + attempt) % nv  # the same position in the next video's items
+            i = int(self.first[k] + (index - self.first[k0]) % (self.first[k + 1] - self.first[k]))
             try:
                 item = self.pair(i)
                 item["retries"] = attempt
                 return item
             except (VideoError, ValueError, OSError) as err:
-                warnings.warn(f"skipping a clip of {Path(self.videos[i // self.cfg.pairs_per_video].path).name}: {err}",
-                              stacklevel=1)
+                warnings.warn(f"skipping a clip of {Path(self.videos[k].path).name}: {err}", stacklevel=1)
         raise TrainingError("50 videos in a row could not be decoded; check the training folder.")
 
 
@@ -443,7 +450,7 @@ def train_cvrl(
     per_epoch = len(dataset) // (cfg.batch_size * world)
     if per_epoch < 1:
         raise TrainingError(f"{len(dataset)} clip pairs per epoch do not fill one batch of {cfg.batch_size} x {world} "
-                            "processes: add videos, raise --pairs-per-video or lower --batch-size.")
+                            "processes: add videos, raise --pairs-per-10s or lower --batch-size.")
     total = per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
