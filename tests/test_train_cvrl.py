@@ -212,3 +212,35 @@ def test_torchrun_two_cpu_processes_gloo(video_folder, tmp_path):
     assert cli_run.returncode == 0, cli_run.stderr[-3000:]
     assert "x 2 process(es)" in cli_run.stdout and cli_run.stdout.count("trained on") == 1  # rank 0 reports
     assert (tmp_path / "cli.safetensors").is_file()
+
+
+def test_source_probe_is_a_plain_nearest_neighbour(realmix_video, tmp_path):
+    """The probe benchmarks/train.py reports: clips never straddle the train/test split, and its accuracy is
+    1-NN (cosine, gallery-centred) as scikit-learn computes it; chance is the largest source's share."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from backends.encoders import create_encoder
+    from backends.evaluation.probe import clip_embeddings, cut_clips, knn_probe, perturbed_copies
+
+    sources = {"walkers": (realmix_video, 0.0, 12.0), "street": (realmix_video, 68.4, 76.4)}
+    clips = cut_clips(sources, tmp_path / "clips", clip_seconds=2.0, train_fraction=0.5, size=64, fps=8.0)
+    assert clips.counts() == {"walkers": (3, 3), "street": (2, 2)}
+    assert set(clips.train_videos) == {"walkers", "street"}
+    enc = create_encoder("video:tiny-random", "cpu")
+    result = knn_probe(enc, clips)
+    names = sorted(clips.train)
+    gallery = clip_embeddings(enc, [f for s in names for f in clips.train[s]])
+    queries = clip_embeddings(enc, [f for s in names for f in clips.test[s]])
+    centre = gallery.mean(0)
+
+    def unit(x):
+        x = x - centre
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    knn = KNeighborsClassifier(n_neighbors=1, metric="cosine").fit(unit(gallery), [s for s in names for _ in clips.train[s]])
+    expected = np.mean(knn.predict(unit(queries)) == np.array([s for s in names for _ in clips.test[s]]))
+    assert result.accuracy == pytest.approx(expected)
+    assert result.chance == pytest.approx(3 / 5) and result.test_clips == 5
+    perturbed = perturbed_copies(clips.test, tmp_path / "perturbed", draws=2)
+    assert sum(len(v) for v in perturbed.values()) == 10
+    assert knn_probe(enc, clips, queries_by_source=perturbed).test_clips == 10
