@@ -18,6 +18,7 @@ from backends.cli import (
     core,
     evaluation,
     gradcam,
+    library,
     retrieval,
     scaling,
     similarity,
@@ -27,7 +28,7 @@ from backends.cli import (
 from backends.core.errors import MomentLensError
 
 # The backend's command modules, in the order `momentlens --help` lists them.
-COMMAND_MODULES = (core, evaluation, augment, similarity, retrieval, gradcam, scaling, train, weights)
+COMMAND_MODULES = (core, evaluation, augment, similarity, retrieval, library, gradcam, scaling, train, weights)
 ENTRY_POINT_GROUP = "momentlens.commands"  # `register(subparsers)` functions of installed front ends
 
 

@@ -1,0 +1,113 @@
+"""`momentlens index add|stats|remove|rebuild` and `momentlens search`: moment search over a video library."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from backends.cli.common import add_encoder_arg, emit_json
+
+
+def _add_library_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--library", type=Path, default=None, metavar="DIR",
+                   help="library folder (default $MOMENTLENS_LIBRARY, else ~/.cache/momentlens/library)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    index = sub.add_parser("index", help="build a video library to search: `index add DIR`, `index stats`, "
+                           "`index remove FILE`, `index rebuild`")
+    index.set_defaults(func=lambda args: index.print_help() or 1)
+    what = index.add_subparsers(dest="what", metavar="ACTION")
+
+    p = what.add_parser("add", help="encode and catalogue videos (folders searched recursively; unchanged files "
+                        "are not encoded again; Ctrl-C keeps what was done)")
+    p.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    add_encoder_arg(p)
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
+    _add_library_arg(p)
+    p.add_argument("--json", action="store_true", help="print {added, unchanged, skipped, seconds} as JSON")
+    p.set_defaults(func=cmd_index_add)
+
+    p = what.add_parser("stats", help="what the library holds: videos, errors, clips, index kind and size")
+    _add_library_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_index_stats)
+
+    p = what.add_parser("remove", help="drop a video from the library")
+    p.add_argument("path", metavar="FILE")
+    _add_library_arg(p)
+    p.set_defaults(func=cmd_index_remove)
+
+    p = what.add_parser("rebuild", help="rebuild the clip index from the catalogue and the feature cache")
+    _add_library_arg(p)
+    p.set_defaults(func=cmd_index_rebuild)
+
+    p = sub.add_parser("search", help="the best moments for a text query across the whole library")
+    p.add_argument("query", help="the text query, in quotes")
+    p.add_argument("--top-k", type=int, default=10, help="moments to return (default 10)")
+    p.add_argument("--videos", type=int, default=10, help="candidate videos scored in the second stage (default 10)")
+    _add_library_arg(p)
+    p.add_argument("--json", action="store_true", help='print {"query", "encoder", "results": [{"video", "start", '
+                   '"end", "score"}]}')
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    # deferred: torch and faiss; `momentlens --help` must start in about 0.5 s
+    from backends.retrieval.library import Library
+
+    lib = Library(args.library)
+    report = lib.add(args.paths, encoder=args.encoder, fps=args.fps, show_progress=None if not args.json else False)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    print(f"{len(report.added)} video(s) added, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped "
+          f"in {report.seconds:.1f} s; library {lib.folder} ({lib.encoder} at {lib.fps:g} fps)")
+    for file, reason in report.skipped:
+        print(f"  skipped {file}: {reason}")
+    return 0
+
+
+def cmd_index_stats(args: argparse.Namespace) -> int:
+    from backends.retrieval.library import Library
+
+    stats = Library(args.library).stats()
+    if args.json:
+        emit_json(stats)
+        return 0
+    print(f"{stats['folder']}: {stats['videos']} videos ({stats['hours']:.2f} h), {stats['clips']} clips, "
+          f"index {stats['index'] or 'none'} ({stats['index_bytes'] / 2**20:.1f} MiB"
+          f"{'' if stats['index_current'] else ', stale: rebuilt on the next search'}); encoder {stats['encoder']} "
+          f"at {stats['fps']:g} fps")
+    for e in stats["errors"]:
+        print(f"  error {e['file']}: {e['reason']}")
+    return 0
+
+
+def cmd_index_remove(args: argparse.Namespace) -> int:
+    from backends.retrieval.library import Library
+
+    Library(args.library).remove(args.path)
+    print(f"removed {args.path}")
+    return 0
+
+
+def cmd_index_rebuild(args: argparse.Namespace) -> int:
+    from backends.retrieval.library import Library
+
+    clips = Library(args.library).rebuild()
+    print(f"rebuilt the index: {clips} clips")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from backends.retrieval.library import Library
+
+    result = Library(args.library).search(args.query, top_k=args.top_k, videos=args.videos)
+    if args.json:
+        emit_json(result.to_dict())
+        return 0
+    print(f"{result.query!r} ({result.encoder}): {len(result.results)} moments from {len(result.candidates)} candidate videos")
+    for rank, h in enumerate(result.results, start=1):
+        print(f"  #{rank}  {Path(h.video).name}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}")
+    return 0

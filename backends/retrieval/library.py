@@ -1,0 +1,383 @@
+"""A video library: moment search over many videos ("video corpus moment retrieval").
+
+- Catalogue: an SQLite database (standard library `sqlite3`) with one row per video file: its path, size and
+  modification time (what tells a changed file), content hash, duration, encoder, fps, status ("ok" or
+  "error" with the one-sentence reason) and number of clips. Each file is committed in its own transaction,
+  so Ctrl-C leaves a consistent library and a re-run goes on where it stopped; unchanged files are not
+  encoded again. Frame features live in the feature cache (`features.encode_video`).
+- First stage: a faiss index over clip vectors (the mean of a video's frame features over windows of
+  CLIP_SECONDS, half overlapping, L2-normalised): exact inner product (`IndexFlatIP`) up to FLAT_MAX_ROWS
+  rows, HNSW above. The index file carries the library's version (a digest of the catalogue); an index that is
+  missing, unreadable or of another version is rebuilt from the catalogue and the feature cache, never served.
+- Second stage: the candidate videos (those of the best clips) go through the zero-shot moment scorer of
+  `retrieval.engine.retrieve`; moments from different videos are ranked by the query's mean frame cosine
+  inside them (one scale for every video).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from backends.core.contracts import ProgressFn, StopFn, check_query
+from backends.core.errors import CancelledError, MomentLensError, VideoError
+from backends.core.paths import cache_dir
+from backends.encoders import cached_encoder, canonical_encoder_name, default_encoder_name
+from backends.features import VideoFeatures, encode_video
+from backends.io.video import VIDEO_EXTENSIONS, is_video_name, list_videos
+from backends.retrieval.engine import retrieve
+
+log = logging.getLogger(__name__)
+
+CLIP_SECONDS = 4.0  # first-stage unit: windows of this length, half overlapping
+FLAT_MAX_ROWS = 100_000  # exact search up to here; HNSW above
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS videos (
+    path TEXT PRIMARY KEY,      -- resolved absolute path, as indexed
+    size INTEGER, mtime_ns INTEGER,
+    content_hash TEXT, duration REAL, clips INTEGER,
+    status TEXT NOT NULL,       -- ok | error
+    reason TEXT,                -- the one-sentence reason of an error
+    added REAL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+class LibraryError(MomentLensError):
+    """The library cannot do what was asked (another encoder, an empty library, ...)."""
+
+
+def library_dir() -> Path:
+    """`$MOMENTLENS_LIBRARY`, default `<cache>/library`."""
+    env = os.environ.get("MOMENTLENS_LIBRARY")
+    return Path(env).expanduser() if env else cache_dir() / "library"
+
+
+@dataclass
+class AddReport:
+    added: list[str] = field(default_factory=list)  # encoded now (new or changed files)
+    unchanged: list[str] = field(default_factory=list)  # already in the library, not encoded again
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, one-sentence reason)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped]}
+
+
+@dataclass
+class LibraryHit:
+    video: str  # the path that was indexed
+    start: float
+    end: float
+    score: float  # the query's mean frame cosine inside [start, end] (comparable across videos)
+    video_rank: int  # rank of the video in the first stage (1 = the best clip)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"video": self.video, "start": round(self.start, 3), "end": round(self.end, 3),
+                "score": round(float(self.score), 6), "video_rank": self.video_rank}
+
+
+@dataclass
+class SearchResult:
+    query: str
+    encoder: str
+    results: list[LibraryHit]
+    candidates: list[str]  # the videos the second stage scored, best first
+    index_rebuilt: bool = False  # the stored index was missing, stale or corrupt and was rebuilt
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "encoder": self.encoder, "results": [h.to_dict() for h in self.results]}
+
+
+def clip_vectors(feats: VideoFeatures, seconds: float = CLIP_SECONDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vectors (M, D) unit rows, starts (M,), ends (M,)): mean frame features over half-overlapping windows."""
+    times, f = feats.times, feats.features
+    if len(times) == 0:
+        return np.zeros((0, f.shape[1]), np.float32), np.zeros(0), np.zeros(0)
+    duration = max(feats.duration, float(times[-1]) + 1e-3)
+    starts = np.arange(0.0, max(duration - seconds, 0.0) + 1e-9, seconds / 2)
+    vecs, s_out, e_out = [], [], []
+    for s in starts:
+        e = min(s + seconds, duration)
+        inside = (times >= s) & (times < e)
+        if not inside.any():
+            continue
+        v = f[inside].mean(axis=0)
+        vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
+        s_out.append(s)
+        e_out.append(e)
+    return np.asarray(vecs, np.float32).reshape(-1, f.shape[1]), np.asarray(s_out), np.asarray(e_out)
+
+
+class Library:
+    """One library folder: `library.sqlite` (the catalogue) and `clips.faiss` + `clips.npz` (the index)."""
+
+    def __init__(self, folder: str | os.PathLike | None = None):
+        self.folder = Path(folder).expanduser() if folder is not None else library_dir()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.folder / "library.sqlite"
+        self.index_path = self.folder / "clips.faiss"
+        self.rows_path = self.folder / "clips.npz"
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
+            db.row_factory = sqlite3.Row
+            with db:  # one transaction: committed on success, rolled back on an exception
+                yield db
+
+    def _meta(self, key: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def _set_meta(self, db: sqlite3.Connection, key: str, value: str | None) -> None:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def encoder(self) -> str | None:
+        return self._meta("encoder")
+
+    @property
+    def fps(self) -> float:
+        return float(self._meta("fps") or 1.0)
+
+    # --- catalogue ----------------------------------------------------------------------------------
+    def add(self, paths: Sequence[str | os.PathLike], *, encoder: str | None = None, fps: float = 1.0,
+            progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+            show_progress: bool | None = None) -> AddReport:
+        """Encode and catalogue the videos of `paths` (folders searched recursively); files already there and
+        unchanged are skipped; unreadable ones are recorded with their reason. Rebuilds the index at the end."""
+        t0 = time.perf_counter()
+        files, skipped = _expand(paths)
+        name = self._check_encoder(encoder, fps)
+        enc = cached_encoder(name)
+        report = AddReport(skipped=skipped)
+        bar = tqdm(total=len(files), unit="video", desc="indexing", leave=False,
+                   disable=not (sys.stderr.isatty() if show_progress is None else show_progress))
+        try:
+            for i, path in enumerate(files):
+                if should_stop is not None and should_stop():
+                    raise CancelledError(f"indexing stopped after {i} of {len(files)} files; run it again to go on.")
+                st = path.stat()
+                with self._db() as db:
+                    row = db.execute("SELECT size, mtime_ns, status FROM videos WHERE path = ?", (str(path),)).fetchone()
+                if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+                    if row["status"] == "ok":
+                        report.unchanged.append(str(path))
+                    else:
+                        report.skipped.append((str(path), "unchanged since it failed to decode"))
+                else:
+                    values: tuple[Any, ...]
+                    try:
+                        feats = encode_video(path, enc, fps=fps, show_progress=False)
+                        n_clips = len(clip_vectors(feats)[0])
+                        values = (str(path), st.st_size, st.st_mtime_ns, feats.content_hash, feats.duration, n_clips,
+                                  "ok", None, time.time())
+                        report.added.append(str(path))
+                    except VideoError as err:
+                        values = (str(path), st.st_size, st.st_mtime_ns, None, None, 0, "error", str(err), time.time())
+                        report.skipped.append((str(path), str(err)))
+                    with self._db() as db:  # one transaction per file
+                        db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                        self._set_meta(db, "version", None)  # the index no longer matches
+                bar.update(1)
+                if progress is not None:
+                    progress((i + 1) / max(len(files), 1), f"indexed {i + 1} of {len(files)} videos")
+        finally:
+            bar.close()
+        if report.added or not self._index_current():
+            self.rebuild()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _check_encoder(self, encoder: str | None, fps: float) -> str:
+        name = canonical_encoder_name(encoder or self.encoder or default_encoder_name())
+        if not fps > 0:
+            raise LibraryError(f"fps must be positive, got {fps}.")
+        if self.encoder is not None and (self.encoder != name or abs(self.fps - fps) > 1e-9):
+            raise LibraryError(f"this library was built with {self.encoder} at {self.fps:g} fps; add with the same "
+                               "encoder and --fps, or use another library folder (--library DIR).")
+        with self._db() as db:
+            self._set_meta(db, "encoder", name)
+            self._set_meta(db, "fps", repr(float(fps)))
+        return name
+
+    def videos(self, status: str | None = "ok") -> list[dict[str, Any]]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM videos" + (" WHERE status = ?" if status else "") + " ORDER BY path",
+                              (status,) if status else ()).fetchall()
+        return [dict(r) for r in rows]
+
+    def remove(self, path: str | os.PathLike) -> bool:
+        """Drop a video from the library (its cached features stay in the feature cache); rebuilds the index."""
+        resolved = str(Path(path).expanduser().resolve())
+        with self._db() as db:
+            gone = db.execute("DELETE FROM videos WHERE path = ?", (resolved,)).rowcount > 0
+            self._set_meta(db, "version", None)
+        if not gone:
+            raise LibraryError(f"{path} is not in the library (`momentlens index stats` lists what is).")
+        self.rebuild()
+        return gone
+
+    def stats(self) -> dict[str, Any]:
+        ok, errors = self.videos("ok"), self.videos("error")
+        rows = 0
+        kind = None
+        if self.rows_path.is_file():
+            try:
+                with np.load(self.rows_path) as z:
+                    rows, kind = int(len(z["video"])), str(z["kind"])
+            except (OSError, ValueError, KeyError):
+                pass
+        size = sum(p.stat().st_size for p in (self.index_path, self.rows_path) if p.is_file())
+        return {"folder": str(self.folder), "encoder": self.encoder, "fps": self.fps, "videos": len(ok),
+                "errors": [{"file": e["path"], "reason": e["reason"]} for e in errors],
+                "hours": round(sum(v["duration"] or 0 for v in ok) / 3600, 4), "clips": rows, "index": kind,
+                "index_current": self._index_current(), "index_bytes": size}
+
+    # --- index ----------------------------------------------------------------------------------------
+    def _version(self) -> str:
+        digest = hashlib.sha1(f"{self.encoder}|{self.fps}|{CLIP_SECONDS}".encode())
+        for v in self.videos("ok"):
+            digest.update(f"|{v['path']}:{v['content_hash']}".encode())
+        return digest.hexdigest()[:16]
+
+    def _index_current(self) -> bool:
+        return self._meta("version") == self._version() and self.index_path.is_file() and self.rows_path.is_file()
+
+    def rebuild(self) -> int:
+        """Build the clip index from the catalogue and the feature cache (encoding what the cache lost);
+        returns the number of clips. Written to temporary files, then renamed: a reader never sees half."""
+        import faiss  # noqa: PLC0415 - deferred: faiss is only needed by libraries
+
+        name = self.encoder
+        videos = self.videos("ok")
+        if name is None or not videos:
+            for p in (self.index_path, self.rows_path):
+                p.unlink(missing_ok=True)
+            return 0
+        enc = cached_encoder(name)
+        vecs, vid, starts, ends = [], [], [], []
+        for k, v in enumerate(videos):
+            feats = encode_video(v["path"], enc, fps=self.fps, show_progress=False)
+            x, s, e = clip_vectors(feats)
+            vecs.append(x)
+            vid.append(np.full(len(x), k))
+            starts.append(s)
+            ends.append(e)
+        matrix = np.ascontiguousarray(np.concatenate(vecs).astype(np.float32))
+        dim = matrix.shape[1]
+        index: Any
+        if len(matrix) <= FLAT_MAX_ROWS:
+            index, kind = faiss.IndexFlatIP(dim), "flat"
+        else:
+            index, kind = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT), "hnsw"
+        index.add(matrix)
+        version = self._version()
+        tmp_index = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
+        tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
+        try:
+            faiss.write_index(index, str(tmp_index))
+            np.savez(tmp_rows, video=np.concatenate(vid), start=np.concatenate(starts), end=np.concatenate(ends),
+                     paths=np.array([v["path"] for v in videos]), version=np.array(version), kind=np.array(kind))
+            os.replace(tmp_index, self.index_path)
+            os.replace(tmp_rows, self.rows_path)
+        finally:
+            tmp_index.unlink(missing_ok=True)
+            tmp_rows.unlink(missing_ok=True)
+        with self._db() as db:
+            self._set_meta(db, "version", version)
+        log.info("library index: %d clips of %d videos (%s)", len(matrix), len(videos), kind)
+        return len(matrix)
+
+    def _load_index(self) -> tuple[Any, dict[str, np.ndarray], bool]:
+        """(faiss index, rows, rebuilt): the stored index when it is readable and current, else a rebuilt one."""
+        import faiss  # noqa: PLC0415 - deferred: see rebuild
+
+        for attempt in (0, 1):
+            try:
+                with np.load(self.rows_path) as z:
+                    rows = {k: z[k] for k in ("video", "start", "end", "paths", "version")}
+                index = faiss.read_index(str(self.index_path))
+                if str(rows["version"]) == self._meta("version") == self._version() and index.ntotal == len(rows["video"]):
+                    return index, rows, attempt == 1
+                reason = "it does not match the catalogue"
+            except (OSError, ValueError, KeyError, RuntimeError, EOFError) as err:  # missing, truncated, not faiss
+                reason = f"it cannot be read ({type(err).__name__})"
+            if attempt == 0:
+                log.warning("the library index in %s is not served: %s; rebuilding it", self.folder, reason)
+                if not self.rebuild():
+                    break
+        raise LibraryError("the library is empty: add videos first (`momentlens index add FOLDER`).")
+
+    # --- search ---------------------------------------------------------------------------------------
+    def search(self, query: str, *, top_k: int = 10, videos: int = 10, nms_threshold: float = 0.5) -> SearchResult:
+        """The best moments for `query` across the library: the clips closest to the query pick `videos`
+        candidate videos; each goes through the moment scorer; moments are ranked by mean frame cosine."""
+        text = check_query(query)
+        if top_k < 1 or videos < 1:
+            raise LibraryError("--top-k and --videos must be at least 1.")
+        if self.encoder is None:
+            raise LibraryError("the library is empty: add videos first (`momentlens index add FOLDER`).")
+        index, rows, rebuilt = self._load_index()
+        enc = cached_encoder(self.encoder)
+        q = np.asarray(enc.encode_text([text]), np.float32).reshape(1, -1)
+        k = int(min(index.ntotal, max(50 * videos, 200)))
+        _, found = index.search(q, k)
+        order: list[int] = []
+        for row in found[0]:
+            if row < 0:
+                continue
+            v = int(rows["video"][row])
+            if v not in order:
+                order.append(v)
+            if len(order) == videos:
+                break
+        hits: list[LibraryHit] = []
+        candidates = [str(rows["paths"][v]) for v in order]
+        for rank, path in enumerate(candidates, start=1):
+            result = retrieve(path, text, encoder=enc, top_k=top_k, nms_threshold=nms_threshold, fps=self.fps)
+            for m in result.moments:
+                inside = (result.saliency_times >= m.start) & (result.saliency_times <= m.end)
+                score = float(result.saliency[inside].mean()) if inside.any() else float("-inf")
+                hits.append(LibraryHit(path, m.start, m.end, score, rank))
+        hits.sort(key=lambda h: -h.score)
+        return SearchResult(text, self.encoder, hits[:top_k], candidates, rebuilt)
+
+
+def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Video files of `paths` (folders recursively), resolved and without repeats; what is not one is skipped."""
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_dir():
+            try:
+                files += list_videos(path, recursive=True)
+            except VideoError as err:
+                skipped.append((str(path), str(err)))
+        elif path.is_file() and is_video_name(path):
+            files.append(path)
+        elif path.is_file():
+            skipped.append((str(path), f"{path.name} is not a video file ({', '.join(VIDEO_EXTENSIONS)})."))
+        else:
+            skipped.append((str(path), f"{path} does not exist."))
+    unique = list(dict.fromkeys(f.resolve() for f in files))
+    return unique, skipped
+

