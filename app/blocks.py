@@ -21,6 +21,7 @@ from app.augment_tab import build_augment_tab
 from app.common import GPU_QUEUE, AppContext
 from app.compare_tab import build_compare_tab
 from app.gradcam_tab import build_gradcam_tab, follow_retrieval
+from app.library_tab import build_library_tab
 from app.retrieval_tab import build_retrieval_tab
 from app.scaling_tab import build_scaling_tab
 from app.similarity_tab import build_similarity_tab
@@ -72,13 +73,14 @@ class MomentLensApp(gr.Blocks):
 
 def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_concurrency: int = 1,
               queue_size: int = QUEUE_MAX_SIZE, models_dir: str | Path | None = None,
-              test_encoders: bool = False, local: bool = False) -> MomentLensApp:
+              test_encoders: bool = False, local: bool = False, library: str | Path | None = None) -> MomentLensApp:
     """Assemble the tabs. `encoder` is preselected (default: the registry's default), `video` preloaded
     (default: the sample clip); model-heavy handlers share one queue with `gpu_concurrency` workers.
     Remote callers may pick only the encoders the server offers: the registry's, `encoder`, and the
     checkpoints in `models_dir` (default `$MOMENTLENS_MODELS`, else `<cache>/models`); the random test
     encoders only with `test_encoders=True`. `local` shows the panel that adds a checkpoint or fetches CLIP weights
-    (`momentlens app` sets it when serving this machine only, without a share link)."""
+    (`momentlens app` sets it when serving this machine only, without a share link) and lets the Library tab add
+    folders; `library` is the video library the Library tab searches (None: the tab says none is served)."""
 
     workdir = Path(tempfile.mkdtemp(prefix="momentlens-app-"))
     chosen = canonical_encoder_name(encoder or default_encoder_name())  # the dropdown's value is one of its choices
@@ -86,7 +88,7 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
                           models=Path(models_dir) if models_dir is not None else default_models_dir(),
                           test_encoders=test_encoders)
     ctx = AppContext(encoder=chosen, video=None, workdir=workdir, gpu_concurrency=gpu_concurrency, offers=offers,
-                     local=local)
+                     local=local, library=Path(library).expanduser() if library is not None else None)
     clip = Path(video) if video is not None else default_sample_clip()
     ctx.video_source = clip
     if clip is not None:
@@ -109,6 +111,8 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
                 gradcam = build_gradcam_tab(ctx, source)
             with gr.Tab("Temporal scaling", id="scaling"):
                 build_scaling_tab(ctx, source)
+            with gr.Tab("Library", id="library"):
+                build_library_tab(ctx, source)
         source.wire_resets()  # another clip clears every output computed on the previous one
         follow = [gradcam.query, gradcam.start, gradcam.end, gradcam.note]
         for ev in retrieval.found:  # Grad-CAM looks at the query and top moment just retrieved

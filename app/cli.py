@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_encoder_arg(p)
     p.add_argument("--video", default=None, help="clip to preload (default: the sample clip)")
     p.add_argument("--concurrency", type=int, default=1, help="model-heavy requests run at once (default 1)")
+    p.add_argument("--library", default=None, metavar="DIR",
+                   help="video library the Library tab searches (default on this machine only: $MOMENTLENS_LIBRARY; a "
+                   "shared or exposed app searches a library only when this names one)")
     p.set_defaults(func=cmd_app)
 
 
@@ -64,7 +67,13 @@ def cmd_app(args: argparse.Namespace) -> int:
     auth = parse_auth(args.auth)
     _limit_malloc_arenas()
     local = args.host in ("127.0.0.1", "localhost") and not args.share  # only the machine's own user may download
-    demo = build_app(encoder=args.encoder, video=args.video, gpu_concurrency=args.concurrency, local=local)
+    library = args.library
+    if library is None and local:
+        from backends.retrieval.library import library_dir  # deferred: see build_app
+
+        library = library_dir()
+    demo = build_app(encoder=args.encoder, video=args.video, gpu_concurrency=args.concurrency, local=local,
+                     library=library)
     if args.host not in ("127.0.0.1", "localhost"):
         log.warning("serving on %s: anyone who can reach this machine can use the app%s", args.host,
                     "" if auth else " (add --auth USER:PASS)")

@@ -48,6 +48,7 @@ class AppContext:
     video_source: str | Path | None = None  # the preloaded clip itself (to preselect it in the sample list)
     offers: ServerOffers = field(default_factory=ServerOffers)  # what a remote caller may choose
     local: bool = False  # served to this machine's own user only: checkpoint uploads into the models folder, downloads
+    library: Path | None = None  # the video library the Library tab searches (None: no library is served)
     stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
     uploads: dict[str, set[str]] = field(default_factory=dict)  # files each session uploaded (removed at its end)
     adapters: dict[str, list[str]] = field(default_factory=dict)  # adapters each session trained (offered to it)

@@ -113,3 +113,24 @@ def test_library_errors_are_one_sentence(folder, tmp_path):
         lib.remove(folder / "nothing.mp4")
     with pytest.raises(MomentLensError, match="empty"):
         lib.search("   ")
+
+
+@pytest.fixture
+def built(folder, tmp_path) -> Path:
+    lib = Library(tmp_path / "lib")
+    lib.add([folder], encoder=TINY)
+    return lib.folder
+
+
+def test_library_panel_shows_moments_and_plays_one(built):
+    from widgets import LibraryPanel
+
+    panel = LibraryPanel(library=built, encoder=TINY)
+    panel.query.value = "people walking on a lawn"
+    direct = Library(built).search("people walking on a lawn", top_k=8)
+    assert panel.result == direct.to_dict()
+    assert len(panel.grid.children) == len(direct.results)
+    first = direct.results[0]
+    panel.grid.children[0].children[1].click()  # the moment's button under its thumbnail
+    assert panel.player.path is not None and panel.player.time == pytest.approx(first.start)
+    assert panel.player.end == pytest.approx(first.end)

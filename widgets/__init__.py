@@ -5,9 +5,11 @@ from widgets.panels import (
     ComparePanel,
     Explorer,
     GradCamPanel,
+    LibraryPanel,
     RetrievalPanel,
     ScalingPanel,
     SelfSimilarityPanel,
 )
 
-__all__ = ["AugmentationPanel", "ComparePanel", "Explorer", "GradCamPanel", "RetrievalPanel", "ScalingPanel", "SelfSimilarityPanel"]
+__all__ = ["AugmentationPanel", "ComparePanel", "Explorer", "GradCamPanel", "LibraryPanel", "RetrievalPanel", "ScalingPanel",
+           "SelfSimilarityPanel"]

@@ -37,6 +37,7 @@ from backends.train.adapter import (
 from backends.views.augment import augment_view
 from backends.views.compare import compare_view
 from backends.views.gradcam import gradcam_view
+from backends.views.library import library_search_view
 from backends.views.scaling import scaling_view
 from backends.views.similarity import frames_at, self_similarity_view
 from widgets.common import Runner, Source, VideoPlayer, from_browser, show_figure
@@ -470,6 +471,55 @@ class ComparePanel(Panel):
                      layout=W.Layout(width="auto"))
         b.on_click(lambda _: self.player.play_moment(moment.start, moment.end))
         return b
+
+
+class LibraryPanel(Panel):
+    """Search a video library (built with `momentlens index add`): the best moments across its videos as
+    thumbnails; a moment's button opens that video in the player and plays the moment."""
+
+    title = "Library"
+    run_label = "Search"
+
+    def __init__(self, library: str | Path | None = None, **kwargs):
+        self.library = library  # None: $MOMENTLENS_LIBRARY (backends.retrieval.library.library_dir)
+        super().__init__(with_source=False, **kwargs)
+
+    def build(self):
+        self.query = W.Text(description="query", placeholder="describe the moment, then Enter",
+                            continuous_update=False, layout=W.Layout(width="520px"))
+        self.top_k = W.IntSlider(value=8, min=1, max=16, description="moments", continuous_update=False)
+        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 200px)", grid_gap="8px"))
+        self.player = VideoPlayer()
+        self._rerun_on(self.query, self.top_k)
+        return [W.HBox([self.query, self.top_k]), self.grid, self.player]
+
+    def clear(self) -> None:
+        super().clear()
+        self.grid.children = []
+
+    def run(self, background: bool = False) -> None:
+        query, k = self.query.value, int(self.top_k.value)
+
+        def done(out):
+            result, thumbs = out
+            cells = []
+            for i, (hit, thumb) in enumerate(zip(result.results, thumbs), start=1):
+                image = W.Image(value=png_bytes(thumb) if thumb is not None else b"", format="png",
+                                layout=W.Layout(width="196px"))
+                button = W.Button(description=f"#{i} {Path(hit.video).name} {hit.start:.1f}–{hit.end:.1f} s",
+                                  tooltip=f"{hit.video}: play {hit.start:.2f}-{hit.end:.2f} s (score {hit.score:.3f})",
+                                  layout=W.Layout(width="196px"))
+                button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
+                cells.append(W.VBox([image, button]))
+            self.grid.children = cells
+            self.result = result.to_dict()
+
+        self.runner.run(lambda: library_search_view(query, self.library, top_k=k), done, background)
+
+    def open(self, video: str, start: float, end: float) -> None:
+        """Load a library video into the player and play one of its moments (it stops at `end`)."""
+        self.player.load(video)
+        self.player.play_moment(start, end)
 
 
 class ScalingPanel(Panel):
