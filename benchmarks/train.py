@@ -33,7 +33,7 @@ from backends.core import paths
 from backends.encoders.video import VideoEncoder
 from backends.evaluation.probe import cut_clips, knn_probe, perturbed_copies
 from backends.models.video import build_video_backbone
-from backends.train.cvrl import CollateFame, CvrlModel, CvrlPairs, info_nce, preset, scan_videos, to_model_input, train_cvrl
+from backends.train.cvrl import CvrlModel, CvrlPairs, clip_loader, info_nce, preset, scan_videos, to_model_input, train_cvrl
 
 OUT = ROOT / "benchmarks" / "out" / "train"
 
@@ -50,10 +50,7 @@ def sources() -> dict:
 
 def loader_throughput(cfg, folder: Path, batches: int) -> float:
     entries, _ = scan_videos(folder, cfg.decode_fps)
-    dataset = CvrlPairs(entries, cfg)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                         collate_fn=CollateFame(cfg), num_workers=cfg.workers,
-                                         prefetch_factor=4 if cfg.workers else None)
+    loader = clip_loader(CvrlPairs(entries, cfg), cfg)
     it = iter(loader)
     next(it)  # workers started
     t0 = time.perf_counter()

@@ -134,3 +134,29 @@ def test_library_panel_shows_moments_and_plays_one(built):
     panel.grid.children[0].children[1].click()  # the moment's button under its thumbnail
     assert panel.player.path is not None and panel.player.time == pytest.approx(first.start)
     assert panel.player.end == pytest.approx(first.end)
+
+
+@pytest.mark.slow
+def test_ray_extraction_gives_the_single_machine_features(folder, tmp_path, monkeypatch):
+    """`index add --ray` on a local Ray (2 encoder actors): the same features (to 1e-5) as one process, the
+    bad file reported with its reason, and the library searchable."""
+    pytest.importorskip("ray")
+    import numpy as np
+
+    from backends.encoders import cached_encoder
+    from backends.features import encode_video
+
+    monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path / "ray_cache"))
+    lib = Library(tmp_path / "lib")
+    report = lib.add([folder], encoder=TINY, ray="local")
+    assert len(report.added) == 3 and len(report.skipped) == 1
+    assert report.ray is not None and report.ray["encoded"] == 3 and report.ray["failed"] == 1  # the actors did it
+    by_ray = {v["path"]: encode_video(v["path"], cached_encoder(TINY)) for v in lib.videos()}
+    assert all(f.from_cache for f in by_ray.values())  # the actors wrote them into the driver's cache
+    monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path / "local_cache"))
+    for path, feats in by_ray.items():
+        local = encode_video(path, cached_encoder(TINY))
+        assert not local.from_cache
+        np.testing.assert_allclose(feats.features, local.features, atol=1e-5)
+        np.testing.assert_allclose(feats.times, local.times)
+    assert lib.search("people walking", top_k=3).results

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     add_encoder_arg(p)
     p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="encode on Ray: a local Ray without ADDRESS, else the cluster at ADDRESS (e.g. ray://head:10001 "
+                   "or auto); needs pip install 'momentlens[ray]' and a feature cache every node can reach")
     _add_library_arg(p)
     p.add_argument("--json", action="store_true", help="print {added, unchanged, skipped, seconds} as JSON")
     p.set_defaults(func=cmd_index_add)
@@ -57,7 +60,8 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     from backends.retrieval.library import Library
 
     lib = Library(args.library)
-    report = lib.add(args.paths, encoder=args.encoder, fps=args.fps, show_progress=None if not args.json else False)
+    report = lib.add(args.paths, encoder=args.encoder, fps=args.fps, show_progress=None if not args.json else False,
+                     ray=args.ray)
     if args.json:
         emit_json(report.to_dict())
         return 0

@@ -68,5 +68,9 @@ class WindowError(MomentLensError):
     """A [start, end] window that is empty or outside the video."""
 
 
+class MissingDependencyError(MomentLensError):
+    """An optional package that this feature needs is not installed (the message says what to install)."""
+
+
 class CancelledError(MomentLensError):
     """The user stopped a long computation; nothing partial was kept."""

@@ -72,6 +72,7 @@ class AddReport:
     unchanged: list[str] = field(default_factory=list)  # already in the library, not encoded again
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, one-sentence reason)
     seconds: float = 0.0
+    ray: dict[str, Any] | None = None  # with --ray: {"encoded", "failed", "nodes"} of the Ray job
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped]}
@@ -160,14 +161,17 @@ class Library:
     # --- catalogue ----------------------------------------------------------------------------------
     def add(self, paths: Sequence[str | os.PathLike], *, encoder: str | None = None, fps: float = 1.0,
             progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-            show_progress: bool | None = None) -> AddReport:
+            show_progress: bool | None = None, ray: str | None = None) -> AddReport:
         """Encode and catalogue the videos of `paths` (folders searched recursively); files already there and
-        unchanged are skipped; unreadable ones are recorded with their reason. Rebuilds the index at the end."""
+        unchanged are skipped; unreadable ones are recorded with their reason. Rebuilds the index at the end.
+        `ray` ("local" or a cluster address) encodes the new files on Ray (`retrieval.distributed`) first."""
         t0 = time.perf_counter()
         files, skipped = _expand(paths)
         name = self._check_encoder(encoder, fps)
-        enc = cached_encoder(name)
         report = AddReport(skipped=skipped)
+        if ray is not None:
+            report.ray = self._encode_on_ray(files, name, fps, ray)  # fills the feature cache; the loop reads it
+        enc = cached_encoder(name)
         bar = tqdm(total=len(files), unit="video", desc="indexing", leave=False,
                    disable=not (sys.stderr.isatty() if show_progress is None else show_progress))
         try:
@@ -205,6 +209,22 @@ class Library:
             self.rebuild()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _encode_on_ray(self, files: list[Path], encoder: str, fps: float, address: str) -> dict[str, Any]:
+        from backends.retrieval.distributed import encode_on_ray  # noqa: PLC0415 - Ray is optional
+
+        todo = []
+        for path in files:
+            st = path.stat()
+            with self._db() as db:
+                row = db.execute("SELECT size, mtime_ns FROM videos WHERE path = ?", (str(path),)).fetchone()
+            if row is None or row["size"] != st.st_size or row["mtime_ns"] != st.st_mtime_ns:
+                todo.append(path)
+        rows = encode_on_ray(todo, encoder, fps, cache_dir(), address)
+        failed = [r for r in rows if r["status"] != "ok"]
+        nodes = sorted({r["node"] for r in rows})
+        log.info("ray encoded %d files (%d failed) on %d node(s)", len(rows), len(failed), len(nodes))
+        return {"encoded": len(rows) - len(failed), "failed": len(failed), "nodes": nodes}
 
     def _check_encoder(self, encoder: str | None, fps: float) -> str:
         name = canonical_encoder_name(encoder or self.encoder or default_encoder_name())

@@ -268,6 +268,18 @@ class _Skip(Sampler[int]):
         return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
 
 
+def clip_loader(dataset: CvrlPairs, cfg: CvrlTrainConfig, sampler: Sampler[int] | None = None,
+                collate: CollateFame | None = None, *, pin_memory: bool = False) -> DataLoader:
+    """The DataLoader of training (and of benchmarks/train.py): `cfg.workers` processes decode and augment.
+    Workers start from a fresh forkserver process (spawn off Linux), never by forking the caller: a process
+    that already runs threads (a web server, decoder threads) can deadlock a forked child on a held lock."""
+    context = ("forkserver" if sys.platform == "linux" else "spawn") if cfg.workers else None
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, shuffle=sampler is None, drop_last=True,
+                      collate_fn=collate or CollateFame(cfg), num_workers=cfg.workers,
+                      worker_init_fn=_worker_init if cfg.workers else None, multiprocessing_context=context,
+                      prefetch_factor=4 if cfg.workers else None, pin_memory=pin_memory)
+
+
 def to_model_input(u8: torch.Tensor, model: VideoModelConfig, device: torch.device) -> torch.Tensor:
     """uint8 clips (B, T, S, S, 3) -> normalised float (B, 3, T, S, S) on `device` (as the encoder feeds them)."""
     x = u8.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float().div_(255.0)
@@ -494,10 +506,7 @@ def train_cvrl(
             else:
                 base = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
             sampler = _Skip(base, in_epoch * cfg.batch_size)
-            loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
-                                num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
-                                persistent_workers=False, prefetch_factor=4 if cfg.workers else None,
-                                pin_memory=dev.type == "cuda")
+            loader = clip_loader(dataset, cfg, sampler, collate, pin_memory=dev.type == "cuda")
             for batch in loader:
                 if step >= total or (max_steps is not None and step >= max_steps):
                     break

