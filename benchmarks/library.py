@@ -7,7 +7,7 @@ benchmarks/out/library/videos (generated once, reused).
 
 Printed:
 - indexing throughput (videos/min, minutes of video per minute) of `Library.add` on one process, bundled
-  encoder at 1 fps, cold feature cache;
+  encoder at 1 fps, cold feature cache, and the same on a local Ray (one encoder actor per CPU);
 - search latency p50/p95 of one query over the library (first stage + second stage), and of the first stage
   alone over a simulated 100k-clip index of random unit vectors of the same dimension (exact flat vs HNSW),
   the index memory, and HNSW's recall@10 against the exact index;
@@ -122,6 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=200)
     ap.add_argument("--encoder", default="conse-effnet-minilm")
+    ap.add_argument("--no-ray", dest="ray", action="store_false", help="skip the local Ray run")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -141,6 +142,16 @@ def main() -> None:
         print(f"indexing (one process, {args.encoder} at 1 fps, cold cache): {len(report.added)} videos in {took:.0f} s "
               f"= {len(report.added) / took * 60:.1f} videos/min, {minutes / (took / 60):.1f} min of video per minute; "
               f"{len(report.skipped)} skipped")
+        if args.ray:
+            os.environ["MOMENTLENS_CACHE"] = str(Path(tmp) / "ray_cache")  # cold again, for the Ray run
+            t = time.perf_counter()
+            ray_report = Library(Path(tmp) / "lib_ray").add([*videos, realmix], encoder=args.encoder, ray="local",
+                                                             show_progress=False)
+            took_ray = time.perf_counter() - t
+            print(f"indexing on a local Ray ({ray_report.ray}): {len(ray_report.added)} videos in {took_ray:.0f} s = "
+                  f"{len(ray_report.added) / took_ray * 60:.1f} videos/min (Ray start-up included); "
+                  f"Ray / one process = {took / took_ray:.2f}x")
+            os.environ["MOMENTLENS_CACHE"] = str(Path(tmp) / "cache")
         t = time.perf_counter()
         again = lib.add([*videos, realmix], encoder=args.encoder, show_progress=False)
         print(f"re-run over the same files: {len(again.unchanged)} unchanged, {len(again.added)} encoded, "
