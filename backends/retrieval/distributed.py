@@ -69,10 +69,14 @@ def encode_on_ray(files: list[Path], encoder: str, fps: float, cache_root: Path,
         gpus = int(resources.get("GPU", 0))
         n = actors or max(1, min(len(files), gpus or int(resources.get("CPU", 1))))
         log.info("ray: %d encoder actors over %d files (%d GPUs in the cluster)", n, len(files), gpus)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # `index add` shows its own progress
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds: Any = ray.data.from_items([{"path": str(f)} for f in files])
         ds = ds.map_batches(EncoderActor, fn_constructor_kwargs={"encoder": encoder, "fps": fps,
                                                                  "cache_root": str(cache_root)},
-                            batch_size=1, concurrency=n, num_gpus=1 if gpus else 0, num_cpus=1)
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if gpus else 0,
+                            num_cpus=1)
         return [dict(r) for r in ds.take_all()]
     finally:
         if started_here:

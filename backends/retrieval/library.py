@@ -7,7 +7,7 @@
   encoded again. Frame features live in the feature cache (`features.encode_video`).
 - First stage: a faiss index over clip vectors (the mean of a video's frame features over windows of
   CLIP_SECONDS, half overlapping, L2-normalised): exact inner product (`IndexFlatIP`) up to FLAT_MAX_ROWS
-  rows, HNSW above. The index file carries the library's version (a digest of the catalogue); an index that is
+  rows (a million), HNSW above. The index file carries the library's version (a digest of the catalogue); an index that is
   missing, unreadable or of another version is rebuilt from the catalogue and the feature cache, never served.
 - Second stage: the candidate videos (those of the best clips) go through the zero-shot moment scorer of
   `retrieval.engine.retrieve`; moments from different videos are ranked by the query's mean frame cosine
@@ -42,7 +42,11 @@ from backends.retrieval.engine import retrieve
 log = logging.getLogger(__name__)
 
 CLIP_SECONDS = 4.0  # first-stage unit: windows of this length, half overlapping
-FLAT_MAX_ROWS = 100_000  # exact search up to here; HNSW above
+# Exact search up to here (measured: 14 ms per query over 100k 384-d clips on 2 cores), HNSW above.
+FLAT_MAX_ROWS = 1_000_000
+# HNSW graph degree and beam widths: faiss's default search beam (16) recalled 10 % of the exact top-10 on 100k
+# random 384-d vectors, 512 recalled 68 %, 1024 recalled 91 % at 5 ms (random vectors are its hardest case)
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 1024
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
     path TEXT PRIMARY KEY,      -- resolved absolute path, as indexed
@@ -307,7 +311,8 @@ class Library:
         if len(matrix) <= FLAT_MAX_ROWS:
             index, kind = faiss.IndexFlatIP(dim), "flat"
         else:
-            index, kind = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT), "hnsw"
+            index, kind = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT), "hnsw"
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.add(matrix)
         version = self._version()
         tmp_index = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
@@ -335,6 +340,8 @@ class Library:
                 with np.load(self.rows_path) as z:
                     rows = {k: z[k] for k in ("video", "start", "end", "paths", "version")}
                 index = faiss.read_index(str(self.index_path))
+                if hasattr(index, "hnsw"):
+                    index.hnsw.efSearch = HNSW_EF_SEARCH
                 if str(rows["version"]) == self._meta("version") == self._version() and index.ntotal == len(rows["video"]):
                     return index, rows, attempt == 1
                 reason = "it does not match the catalogue"
