@@ -73,6 +73,24 @@ def test_index_add_search_restart_and_rebuild(folder, tmp_path, capsys):
     assert gone not in {h.video for h in after.results} and gone not in after.candidates
 
 
+def test_new_files_are_appended_to_the_index_as_a_rebuild_would_make_it(folder, tmp_path):
+    """Adding new files appends their clips instead of re-reading every video; the index answers exactly as one
+    built from scratch over the same videos."""
+    grown = Library(tmp_path / "grown")
+    first = grown.add([folder / "sub"], encoder=TINY)
+    assert first.index == "rebuilt"  # the first add builds it
+    second = grown.add([folder], encoder=TINY)
+    assert second.index == "appended" and len(second.added) == 2 and len(second.unchanged) == 1
+    assert grown._index_current()
+    scratch = Library(tmp_path / "scratch")
+    scratch.add([folder], encoder=TINY)
+    for query in ("people walking on a lawn", "a cup on a table"):
+        a, b = grown.search(query, top_k=6), scratch.search(query, top_k=6)
+        assert not a.index_rebuilt
+        assert [h.to_dict() for h in a.results] == [h.to_dict() for h in b.results]
+    assert grown.stats()["clips"] == scratch.stats()["clips"]
+
+
 def test_a_changed_file_is_encoded_again_and_the_stale_index_rebuilt(folder, tmp_path):
     lib = Library(tmp_path / "lib")
     lib.add([folder], encoder=TINY)
@@ -81,6 +99,7 @@ def test_a_changed_file_is_encoded_again_and_the_stale_index_rebuilt(folder, tmp
     shutil.copy(folder / "sub" / "realmix_dev.mp4", target)  # same name, other content
     report = lib.add([folder], encoder=TINY)
     assert report.added == [str(target.resolve())] and len(report.unchanged) == 2
+    assert report.index == "rebuilt"  # its old clips are in the index: appending would keep them
     assert lib._meta("version") != version and lib._index_current()
 
 

@@ -77,6 +77,7 @@ class AddReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, one-sentence reason)
     seconds: float = 0.0
     ray: dict[str, Any] | None = None  # with --ray: {"encoded", "failed", "nodes"} of the Ray job
+    index: str = "kept"  # what happened to the clip index: kept | appended (new files only) | rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped]}
@@ -176,6 +177,9 @@ class Library:
         if ray is not None:
             report.ray = self._encode_on_ray(files, name, fps, ray)  # fills the feature cache; the loop reads it
         enc = cached_encoder(name)
+        # new files can be appended to a current exact index; a changed file means rebuilding it
+        appendable = self._index_current() and self._index_kind() == "flat"
+        appended: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # (path, vectors, starts, ends)
         bar = tqdm(total=len(files), unit="video", desc="indexing", leave=False,
                    disable=not (sys.stderr.isatty() if show_progress is None else show_progress))
         try:
@@ -194,10 +198,12 @@ class Library:
                     values: tuple[Any, ...]
                     try:
                         feats = encode_video(path, enc, fps=fps, show_progress=False)
-                        n_clips = len(clip_vectors(feats)[0])
-                        values = (str(path), st.st_size, st.st_mtime_ns, feats.content_hash, feats.duration, n_clips,
+                        vectors, starts, ends = clip_vectors(feats)
+                        values = (str(path), st.st_size, st.st_mtime_ns, feats.content_hash, feats.duration, len(vectors),
                                   "ok", None, time.time())
                         report.added.append(str(path))
+                        appended.append((str(path), vectors, starts, ends))
+                        appendable = appendable and row is None  # a changed file's old clips are in the index
                     except VideoError as err:
                         values = (str(path), st.st_size, st.st_mtime_ns, None, None, 0, "error", str(err), time.time())
                         report.skipped.append((str(path), str(err)))
@@ -209,8 +215,12 @@ class Library:
                     progress((i + 1) / max(len(files), 1), f"indexed {i + 1} of {len(files)} videos")
         finally:
             bar.close()
-        if report.added or not self._index_current():
+        if report.added and appendable:
+            self._append(appended)
+            report.index = "appended"
+        elif report.added or not self._index_current():
             self.rebuild()
+            report.index = "rebuilt"
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -314,13 +324,23 @@ class Library:
             index, kind = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT), "hnsw"
             index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.add(matrix)
+        self._write_index(index, {"video": np.concatenate(vid), "start": np.concatenate(starts),
+                                  "end": np.concatenate(ends), "paths": np.array([v["path"] for v in videos])}, kind)
+        log.info("library index: %d clips of %d videos (%s)", len(matrix), len(videos), kind)
+        return len(matrix)
+
+    def _write_index(self, index: Any, rows: dict[str, np.ndarray], kind: str) -> None:
+        """Write the index and its rows under the catalogue's current version, each to a temporary file renamed
+        into place (a reader never sees half), then record that version."""
+        import faiss  # noqa: PLC0415 - deferred: see rebuild
+
         version = self._version()
         tmp_index = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
         tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
         try:
             faiss.write_index(index, str(tmp_index))
-            np.savez(tmp_rows, video=np.concatenate(vid), start=np.concatenate(starts), end=np.concatenate(ends),
-                     paths=np.array([v["path"] for v in videos]), version=np.array(version), kind=np.array(kind))
+            arrays: dict[str, Any] = {**rows, "version": np.array(version), "kind": np.array(kind)}
+            np.savez(tmp_rows, **arrays)
             os.replace(tmp_index, self.index_path)
             os.replace(tmp_rows, self.rows_path)
         finally:
@@ -328,8 +348,31 @@ class Library:
             tmp_rows.unlink(missing_ok=True)
         with self._db() as db:
             self._set_meta(db, "version", version)
-        log.info("library index: %d clips of %d videos (%s)", len(matrix), len(videos), kind)
-        return len(matrix)
+
+    def _index_kind(self) -> str | None:
+        try:
+            with np.load(self.rows_path) as z:
+                return str(z["kind"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _append(self, new: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Add the clips of new videos to the stored exact index (instead of re-reading every video's features)."""
+        import faiss  # noqa: PLC0415 - deferred: see rebuild
+
+        index = faiss.read_index(str(self.index_path))
+        with np.load(self.rows_path) as z:
+            rows = {k: z[k] for k in ("video", "start", "end", "paths")}
+        paths = list(rows["paths"])
+        for path, vectors, starts, ends in new:
+            index.add(np.ascontiguousarray(vectors, np.float32))
+            rows["video"] = np.concatenate([rows["video"], np.full(len(vectors), len(paths))])
+            rows["start"] = np.concatenate([rows["start"], starts])
+            rows["end"] = np.concatenate([rows["end"], ends])
+            paths.append(path)
+        rows["paths"] = np.array(paths)
+        self._write_index(index, rows, "flat")
+        log.info("library index: %d clips of %d new videos appended", sum(len(v) for _, v, _, _ in new), len(new))
 
     def _load_index(self) -> tuple[Any, dict[str, np.ndarray], bool]:
         """(faiss index, rows, rebuilt): the stored index when it is readable and current, else a rebuilt one."""
