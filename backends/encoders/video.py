@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends.core.device import inference_dtype
 from backends.core.errors import CheckpointError, EncoderError, WeightsNotFoundError
 from backends.encoders.base import Encoder, register_encoder, resize_center_crop
 from backends.encoders.conse import TOP_T, conse_mixture, label_embeddings, load_minilm
@@ -61,6 +62,7 @@ class VideoEncoder(Encoder):
         self.input_size = int(model.input_size)
         self.visual_dim = int(backbone.feature_dim)
         self.batch_size = batch_size  # clips per forward pass
+        self.autocast_dtype = inference_dtype(device)  # the project's precision policy (MOMENTLENS_PRECISION=fp32)
         self.mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1, 1)
         self.std = torch.tensor(model.std, device=device).view(1, 3, 1, 1, 1)
         self.class_names = class_names
@@ -72,7 +74,8 @@ class VideoEncoder(Encoder):
             self.label_embeddings = label_embeddings(class_names or [], self.text_model, self.dim).to(device)
         else:
             self.dim = self.visual_dim
-        self.id = f"{name}@{version}-n{self.clip_len}r{self.frame_rate:g}s{self.input_size}"
+        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        self.id = f"{name}@{version}-n{self.clip_len}r{self.frame_rate:g}s{self.input_size}-{precision}"
 
     # --- preprocessing -------------------------------------------------------------------------------
     def preprocess_clips(self, clips: np.ndarray) -> torch.Tensor:
@@ -96,8 +99,8 @@ class VideoEncoder(Encoder):
         return conse_mixture(self.backbone.classifier(features), self.label_embeddings, TOP_T)
 
     def _embed_batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 feats = self.backbone.features(batch)
             feats = feats.float()
         else:
@@ -135,10 +138,6 @@ class VideoEncoder(Encoder):
 
     def target_layer(self) -> nn.Module:
         return self.backbone.target_layer()
-
-    def training_config(self) -> dict[str, Any]:
-        """The checkpoint's augmentation and training settings ({} for torchvision or random weights)."""
-        return {k: self.config[k] for k in ("augmentation", "training") if k in self.config}
 
     def describe(self) -> dict:
         return {**super().describe(), "clip_len": self.clip_len, "frame_rate": self.frame_rate,

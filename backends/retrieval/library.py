@@ -187,9 +187,8 @@ class Library:
                 if should_stop is not None and should_stop():
                     raise CancelledError(f"indexing stopped after {i} of {len(files)} files; run it again to go on.")
                 st = path.stat()
-                with self._db() as db:
-                    row = db.execute("SELECT size, mtime_ns, status FROM videos WHERE path = ?", (str(path),)).fetchone()
-                if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+                row = self._row(path)
+                if row is not None and not self._changed(row, st):
                     if row["status"] == "ok":
                         report.unchanged.append(str(path))
                     else:
@@ -224,16 +223,19 @@ class Library:
         report.seconds = time.perf_counter() - t0
         return report
 
+    def _row(self, path: Path) -> sqlite3.Row | None:
+        with self._db() as db:
+            return db.execute("SELECT size, mtime_ns, status FROM videos WHERE path = ?", (str(path),)).fetchone()
+
+    @staticmethod
+    def _changed(row: sqlite3.Row | None, st: os.stat_result) -> bool:
+        """Whether a file is new to the catalogue or changed since (size or modification time)."""
+        return row is None or row["size"] != st.st_size or row["mtime_ns"] != st.st_mtime_ns
+
     def _encode_on_ray(self, files: list[Path], encoder: str, fps: float, address: str) -> dict[str, Any]:
         from backends.retrieval.distributed import encode_on_ray  # noqa: PLC0415 - Ray is optional
 
-        todo = []
-        for path in files:
-            st = path.stat()
-            with self._db() as db:
-                row = db.execute("SELECT size, mtime_ns FROM videos WHERE path = ?", (str(path),)).fetchone()
-            if row is None or row["size"] != st.st_size or row["mtime_ns"] != st.st_mtime_ns:
-                todo.append(path)
+        todo = [path for path in files if self._changed(self._row(path), path.stat())]
         rows = encode_on_ray(todo, encoder, fps, cache_dir(), address)
         failed = [r for r in rows if r["status"] != "ok"]
         nodes = sorted({r["node"] for r in rows})
