@@ -150,7 +150,7 @@ def test_library_panel_shows_moments_and_plays_one(built):
     assert panel.result == direct.to_dict()
     assert len(panel.grid.children) == len(direct.results)
     first = direct.results[0]
-    panel.grid.children[0].children[1].click()  # the moment's button under its thumbnail
+    panel.grid.children[0].children[2].click()  # the moment's button under its thumbnail and name
     assert panel.player.path is not None and panel.player.time == pytest.approx(first.start)
     assert panel.player.end == pytest.approx(first.end)
 
@@ -179,3 +179,23 @@ def test_ray_extraction_gives_the_single_machine_features(folder, tmp_path, monk
         np.testing.assert_allclose(feats.features, local.features, atol=1e-5)
         np.testing.assert_allclose(feats.times, local.times)
     assert lib.search("people walking", top_k=3).results
+
+
+def test_search_lists_each_place_of_a_video_once(built):
+    """Nested windows of one video (low IoU, so per-video NMS keeps them) are one place for a library list."""
+    from backends.retrieval.library import LibraryHit, distinct_hits
+
+    hits = [LibraryHit("a.mp4", 2.0, 3.0, 0.9, 1), LibraryHit("a.mp4", 2.0, 2.3, 0.8, 1),
+            LibraryHit("b.mp4", 2.0, 3.0, 0.7, 2), LibraryHit("a.mp4", 1.7, 3.6, 0.6, 1),
+            LibraryHit("a.mp4", 2.8, 6.0, 0.5, 1), LibraryHit("a.mp4", 5.0, 6.0, 0.4, 1)]
+    kept = distinct_hits(hits, top_k=10)
+    # 2.0-2.3 lies inside 2.0-3.0; 1.7-3.6 holds all of it; 2.8-6.0 shares 0.2 s of 1.0 s; 5.0-6.0 is inside 2.8-6.0
+    assert [(h.video, h.start, h.end) for h in kept] == [("a.mp4", 2.0, 3.0), ("b.mp4", 2.0, 3.0), ("a.mp4", 2.8, 6.0)]
+    assert len(distinct_hits(hits, top_k=2)) == 2
+    for query in ("a cartoon bunny on a green hill", "people walking on a lawn"):
+        results = Library(built).search(query, top_k=8).results
+        for i, a in enumerate(results):
+            for b in results[:i]:
+                if a.video == b.video:
+                    inter = min(a.end, b.end) - max(a.start, b.start)
+                    assert inter <= 0.5 * min(a.end - a.start, b.end - b.start) + 1e-9, (a, b)

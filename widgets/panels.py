@@ -506,11 +506,15 @@ class LibraryPanel(Panel):
             for i, (hit, thumb) in enumerate(zip(result.results, thumbs), start=1):
                 image = W.Image(value=png_bytes(thumb) if thumb is not None else b"", format="png",
                                 layout=W.Layout(width="196px"))
-                button = W.Button(description=f"#{i} {Path(hit.video).name} {hit.start:.1f}–{hit.end:.1f} s",
+                # the name on its own line (cut with an ellipsis, whole in the tooltip) so the times stay readable
+                name = html.escape(Path(hit.video).name)
+                label = W.HTML(f'<div title="{html.escape(hit.video)}" style="width:192px;overflow:hidden;'
+                               f'text-overflow:ellipsis;white-space:nowrap"><b>#{i}</b> {name}</div>')
+                button = W.Button(description=f"▶ {hit.start:.1f}–{hit.end:.1f} s",
                                   tooltip=f"{hit.video}: play {hit.start:.2f}-{hit.end:.2f} s (score {hit.score:.3f})",
                                   layout=W.Layout(width="196px"))
                 button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
-                cells.append(W.VBox([image, button]))
+                cells.append(W.VBox([image, label, button]))
             self.grid.children = cells
             self.result = result.to_dict()
 

@@ -424,13 +424,35 @@ class Library:
         hits: list[LibraryHit] = []
         candidates = [str(rows["paths"][v]) for v in order]
         for rank, path in enumerate(candidates, start=1):
-            result = retrieve(path, text, encoder=enc, top_k=top_k, nms_threshold=nms_threshold, fps=self.fps)
+            result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps)
             for m in result.moments:
                 inside = (result.saliency_times >= m.start) & (result.saliency_times <= m.end)
                 score = float(result.saliency[inside].mean()) if inside.any() else float("-inf")
                 hits.append(LibraryHit(path, m.start, m.end, score, rank))
         hits.sort(key=lambda h: -h.score)
-        return SearchResult(text, self.encoder, hits[:top_k], candidates, rebuilt)
+        return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt)
+
+
+def distinct_hits(hits: Sequence[LibraryHit], top_k: int, overlap: float = 0.5) -> list[LibraryHit]:
+    """The first `top_k` of `hits` (best first) without near-repeats: a hit is dropped when more than `overlap`
+    of the shorter of it and an already kept hit of the same video lie in both (so 2.0-2.3 s and 1.7-3.6 s go
+    after 2.0-3.0 s). Per-video NMS keeps such nested windows, IoU being low; a library list wants each place once."""
+    kept: list[LibraryHit] = []
+    for h in hits:
+        repeat = False
+        for k in kept:
+            if k.video != h.video:
+                continue
+            inter = min(h.end, k.end) - max(h.start, k.start)
+            shorter = min(h.end - h.start, k.end - k.start)
+            if inter > overlap * max(shorter, 1e-9):
+                repeat = True
+                break
+        if not repeat:
+            kept.append(h)
+            if len(kept) == top_k:
+                break
+    return kept
 
 
 def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
