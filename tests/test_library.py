@@ -199,3 +199,25 @@ def test_search_lists_each_place_of_a_video_once(built):
                 if a.video == b.video:
                     inter = min(a.end, b.end) - max(a.start, b.start)
                     assert inter <= 0.5 * min(a.end - a.start, b.end - b.start) + 1e-9, (a, b)
+
+
+def test_search_keeps_each_videos_moments_in_the_scorers_order(built):
+    """Across videos, moments are placed by their best clip-length mean cosine; within a video, the moment
+    scorer's order stands (its scene-level first moment is not passed by a short peak it ranked lower)."""
+    import numpy as np
+
+    from backends.retrieval.engine import retrieve
+    from backends.retrieval.library import peak_clip_score
+
+    assert peak_clip_score(np.array([0.1, 0.5, 0.5, 0.1, 0.9]), 2) == pytest.approx(0.5)  # the best pair, not 0.9
+    assert peak_clip_score(np.array([0.2, 0.4]), 4) == pytest.approx(0.3)  # shorter than a clip: its mean
+    lib = Library(built)
+    query = "a cartoon bunny on a green hill"
+    found = lib.search(query, top_k=8)
+    for video in {h.video for h in found.results}:
+        mine = [(h.start, h.end) for h in found.results if h.video == video]
+        order = [(m.start, m.end) for m in retrieve(video, query, encoder=TINY, top_k=16, fps=lib.fps).moments]
+        positions = [order.index(w) for w in mine]
+        assert positions == sorted(positions), (video, mine, order)
+    scores = [h.score for h in found.results]
+    assert scores == sorted(scores, reverse=True)

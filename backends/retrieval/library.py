@@ -425,12 +425,28 @@ class Library:
         candidates = [str(rows["paths"][v]) for v in order]
         for rank, path in enumerate(candidates, start=1):
             result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps)
+            best = float("inf")
             for m in result.moments:
                 inside = (result.saliency_times >= m.start) & (result.saliency_times <= m.end)
-                score = float(result.saliency[inside].mean()) if inside.any() else float("-inf")
-                hits.append(LibraryHit(path, m.start, m.end, score, rank))
+                score = peak_clip_score(result.saliency[inside], max(1, round(CLIP_SECONDS * self.fps)))
+                # the scorer's order within the video stands (a short peak it ranked lower does not pass the scene
+                # it ranked first); the clip score only places the videos' moments among each other
+                best = min(best, score)
+                hits.append(LibraryHit(path, m.start, m.end, best, rank))
         hits.sort(key=lambda h: -h.score)
         return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt)
+
+
+def peak_clip_score(saliency: np.ndarray, width: int) -> float:
+    """A moment's score comparable across videos and lengths: the best mean frame cosine over `width`
+    consecutive samples inside it (the first stage's clip length; the whole moment when shorter). A plain mean
+    favours short peaks over the whole scene the scorer found; the best clip does not."""
+    if len(saliency) == 0:
+        return float("-inf")
+    if len(saliency) <= width:
+        return float(saliency.mean())
+    run = np.convolve(saliency, np.ones(width) / width, mode="valid")
+    return float(run.max())
 
 
 def distinct_hits(hits: Sequence[LibraryHit], top_k: int, overlap: float = 0.5) -> list[LibraryHit]:
