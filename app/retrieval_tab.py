@@ -32,7 +32,7 @@ from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal
 from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip, retrieve_many
 from backends.views.evaluation import evaluate_with_baseline
 
-MOMENT_COLUMNS = ["rank", "start (s)", "end (s)", "length (s)", "score", "IoU with ground truth"]
+MOMENT_COLUMNS = ["rank", "start (s)", "end (s)", "length (s)", "score", "confidence", "IoU with ground truth"]
 NUM_CLIP_OPTIONS = ["auto", "16", "32", "64", "128"]
 EXAMPLE_QUERY = "a rabbit in a grassy meadow"
 
@@ -238,6 +238,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
             text += " · moments overlapping the query clip are left out"
         if ious is not None:
             text += f" · best IoU with the ground truth {float(ious.max()):.2f} (top-1 {float(ious[0]):.2f})"
+        if result.verdict():
+            text += f"\n\n{'✔' if result.distinct else '⚠'} {result.verdict()}"
         state = {"result": result, "gt": gt, "ious": ious, "figures": {"saliency": sal, "map2d": tmap}}
         return (text, moment_chips(result.moments, ious), moment_rows(result, gt), sal, tmap,
                 timeline_html(result.duration, result.moments, _colours()), state)

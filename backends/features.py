@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from backends.analysis.borders import Borders, detect_borders
+from backends.analysis.content import content_free, frame_stats
 from backends.core.contracts import ProgressFn
 from backends.core.errors import CancelledError, VideoError
 from backends.encoders import Encoder, cached_encoder
@@ -77,9 +78,19 @@ class VideoFeatures:
     content_hash: str = ""  # BLAKE2b of the video file: with encoder_id and fps, what identifies these features
     from_cache: bool = False
     borders: Borders = field(default_factory=Borders)  # the bars cropped before the encoder (none: nothing)
+    # (T, 3) per sample: mean luma, contrast, Laplacian variance of the frame (a clip's centre frame), from
+    # which `analysis.content.content_free` tells frames without content; empty for features made elsewhere
+    frame_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def content_free(self) -> tuple[np.ndarray, list[str]]:
+        """(T,) bool and reasons: samples that carry no content (black, blank, fade, blur); none are known
+        when the features carry no frame statistics."""
+        if len(self.frame_stats) != len(self.times):
+            return np.zeros(len(self.times), bool), [""] * len(self.times)
+        return content_free(self.frame_stats)
 
 
 _DONE = object()
@@ -205,13 +216,15 @@ def encode_video(
     key = CacheKey(content, enc.id, float(fps), enc.input_size, borders.key())
     if store is not None:
         hit = store.get(key)
+        if hit is not None and "frame_stats" not in hit:  # an entry of an earlier version: encoded again once
+            hit = None
         if hit is not None:
             log.info("features of %s from the cache", src.name)
             if progress:
                 progress(1.0, "loaded from cache")
             return VideoFeatures(
                 Path(path), hit["features"], hit["visual"], hit["times"], float(hit["meta"]["duration"]),
-                enc.id, float(fps), key.content_hash, from_cache=True, borders=borders,
+                enc.id, float(fps), key.content_hash, from_cache=True, borders=borders, frame_stats=hit["frame_stats"],
             )
 
     expected = max(1, math.ceil(reader.info.duration * fps)) if reader.info.duration > 0 else None
@@ -224,7 +237,7 @@ def encode_video(
     stop = threading.Event()
     producer = threading.Thread(target=_decode_ahead, args=(reader, frames_q, stop), daemon=True)
     producer.start()
-    joint, visual, times = [], [], []
+    joint, visual, times, stats = [], [], [], []
     try:
         for batch_t, batch in _batches(_decoded(frames_q), enc, step):
             if should_stop is not None and should_stop():
@@ -236,6 +249,7 @@ def encode_video(
             joint.append(j)
             visual.append(v)
             times.extend(batch_t)
+            stats.append(frame_stats(np.stack([b[len(b) // 2] if enc.clip_len > 1 else b for b in batch])))
             if bar is not None:
                 bar.update(len(batch))
             if progress is not None:
@@ -258,11 +272,12 @@ def encode_video(
         float(fps),
         key.content_hash,
         borders=borders,
+        frame_stats=np.concatenate(stats).astype(np.float32),
     )
     if store is not None:
         store.put(
             key,
-            {"features": feats.features, "visual": feats.visual, "times": feats.times},
+            {"features": feats.features, "visual": feats.visual, "times": feats.times, "frame_stats": feats.frame_stats},
             {"duration": feats.duration, "encoder": enc.id, "fps": fps, "video": src.name},
         )
     return feats

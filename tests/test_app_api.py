@@ -110,7 +110,7 @@ def test_retrieve_with_ground_truth_reports_iou(client, realmix_video):
     for r in table["data"]:
         s, e = r[1], r[2]
         inter = max(0.0, min(e, 40.0) - max(s, 20.0))
-        assert r[5] == pytest.approx(inter / (e - s + 20.0 - inter), abs=2e-3)
+        assert r[6] == pytest.approx(inter / (e - s + 20.0 - inter), abs=2e-3)
     assert "IoU" in chips
 
 
@@ -122,7 +122,7 @@ def test_bundled_encoder_finds_the_described_scenes(client, realmix_video, realm
     for q in queries:
         _, _, table, *_ = client.predict(handle_file(realmix_video), q["query"], "conse-effnet-minilm", 5, 0.5,
                                            q["gt"][0], q["gt"][1], api_name="/retrieve")
-        hits += max(r[5] for r in table["data"]) >= 0.5
+        hits += max(r[6] for r in table["data"]) >= 0.5
     assert hits >= 3
 
 

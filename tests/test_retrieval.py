@@ -154,8 +154,10 @@ def test_retrieve_on_realmix_contract(realmix_video):
     assert scores == sorted(scores, reverse=True)
     assert all(0.0 <= m.start < m.end <= r.duration + 1e-6 for m in r.moments)
     doc = r.to_dict()
-    assert set(doc) == {"video", "duration", "encoder", "query", "moments"}
-    assert all(set(m) == {"start", "end", "score"} for m in doc["moments"])
+    assert set(doc) == {"video", "duration", "encoder", "query", "moments", "content_free", "distinct"}
+    assert isinstance(doc["distinct"], bool) and doc["content_free"] == []  # realmix_dev at 1 fps: all content
+    assert all(set(m) == {"start", "end", "score", "confidence"} for m in doc["moments"])
+    assert all(0.0 <= m["confidence"] <= 1.0 for m in doc["moments"])
     json.dumps(doc, allow_nan=False)
     n = r.map.num_clips
     assert n == 64 and r.map.scores.shape == (n, n) and r.map.clip_times.shape == (n, 2)
@@ -225,7 +227,8 @@ def _cli(argv):
 def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):
     assert _cli(["retrieve", str(realmix_video), "a cup", "--encoder", TINY, "--top-k", "3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"video", "duration", "encoder", "query", "moments"} and len(doc["moments"]) <= 3
+    assert set(doc) == {"video", "duration", "encoder", "query", "moments", "content_free", "distinct"}
+    assert len(doc["moments"]) <= 3 and all(0.0 <= m["confidence"] <= 1.0 for m in doc["moments"])
     assert doc["moments"] == retrieve(realmix_video, "a cup", encoder=TINY, top_k=3).to_dict()["moments"]
     assert _cli(["retrieve", str(realmix_video), "a cup", "--encoder", TINY, "--top-k", "3", "--json",
                  "--scorer", "z-contrast"]) == 0

@@ -163,9 +163,10 @@ class RetrievalPanel(Panel):
             show_figure(self.map, temporal_map_figure(r.map, r.moments, gt=gt, title=f"2D temporal map, N = {r.map.num_clips}"),
                         on_click=lambda x, _y: self.seek(x))
             rows = r.table(gt)
-            self.table.value = _table_html(rows) + (f"<i>{html.escape(self.player.note)}</i>" if self.player.note else "")
+            verdict = f"<p><b>{html.escape(r.verdict())}</b></p>" if r.verdict() else ""
+            self.table.value = verdict + _table_html(rows) + (f"<i>{html.escape(self.player.note)}</i>" if self.player.note else "")
             self.chips.children = [self._chip(i, m) for i, m in enumerate(r.moments, start=1)]
-            self.result = {**r.to_dict(), "table": rows, "scorer": r.scorer, "ground_truth": gt,
+            self.result = {**r.to_dict(), "table": rows, "scorer": r.scorer, "ground_truth": gt, "verdict": r.verdict(),
                            "saliency": {"times": r.saliency_times.tolist(), "values": r.saliency.tolist()}}
             for listener in self.on_result:
                 listener(r)
@@ -204,7 +205,8 @@ def _typed_window(value: str, what: str) -> tuple[float, float] | None:
 
 
 def _table_html(rows: list[dict]) -> str:
-    keys = ["rank", "start", "end", "length", "score"] + (["iou"] if rows and rows[0]["iou"] is not None else [])
+    keys = ["rank", "start", "end", "length", "score"] + (["confidence"] if rows and rows[0].get("confidence") is not None else []) \
+        + (["iou"] if rows and rows[0]["iou"] is not None else [])
     head = "".join(f"<th style='padding:2px 8px'>{k}</th>" for k in keys)
     body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{r[k]}</td>" for k in keys) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

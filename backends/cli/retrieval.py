@@ -111,8 +111,13 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         emit_json(result.to_dict())
         return 0
     print(f"{Path(args.video).name} ({result.duration:.1f} s, {result.encoder}, {result.scorer}): {result.query!r}")
+    if result.verdict():
+        print(f"  {result.verdict()}")
     for rank, m in enumerate(result.moments, start=1):
-        print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}")
+        sure = "" if m.confidence is None else f"   confidence {m.confidence:.2f}"
+        print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}{sure}")
+    for span in result.content_free():
+        print(f"  no content {span['start']:.1f}-{span['end']:.1f} s ({span['reason']}): never a moment")
     return 0
 
 

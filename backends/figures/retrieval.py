@@ -58,6 +58,11 @@ def timeline_figure(results: Sequence[RetrievalResult], top: int = 1, title: str
         fig.add_trace(go.Scatter(x=r.saliency_times, y=r.saliency, mode="lines+markers", name=name,
                                  line=dict(color=colour), marker=dict(size=4),
                                  hovertemplate="%{x:.1f} s<br>similarity %{y:.3f}<extra></extra>"))
+        if i == 0:  # samples without content (black, blank, fade, blur) greyed out: they never make a moment
+            for span in r.content_free():
+                fig.add_vrect(x0=span["start"], x1=span["end"], fillcolor="#888", opacity=0.35, line_width=0,
+                              annotation_text=f"no content ({span['reason']})", annotation_position="bottom left",
+                              annotation_font_size=10)
         for rank, m in enumerate(r.moments[:top], start=1):
             fig.add_vrect(x0=m.start, x1=m.end, fillcolor=colour, opacity=0.22 if rank == 1 else 0.1, line_width=0,
                           annotation_text=f"#{rank}" if len(results) == 1 else (tag if top == 1 else f"{tag} #{rank}"),

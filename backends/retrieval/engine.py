@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from backends.analysis import temporal_map as tm
+from backends.analysis.content import spans as content_spans
 from backends.analysis.windows import clamp_windows, nms, temporal_iou
 from backends.core.contracts import ProgressFn, StopFn, check_query
 from backends.core.errors import (
@@ -34,6 +35,7 @@ from backends.features import VideoFeatures, encode_video
 from backends.io.video import VIDEO_EXTENSIONS
 from backends.models import grounding
 from backends.models.grounding import GroundingHead
+from backends.retrieval import confidence as conf
 from backends.retrieval import zero_shot as zs
 
 LONG_WINDOW_CLIPS = 128  # clips per window of the long-video maps (2D-TAN TACoS size), hop half of it
@@ -54,9 +56,13 @@ class Moment:
     start: float  # seconds
     end: float  # seconds
     score: float  # higher is better; comparable within one query only
+    confidence: float | None = None  # 0-1 against unrelated queries on the same video (`retrieval.confidence`)
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "score": round(float(self.score), 6)}
+        out = {"start": round(self.start, 3), "end": round(self.end, 3), "score": round(float(self.score), 6)}
+        if self.confidence is not None:
+            out["confidence"] = round(float(self.confidence), 3)
+        return out
 
 
 @dataclass
@@ -73,6 +79,18 @@ class RetrievalResult:
     map: tm.TemporalMap  # the scored map (long videos: a coarse map of the whole video)
     scorer: str = zs.DEFAULT_SCORER  # zero-shot scorer name, or "head:<checkpoint>"
     extra: dict = field(default_factory=dict)
+    # (T,) samples of the saliency curve that carry no content (black, blank, fade, blur) and why
+    blank: np.ndarray | None = None
+    blank_reasons: list[str] = field(default_factory=list)
+    # the top moment stands out from the rest of the video (its confidence >= DISTINCT_LEVEL); False: "no distinct
+    # moment"; None: not judged (query by clip)
+    distinct: bool | None = None
+
+    def content_free(self) -> list[dict]:
+        """Runs of samples without content as `{"start", "end", "reason"}` (seconds)."""
+        if self.blank is None:
+            return []
+        return content_spans(self.saliency_times, self.blank, self.blank_reasons)
 
     def ious(self, gt: Sequence[float] | None) -> np.ndarray | None:
         """IoU of every moment with a ground-truth window (None without one)."""
@@ -86,12 +104,26 @@ class RetrievalResult:
         ious = self.ious(gt)
         return [{"rank": i + 1, "start": round(m.start, 2), "end": round(m.end, 2),
                  "length": round(m.end - m.start, 2), "score": round(float(m.score), 4),
+                 "confidence": None if m.confidence is None else round(float(m.confidence), 2),
                  "iou": None if ious is None else round(float(ious[i]), 3)} for i, m in enumerate(self.moments)]
+
+    def verdict(self) -> str:
+        """One sentence on how sure the answer is (what the UIs and the CLI print above the moments)."""
+        if self.distinct is None:
+            return ""
+        if not self.moments:
+            return "No distinct moment: no part of the video carries content to match."
+        top = self.moments[0].confidence
+        if self.distinct:
+            return f"The top moment stands out (confidence {top:.2f} against unrelated queries on this video)."
+        return (f"No distinct moment: the query fits no part of this video clearly better than the rest (top confidence "
+                f"{top:.2f}); the moments below are guesses.")
 
     def to_dict(self) -> dict:
         """`{"video", "duration", "encoder", "query", "moments": [{"start", "end", "score"}]}`."""
         return {"video": self.video, "duration": round(float(self.duration), 3), "encoder": self.encoder,
-                "query": self.query, "moments": [m.to_dict() for m in self.moments]}
+                "query": self.query, "moments": [m.to_dict() for m in self.moments], "content_free": self.content_free(),
+                **({} if self.distinct is None else {"distinct": bool(self.distinct)})}
 
 
 # --- input checks ----------------------------------------------------------------------------------
@@ -129,6 +161,9 @@ class VideoIndex:
     map_edges: np.ndarray  # (N + 1,) clip-grid edge index of each map clip boundary
     long_video: bool
     mask_kind: str
+    # (M,) clips that carry no content (most of their frames black, blank, faded or blurred): such clips neither
+    # win a query nor start or end a window (`score_candidates`)
+    clip_blank: np.ndarray | None = None
     _map_cells: tuple | None = field(default=None, repr=False)
 
     def map_cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -155,21 +190,33 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def build_index(features: np.ndarray, times: np.ndarray, duration: float, visual: np.ndarray | None = None,
-                fps: float = 1.0, *, num_clips: int | None = None, mask: str = "auto") -> VideoIndex:
+                fps: float = 1.0, *, num_clips: int | None = None, mask: str = "auto",
+                content_free: np.ndarray | None = None) -> VideoIndex:
     """Prepare a video for queries. `num_clips` fixes one N x N map; by default N follows the duration and
-    videos with more frames than 128 get multi-scale windowed sparse maps."""
+    videos with more frames than 128 get multi-scale windowed sparse maps. `content_free` (T,) marks frames
+    without content (`analysis.content`): a clip is blank when most of its frames are, and a clip's query
+    features average its frames with content only."""
     if mask not in tm.MASK_KINDS:
         raise ValueError(f"unknown mask {mask!r}; use one of {', '.join(tm.MASK_KINDS)}")
     features = _unit(features)
     times = np.asarray(times, dtype=np.float64)
     duration = float(max(duration, times[-1] if len(times) else 0.0, 1e-3))
     long_video = num_clips is None and len(times) > max(tm.NUM_CLIP_CHOICES)
+    blank = None if content_free is None or len(content_free) != len(times) else np.asarray(content_free, bool)
+    if blank is not None and (not blank.any() or blank.all()):
+        blank = None  # nothing to leave out (or nothing left): every clip as it is
+    clip_blank = None
     if not long_video:
         n = int(num_clips or tm.default_num_clips(duration, fps))
         if n < 1:
             raise ValueError("num_clips must be positive")
         clip_times = tm.clip_grid(duration, n)
-        clip_feats = _unit(tm.resample_to_clips(features, times, clip_times))
+        if blank is None:
+            clip_feats = _unit(tm.resample_to_clips(features, times, clip_times))
+        else:
+            keep = ~blank
+            clip_feats = _unit(tm.resample_to_clips(features[keep], times[keep], clip_times))
+            clip_blank = tm.resample_to_clips(blank.astype(np.float64)[:, None], times, clip_times)[:, 0] > 0.5
         clip_vis = tm.resample_to_clips(visual, times, clip_times) if visual is not None else None
         map_mask = tm.moment_mask(n, mask)
         starts, ends = np.nonzero(map_mask)
@@ -181,6 +228,7 @@ def build_index(features: np.ndarray, times: np.ndarray, duration: float, visual
         clip_times = tm.clip_grid(duration, m)
         clip_feats = features
         clip_vis = None if visual is None else np.asarray(visual, dtype=np.float32)
+        clip_blank = blank
         starts, ends = _multiscale_candidates(m, mask)
         map_n = max(tm.NUM_CLIP_CHOICES)
         map_mask = tm.moment_mask(map_n, "sparse" if mask == "auto" else mask)
@@ -189,7 +237,8 @@ def build_index(features: np.ndarray, times: np.ndarray, duration: float, visual
     starts, ends = starts[order].astype(np.int64), ends[order].astype(np.int64)
     windows = np.stack([clip_times[starts, 0], clip_times[ends, 1]], axis=1)
     return VideoIndex(duration, times, features, clip_times, clip_feats, zs.ClipContext(clip_vis, len(clip_times)),
-                      starts, ends, windows, map_n, map_mask, map_edges, long_video, mask)
+                      starts, ends, windows, map_n, map_mask, map_edges, long_video, mask,
+                      clip_blank if clip_blank is not None and clip_blank.any() else None)
 
 
 def _multiscale_candidates(num_clips: int, mask: str) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +272,66 @@ def score_candidates(index: VideoIndex, query_vec: np.ndarray, scorer: str | Non
     """Per-clip similarity (M,) and one zero-shot score per candidate window (C,)."""
     sim = index.clip_features @ _unit(np.asarray(query_vec).reshape(-1))
     signals = zs.ClipSignals(sim, index.context)
-    return sim, zs.get_scorer(scorer)(signals, index.starts, index.ends)
+    scores = zs.get_scorer(scorer)(signals, index.starts, index.ends)
+    if index.clip_blank is not None:
+        scores = np.where(content_window_ok(index, index.starts, index.ends), scores, -np.inf)
+    return sim, scores
+
+
+def content_window_ok(index: VideoIndex, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(C,) bool: windows (inclusive clip indices) that neither start nor end on a blank clip and are mostly
+    content (more than half of their clips); all True when the video has no blank clip."""
+    if index.clip_blank is None:
+        return np.ones(len(starts), bool)
+    b = index.clip_blank
+    cum = np.concatenate([[0], np.cumsum(b)])
+    share = (cum[ends + 1] - cum[starts]) / (ends - starts + 1)
+    return ~b[starts] & ~b[ends] & (share <= 0.5)
+
+
+def video_null(index: VideoIndex, enc: Encoder, scorer: str | None = None) -> tuple[conf.Null, np.ndarray, np.ndarray]:
+    """The null of this video (`retrieval.confidence`): the lift of every unrelated query's best window under
+    `scorer`, and the per-clip mean and standard deviation of the unrelated queries' cosines (the query-bank
+    normalisation); computed once per video index, encoder and scorer."""
+    name = scorer or zs.DEFAULT_SCORER
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bank = conf.null_bank(enc)
+        content = _content_clips(index)
+        sims = index.clip_features @ bank.T  # (M, B)
+        lifts = []
+        for j, vec in enumerate(bank):
+            _, scores = score_candidates(index, vec, name)
+            if not np.isfinite(scores).any():
+                continue
+            best = int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))
+            others = np.delete(sims, j, axis=1)  # the null query normalised by the bank without itself
+            z = (sims[:, j] - others.mean(axis=1)) / (others.std(axis=1) + 1e-6)
+            lifts.append(conf.lift(z, content, int(index.starts[best]), int(index.ends[best])))
+        return np.sort(np.asarray(lifts, np.float64)), sims.mean(axis=1), sims.std(axis=1) + 1e-6
+
+    lifts, mu, sd = index.context.memo(f"null:{enc.id}:{name}", (index.starts,), compute)  # type: ignore[arg-type]
+    return conf.Null(lifts), mu, sd
+
+
+def _content_clips(index: VideoIndex) -> np.ndarray:
+    return np.ones(len(index.clip_times), bool) if index.clip_blank is None else ~index.clip_blank
+
+
+def judge(index: VideoIndex, enc: Encoder, sim: np.ndarray, moments: list[Moment],
+          scorer: str | None = None) -> tuple[list[Moment], bool]:
+    """The moments with their confidence, and whether the top one is distinct."""
+    if not moments:
+        return moments, False
+    null, mu, sd = video_null(index, enc, scorer)
+    z = (sim - mu) / sd  # the query's cosines normalised by the unrelated queries' at each clip
+    values = conf.moment_confidences(null, z, _content_clips(index), index.clip_times,
+                                     [(m.start, m.end) for m in moments])
+    judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
+    visual = index.context.visual if index.context.visual is not None else index.clip_features
+    a, b = conf.window_clips(index.clip_times, moments[0].start, moments[0].end)
+    separation = conf.visual_separation(np.asarray(visual, np.float32), a, b)
+    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and separation >= conf.DISTINCT_SEPARATION)
 
 
 def top_moments(index: VideoIndex, scores: np.ndarray, top_k: int = 5, nms_threshold: float = 0.5) -> list[Moment]:
@@ -247,14 +355,14 @@ def map_scores(index: VideoIndex, query_vec: np.ndarray, scorer: str | None = No
     n = index.map_num_clips
     if candidate_scores is not None and not index.long_video:
         grid = np.full((n, n), np.nan)
-        grid[index.starts, index.ends] = candidate_scores
+        grid[index.starts, index.ends] = np.where(np.isfinite(candidate_scores), candidate_scores, np.nan)
         return tm.TemporalMap(n, index.map_clip_times, grid, index.map_mask.copy())
     if sim is None:
         sim = index.clip_features @ _unit(np.asarray(query_vec).reshape(-1))
     a, b, ok, s, e = index.map_cells()
     values = np.full(len(a), np.nan)
     signals = zs.ClipSignals(sim, index.context)
-    values[ok] = zs.get_scorer(scorer)(signals, s, e)
+    values[ok] = np.where(content_window_ok(index, s, e), zs.get_scorer(scorer)(signals, s, e), np.nan)
     grid = np.full((n, n), np.nan)
     grid[a, b] = values
     return tm.TemporalMap(n, index.map_clip_times, grid, index.map_mask.copy())
@@ -309,7 +417,8 @@ def _index_for(feats: VideoFeatures, fps: float, num_clips: int | None, mask: st
                 _INDEX_CACHE.move_to_end(key)
                 return hit
     # built outside the lock: a second worker asking for the same video meanwhile builds an equal index
-    index = build_index(feats.features, feats.times, feats.duration, feats.visual, fps, num_clips=num_clips, mask=mask)
+    index = build_index(feats.features, feats.times, feats.duration, feats.visual, fps, num_clips=num_clips, mask=mask,
+                        content_free=feats.content_free()[0])
     if cacheable:
         with _INDEX_CACHE_LOCK:
             index = _INDEX_CACHE.setdefault(key, index)
@@ -334,6 +443,7 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
     index = _index_for(feats, fps, num_clips, mask)
     qvecs = np.asarray(enc.encode_text(texts), dtype=np.float32).reshape(len(texts), -1)
     frame_sim = feats.features @ _unit(qvecs).T  # (T, Q) saliency curves
+    blank, reasons = feats.content_free()
     results = []
     for i, text in enumerate(texts):
         if head_model is None:
@@ -347,8 +457,12 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
             sub = _sub_index(index, a, b)
             moments = top_moments(sub, grid[a, b], top_k, nms_threshold)
             used = f"head:{Path(str(head)).name}"
+            sim = index.clip_features @ _unit(qvecs[i])
+        moments, distinct = judge(index, enc, sim, moments, scorer)
         results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
-                                       feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used))
+                                       feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
+                                       blank=blank if blank.any() else None, blank_reasons=reasons,
+                                       distinct=distinct))
     return results
 
 
