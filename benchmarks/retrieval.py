@@ -17,7 +17,11 @@
     means per window, as the naive prototype did; and plain Python lists), followed by the same NMS. The
     default's visual term does not depend on the query: both sides read it from the per-video index.
 
-    .venv/bin/python benchmarks/retrieval.py [--encoder NAME] [--skip-quality]
+(c) Trust: the content-free rule on/off (realmix_dev, charades_Y1HGC, black frames of Megamind.avi in the top 5),
+    top-1 confidence of right vs wrong answers, and "distinct" on every package clip for its own description
+    and two unrelated queries.
+
+    .venv/bin/python benchmarks/retrieval.py [--encoder NAME] [--skip-quality] [--only-trust]
 """
 
 from __future__ import annotations
@@ -86,6 +90,58 @@ def quality(encoder_name: str) -> None:
                     preds.append([[m.start, m.end, m.score] for m in engine.top_moments(index, scores, 10, 0.5)])
             mark = " (default)" if scorer == zero_shot.DEFAULT_SCORER else ""
             print(f"    {scorer:<20} {fmt(evaluate_windows(qs, preds).metrics)}{mark}")
+
+
+def trust(encoder_name: str) -> None:
+    """(c) Trust: the content-free rule before/after, confidence of right vs wrong answers, 'distinct' on real
+    videos (each file as it is, so the frames' statistics come from real decoding)."""
+    from backends.retrieval.engine import judge, retrieve_many
+
+    data = paths.shared_data_dir()
+    enc = cached_encoder(encoder_name)
+    print(f"(c) trust, encoder {enc.id}, default scorer, IoU >= 0.5")
+    clips = package_clip_paths()
+    right, wrong = [], []
+    for name in ("realmix_dev", "charades_Y1HGC"):
+        qs = load_annotations(data / f"{name}.json")
+        feats = encode_video(data / f"{name}.mp4", enc, fps=1.0)
+        rows = {}
+        for rule in ("before", "after"):
+            blank = feats.content_free()[0] if rule == "after" else None
+            index = engine.build_index(feats.features, feats.times, feats.duration, feats.visual, 1.0, content_free=blank)
+            preds = []
+            for q, vec in zip(qs, np.asarray(enc.encode_text([q.query for q in qs]), np.float32)):
+                sim, scores = engine.score_candidates(index, vec)
+                moments = engine.top_moments(index, scores, 10, 0.5)
+                preds.append([[m.start, m.end, m.score] for m in moments])
+                if rule == "after":
+                    judged, _ = judge(index, enc, sim, moments)
+                    ok = bool(moments) and float(engine.temporal_iou((moments[0].start, moments[0].end), q.windows[0])) >= 0.5
+                    (right if ok else wrong).append(judged[0].confidence)
+            m = evaluate_windows(qs, preds).metrics
+            rows[rule] = f"R1@0.5 {m['R1@0.5']:.3f} mIoU {m['mIoU']:.3f}"
+        print(f"  {name}: content-free rule off: {rows['before']} | on: {rows['after']}")
+    print(f"  top-1 confidence of right answers: mean {np.mean(right):.2f} (n={len(right)}); of wrong ones: mean "
+          f"{np.mean(wrong):.2f} (n={len(wrong)})")
+    mega = clips.get("Megamind")
+    if mega is not None:
+        queries = [CLIP_QUERIES["Megamind"], "a man with glasses", "a blue alien", "a person talking", "a dark room"]
+        feats = encode_video(mega, enc, fps=1.0)
+        black_end = max((s["end"] for s in engine.content_spans(feats.times, *feats.content_free())), default=0.0)
+        for rule in ("before", "after"):
+            blank = feats.content_free()[0] if rule == "after" else None
+            index = engine.build_index(feats.features, feats.times, feats.duration, feats.visual, 1.0, content_free=blank)
+            hits = 0
+            for vec in np.asarray(enc.encode_text(queries), np.float32):
+                _, scores = engine.score_candidates(index, vec)
+                hits += any(m.start < black_end for m in engine.top_moments(index, scores, 5, 0.5))
+            print(f"  Megamind.avi, {len(queries)} queries, content-free rule {'on' if blank is not None else 'off'}: "
+                  f"a moment on the black frame (0-{black_end:.1f} s) in the top 5 for {hits}")
+    for name, path in sorted(clips.items()):
+        texts = [CLIP_QUERIES[name], "a dog running on a beach", "a red car"]
+        res = retrieve_many(path, texts, encoder=enc, top_k=5)
+        print(f"  {name}: distinct for its own description / two unrelated queries: "
+              f"{', '.join(str(r.distinct) for r in res)}; top-1 confidence {', '.join(f'{r.moments[0].confidence:.2f}' for r in res)}")
 
 
 class _Feats:
@@ -267,9 +323,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encoder", default="conse-effnet-minilm")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--only-trust", action="store_true", help="only (c): the content-free rule and confidence")
     args = ap.parse_args(argv)
+    if args.only_trust:
+        trust(args.encoder)
+        return 0
     if not args.skip_quality:
         quality(args.encoder)
+        trust(args.encoder)
     speed(args.encoder)
     return 0
 
