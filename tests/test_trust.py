@@ -125,3 +125,23 @@ def test_a_clear_match_is_distinct_in_the_json(realmix_video, capsys):
     assert doc["distinct"] is True
     r = retrieve(realmix_video, query, encoder=BUNDLED)
     assert [m["confidence"] for m in doc["moments"]] == [round(m.confidence, 3) for m in r.moments]
+
+
+def test_a_trained_heads_windows_follow_the_content_rule(opencv_doc_clips, tmp_path):
+    """With --head, the head scores the map's cells: a window starting, ending or mostly on the black frame is
+    still never a moment (a random head of the bundled encoder's dimension, so no cell is favoured on purpose)."""
+    import torch
+
+    from backends.models import grounding as gm
+    from backends.train import grounding as g
+
+    torch.manual_seed(0)
+    head = gm.GroundingHead(gm.GroundingConfig(feature_dim=384, hidden=8))
+    path = g.save_head(head, tmp_path / "head.pt", BUNDLED, g.TrainSettings(epochs=1), g.TrainLog([0.5]))
+    video = opencv_doc_clips["Megamind"]
+    plain = retrieve(video, "a man with glasses", encoder=BUNDLED, top_k=10)
+    black_end = plain.content_free()[0]["end"]
+    for query in ("a man with glasses", "a dark room", "a blue alien"):
+        r = retrieve(video, query, encoder=BUNDLED, head=path, top_k=10)
+        assert r.scorer.startswith("head:") and r.moments
+        assert all(m.start >= black_end - 1e-6 for m in r.moments), (query, r.moments)

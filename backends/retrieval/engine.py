@@ -455,7 +455,10 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
             grid, tmap = _head_scores(head_model, index, qvecs[i])
             a, b = np.nonzero(index.map_mask)
             sub = _sub_index(index, a, b)
-            moments = top_moments(sub, grid[a, b], top_k, nms_threshold)
+            cells = grid[a, b]
+            if blank.any():  # the head's windows follow the same content rule as the zero-shot candidates
+                cells = np.where(_map_windows_with_content(index, blank, a, b), cells, -np.inf)
+            moments = top_moments(sub, cells, top_k, nms_threshold)
             used = f"head:{Path(str(head)).name}"
             sim = index.clip_features @ _unit(qvecs[i])
         moments, distinct = judge(index, enc, sim, moments, scorer)
@@ -464,6 +467,16 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
                                        blank=blank if blank.any() else None, blank_reasons=reasons,
                                        distinct=distinct))
     return results
+
+
+def _map_windows_with_content(index: VideoIndex, blank: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(C,) bool for the displayed map's windows a..b (map clips): `content_window_ok` on the map's clips, a map
+    clip being blank when most of its frames are."""
+    mt = index.map_clip_times
+    map_blank = tm.resample_to_clips(blank.astype(np.float64)[:, None], index.frame_times, mt)[:, 0] > 0.5
+    cum = np.concatenate([[0], np.cumsum(map_blank)])
+    share = (cum[b + 1] - cum[a]) / (b - a + 1)
+    return ~map_blank[a] & ~map_blank[b] & (share <= 0.5)
 
 
 def _sub_index(index: VideoIndex, a: np.ndarray, b: np.ndarray) -> VideoIndex:
