@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from backends.cli.common import add_encoder_arg, emit_json
+from backends.core.errors import MomentLensError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -155,7 +156,11 @@ def _register_grounding(train_sub: argparse._SubParsersAction) -> None:
         description="Same code path for videos (encoded through the cache) and precomputed features "
         "(--features-dir holding VID.npy (T x D at --fps) or VID.npz with features/times), with "
         "Charades-STA txt, QVHighlights jsonl, ActivityNet json or momentlens' simple JSON annotations.")
-    p.add_argument("--annotations", required=True, type=Path, help="annotation file")
+    p.add_argument("--annotations", type=Path, default=None, help="annotation file (or --pseudo --videos DIR)")
+    p.add_argument("--pseudo", action="store_true", help="PSVL pseudo-supervision: no annotations; events found "
+                   "in the videos of --videos with pseudo-queries made from what the encoder recognises")
+    p.add_argument("--videos", type=Path, nargs="+", default=None, help="with --pseudo: folders or files of "
+                   "unlabeled videos")
     p.add_argument("--video-dir", type=Path, default=None, help="folder of the annotated videos "
                    "(default: the annotation file's folder)")
     p.add_argument("--features-dir", type=Path, default=None, help="folder of precomputed features instead of videos")
@@ -179,12 +184,24 @@ def cmd_train_grounding(args: argparse.Namespace) -> int:
     from backends.evaluation.annotations import load_annotations
     from backends.models import grounding as gm
     from backends.train import grounding as g
+    from backends.train import pseudo as pq
 
-    queries = load_annotations(args.annotations, durations=args.durations or None)
+    if args.pseudo == (args.annotations is not None):
+        raise MomentLensError("give either --annotations FILE or --pseudo --videos DIR.")
+    if args.pseudo and not args.videos:
+        raise MomentLensError("--pseudo needs --videos DIR (folders or files of unlabeled videos).")
     enc = cached_encoder(args.encoder)
-    samples = g.samples_from_annotations(queries, enc, args.num_clips,
-                                         video_dir=args.video_dir or args.annotations.resolve().parent,
-                                         features_dir=args.features_dir, fps=args.fps)
+    if args.pseudo:
+        samples, pseudo, skipped = pq.pseudo_samples(args.videos, enc, args.num_clips, fps=args.fps)
+        for path, why in skipped:
+            print(f"skipped {path}: {why}", file=sys.stderr)
+        print(f"{len(pseudo)} pseudo-queries from {len({q.video for q in pseudo})} videos, e.g. "
+              + "; ".join(f"{Path(q.video).name} {q.start:.1f}-{q.end:.1f} s: {q.query!r}" for q in pseudo[:3]))
+    else:
+        queries = load_annotations(args.annotations, durations=args.durations or None)
+        samples = g.samples_from_annotations(queries, enc, args.num_clips,
+                                             video_dir=args.video_dir or args.annotations.resolve().parent,
+                                             features_dir=args.features_dir, fps=args.fps)
     config = gm.GroundingConfig(feature_dim=enc.dim, hidden=args.hidden, num_clips=args.num_clips, mask=args.mask)
     settings = g.TrainSettings(epochs=args.epochs, lr=args.lr, seed=args.seed)
     head, log = g.train_head(samples, config, settings, show_progress=sys.stderr.isatty())
