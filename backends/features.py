@@ -113,7 +113,62 @@ def _decode_ahead(reader: VideoReader, out: queue.Queue, stop: threading.Event) 
         out.put(err)
 
 
-def clip_step(enc: Encoder, fps: float) -> int:
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What decoding for an encoder needs to know, without its model: a decode-only worker (a Ray CPU task)
+    prepares exactly the frames `encode_video` would."""
+
+    id: str
+    input_size: int
+    clip_len: int = 1
+    frame_rate: float = 0.0
+
+    @classmethod
+    def of(cls, enc: Encoder) -> EncoderSpec:
+        return cls(enc.id, int(enc.input_size), int(enc.clip_len), float(enc.frame_rate))
+
+
+@dataclass
+class DecodedVideo:
+    """A video decoded for one encoder at one rate (`decode_video`): what `encode_video(decoded=...)` encodes."""
+
+    key: CacheKey
+    borders: Borders
+    step: int
+    times: np.ndarray  # (F,) seconds of the decoded frames
+    frames: np.ndarray  # (F, H, W, 3) uint8 at the encoder's input size
+    duration: float
+
+
+def _prepare(path: str | os.PathLike, spec: EncoderSpec, fps: float, crop_borders: bool | None,
+             max_duration: float) -> tuple[Path, VideoReader, CacheKey, Borders, int]:
+    """The reader and cache key of `path` for an encoder: its input size, the clip step, the cropped bars."""
+    src = resolve_video_path(path)
+    reader = VideoReader(src, fps=fps, max_duration=max_duration)  # probes: bad files fail before a model loads
+    reader.size = spec.input_size
+    step = clip_step(spec, fps)
+    reader.fps = fps * step  # a video encoder's clips need frames at about its frame rate
+    content = file_content_hash(src)
+    borders = borders_to_crop(src, crop_borders, content)
+    if not borders.none:
+        reader.crop = (borders.top, borders.bottom, borders.left, borders.right)
+    return src, reader, CacheKey(content, spec.id, float(fps), spec.input_size, borders.key()), borders, step
+
+
+def decode_video(path: str | os.PathLike, spec: EncoderSpec, fps: float = 1.0, *, crop_borders: bool | None = None,
+                 max_duration: float = DEFAULT_MAX_DURATION) -> DecodedVideo:
+    """Decode `path` as `encode_video` would for the encoder `spec`, without loading a model (all frames held)."""
+    _, reader, key, borders, step = _prepare(path, spec, fps, crop_borders, max_duration)
+    times, frames = [], []
+    for t, frame in reader:
+        times.append(t)
+        frames.append(frame)
+    duration = float(reader.duration if reader.duration is not None else (times[-1] if times else 0.0))
+    stack = np.stack(frames) if frames else np.zeros((0, spec.input_size, spec.input_size, 3), np.uint8)
+    return DecodedVideo(key, borders, step, np.asarray(times, np.float64), stack, duration)
+
+
+def clip_step(enc: Encoder | EncoderSpec, fps: float) -> int:
     """Decoded frames per output instant: 1 for image encoders; for a video encoder, the whole number k with
     fps * k closest to its frame rate, so that its clips are decoded at fps * k (outputs stay at `fps`)."""
     if enc.clip_len <= 1 or enc.frame_rate <= 0:
@@ -195,25 +250,27 @@ def encode_video(
     max_duration: float = DEFAULT_MAX_DURATION,
     show_progress: bool | None = None,
     crop_borders: bool | None = None,
+    decoded: DecodedVideo | None = None,
 ) -> VideoFeatures:
     """Sample a video at `fps`, embed every sampled frame, and cache the result.
 
     `progress(fraction, text)` is called as batches finish; `should_stop()` returning True cancels
     (CancelledError, nothing cached). `show_progress` draws a tqdm bar (default: when stderr is a terminal).
     `crop_borders` (default CROP_BORDERS) crops the video's constant letterbox/pillarbox bars first.
+    `decoded` (from `decode_video` for this encoder, e.g. in a Ray CPU task) is encoded instead of decoding.
     """
-    src = resolve_video_path(path)
-    reader = VideoReader(src, fps=fps, max_duration=max_duration)  # probes: bad files fail before a model loads
+    reader: VideoReader | None = None
+    if decoded is None:
+        src = resolve_video_path(path)
+        VideoReader(src, fps=fps, max_duration=max_duration)  # probes: bad files fail before a model loads
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(encoder)
-    reader.size = enc.input_size
-    step = clip_step(enc, fps)
-    reader.fps = fps * step  # a video encoder's clips need frames at about its frame rate
+    if decoded is None:
+        src, reader, key, borders, step = _prepare(path, EncoderSpec.of(enc), fps, crop_borders, max_duration)
+    else:
+        if decoded.key.encoder_id != enc.id or decoded.key.fps != float(fps):
+            raise ValueError(f"frames decoded for {decoded.key.encoder_id} at {decoded.key.fps} fps, not {enc.id} at {fps}")
+        src, key, borders, step = Path(path), decoded.key, decoded.borders, decoded.step
     store = FeatureCache() if cache is True else (cache or None)
-    content = file_content_hash(src)
-    borders = borders_to_crop(src, crop_borders, content)
-    if not borders.none:
-        reader.crop = (borders.top, borders.bottom, borders.left, borders.right)
-    key = CacheKey(content, enc.id, float(fps), enc.input_size, borders.key())
     if store is not None:
         hit = store.get(key)
         if hit is not None and "frame_stats" not in hit:  # an entry of an earlier version: encoded again once
@@ -227,19 +284,28 @@ def encode_video(
                 enc.id, float(fps), key.content_hash, from_cache=True, borders=borders, frame_stats=hit["frame_stats"],
             )
 
-    expected = max(1, math.ceil(reader.info.duration * fps)) if reader.info.duration > 0 else None
+    if decoded is not None:
+        expected = max(1, math.ceil(decoded.duration * fps)) if decoded.duration > 0 else None
+    else:
+        assert reader is not None
+        expected = max(1, math.ceil(reader.info.duration * fps)) if reader.info.duration > 0 else None
     bar = None
     if show_progress if show_progress is not None else sys.stderr.isatty():
 
         bar = tqdm(total=expected, unit="frame", desc=f"encoding {src.name}", leave=False)
 
-    frames_q: queue.Queue = queue.Queue(maxsize=2 * enc.batch_size * max(1, step))
     stop = threading.Event()
-    producer = threading.Thread(target=_decode_ahead, args=(reader, frames_q, stop), daemon=True)
-    producer.start()
+    producer = None
+    if decoded is not None:
+        items: Iterable[tuple[float, np.ndarray]] = zip(decoded.times.tolist(), decoded.frames)
+    else:
+        frames_q: queue.Queue = queue.Queue(maxsize=2 * enc.batch_size * max(1, step))
+        producer = threading.Thread(target=_decode_ahead, args=(reader, frames_q, stop), daemon=True)
+        producer.start()
+        items = _decoded(frames_q)
     joint, visual, times, stats = [], [], [], []
     try:
-        for batch_t, batch in _batches(_decoded(frames_q), enc, step):
+        for batch_t, batch in _batches(items, enc, step):
             if should_stop is not None and should_stop():
                 raise CancelledError(f"encoding {src.name} was cancelled; nothing was cached.")
             if enc.clip_len > 1:
@@ -258,16 +324,22 @@ def encode_video(
                 progress(frac, f"encoded {len(times)} {unit}")
     finally:
         stop.set()
-        producer.join(timeout=5)
+        if producer is not None:
+            producer.join(timeout=5)
         if bar is not None:
             bar.close()
+    if decoded is not None:
+        duration = decoded.duration
+    else:
+        assert reader is not None
+        duration = float(reader.duration if reader.duration is not None else times[-1])  # set once decoding ends
 
     feats = VideoFeatures(
         Path(path),
         np.concatenate(joint).astype(np.float32),
         np.concatenate(visual).astype(np.float32),
         np.asarray(times, dtype=np.float64),
-        float(reader.duration if reader.duration is not None else times[-1]),  # set once decoding ends
+        duration,
         enc.id,
         float(fps),
         key.content_hash,

@@ -178,7 +178,9 @@ def test_ray_extraction_gives_the_single_machine_features(folder, tmp_path, monk
         assert not local.from_cache
         np.testing.assert_allclose(feats.features, local.features, atol=1e-5)
         np.testing.assert_allclose(feats.times, local.times)
+        np.testing.assert_allclose(feats.frame_stats, local.frame_stats, rtol=1e-5)
     assert lib.search("people walking", top_k=3).results
+    assert all("->" in node for node in report.ray["nodes"])  # decoded in a task -> encoded in an actor
 
 
 def test_search_lists_each_place_of_a_video_once(built):
@@ -221,3 +223,25 @@ def test_search_keeps_each_videos_moments_in_the_scorers_order(built):
         assert positions == sorted(positions), (video, mine, order)
     scores = [h.score for h in found.results]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_frames_decoded_apart_encode_to_the_same_features(realmix_video, tmp_path):
+    """What a Ray CPU task does (decode for the encoder's spec, no model) and then an actor (encode those frames)
+    gives the features, times, frame statistics and cache entry of one `encode_video`."""
+    import numpy as np
+
+    from backends.encoders import cached_encoder
+    from backends.features import EncoderSpec, decode_video, encode_video
+    from backends.io.cache import FeatureCache
+
+    enc = cached_encoder(TINY)
+    decoded = decode_video(realmix_video, EncoderSpec.of(enc), fps=0.5)
+    apart = encode_video(realmix_video, enc, fps=0.5, decoded=decoded, cache=FeatureCache(tmp_path / "a"))
+    direct = encode_video(realmix_video, enc, fps=0.5, cache=FeatureCache(tmp_path / "b"))
+    np.testing.assert_allclose(apart.features, direct.features, atol=1e-6)
+    np.testing.assert_array_equal(apart.times, direct.times)
+    np.testing.assert_allclose(apart.frame_stats, direct.frame_stats)
+    assert apart.duration == direct.duration and apart.content_hash == direct.content_hash
+    assert [p.name for p in FeatureCache(tmp_path / "a").entries()] == [p.name for p in FeatureCache(tmp_path / "b").entries()]
+    with pytest.raises(ValueError, match="decoded for"):
+        encode_video(realmix_video, enc, fps=1.0, decoded=decoded, cache=False)

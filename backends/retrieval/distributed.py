@@ -1,11 +1,14 @@
 """Feature extraction on Ray (optional: `pip install "momentlens[ray]"`), for libraries one machine is too slow for.
 
-A Ray Data pipeline over the files to encode: `ray.data.from_items(files)`, then `map_batches` over an actor
-pool of encoders (one model load per actor; one GPU per actor when the cluster has GPUs). Each actor runs the
-same `features.encode_video` as the single-machine path, writing into the feature cache at `cache_root`, so
-features are identical; on a cluster that folder must be one every node can read and write (NFS or the
-like). A file that fails comes back as an error row with its one-sentence reason; it never stops the job.
-Nothing here is imported by the single-machine path.
+A Ray Data pipeline over the files to encode: `ray.data.from_items(files)`, then `map` with `decode_task` (a CPU
+task per file: `features.decode_video` for the encoder's input size, rate and cropped bars, no model loaded),
+then `map_batches` over an actor pool of encoders (one model load per actor; one GPU per actor when the cluster
+has GPUs) that runs the same `features.encode_video` on those frames (`decoded=`), writing into the feature
+cache at `cache_root`, so features are identical to the single-machine path's; on a cluster that folder must be
+one every node can read and write (NFS or the like). Decoded frames travel through Ray's object store (a
+10-minute video at 1 fps and 224 px: about 90 MB). A file that fails (to decode or to encode) comes back as an
+error row with its one-sentence reason; it never stops the job. Nothing here is imported by the single-machine
+path.
 """
 
 from __future__ import annotations
@@ -18,6 +21,20 @@ from typing import Any
 from backends.core.errors import MissingDependencyError, VideoError
 
 log = logging.getLogger(__name__)
+
+
+def decode_task(row: dict[str, Any], spec: dict[str, Any], fps: float, cache_root: str) -> dict[str, Any]:
+    """One file decoded for the encoder `spec` (a CPU task): the frames and what encoding them needs, or the
+    reason it failed."""
+    os.environ["MOMENTLENS_CACHE"] = cache_root  # borders are looked up / cached like on the driver
+    from backends.features import EncoderSpec, decode_video  # noqa: PLC0415 - imported in the task's process
+
+    path = str(row["path"])
+    try:
+        d = decode_video(path, EncoderSpec(**spec), fps)
+    except VideoError as err:
+        return {"path": path, "reason": str(err), "decoded": None, "node": os.uname().nodename}
+    return {"path": path, "reason": "", "decoded": d, "node": os.uname().nodename}
 
 
 class EncoderActor:
@@ -35,18 +52,31 @@ class EncoderActor:
         from backends.retrieval.library import clip_vectors  # noqa: PLC0415 - imported in the actor's process
 
         rows: dict[str, list] = {k: [] for k in ("path", "status", "reason", "content_hash", "duration", "clips", "node")}
-        for path in batch["path"]:
+        for path, reason, decoded, node in zip(batch["path"], batch["reason"], batch["decoded"], batch["node"]):
             path = str(path)
-            try:
-                feats = encode_video(path, self.encoder, fps=self.fps, show_progress=False)
-                values = ("ok", "", feats.content_hash, float(feats.duration), len(clip_vectors(feats)[0]))
-            except VideoError as err:
-                values = ("error", str(err), "", 0.0, 0)
+            if decoded is None:
+                values = ("error", str(reason), "", 0.0, 0)
+            else:
+                try:
+                    feats = encode_video(path, self.encoder, fps=self.fps, show_progress=False, decoded=decoded)
+                    values = ("ok", "", feats.content_hash, float(feats.duration), len(clip_vectors(feats)[0]))
+                except VideoError as err:
+                    values = ("error", str(err), "", 0.0, 0)
             rows["path"].append(path)
             for key, value in zip(("status", "reason", "content_hash", "duration", "clips"), values):
                 rows[key].append(value)
-            rows["node"].append(os.uname().nodename)
+            rows["node"].append(f"{node} -> {os.uname().nodename}")  # decoded on -> encoded on
         return rows
+
+
+def _spec(encoder: str) -> dict[str, Any]:
+    """The encoder's decode spec (id, input size, clip length, frame rate), from the driver's encoder."""
+    from dataclasses import asdict  # noqa: PLC0415 - with the rest of this optional path
+
+    from backends.encoders import cached_encoder  # noqa: PLC0415 - the driver loads it once for the library anyway
+    from backends.features import EncoderSpec  # noqa: PLC0415
+
+    return asdict(EncoderSpec.of(cached_encoder(encoder)))
 
 
 def encode_on_ray(files: list[Path], encoder: str, fps: float, cache_root: Path, address: str | None = None,
@@ -73,10 +103,12 @@ def encode_on_ray(files: list[Path], encoder: str, fps: float, cache_root: Path,
         context.enable_progress_bars = False  # `index add` shows its own progress
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds: Any = ray.data.from_items([{"path": str(f)} for f in files])
+        ds = ds.map(decode_task, fn_kwargs={"spec": _spec(encoder), "fps": fps, "cache_root": str(cache_root)},
+                    num_cpus=1)
         ds = ds.map_batches(EncoderActor, fn_constructor_kwargs={"encoder": encoder, "fps": fps,
                                                                  "cache_root": str(cache_root)},
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if gpus else 0,
-                            num_cpus=1)
+                            batch_size=1, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=n),
+                            num_gpus=1 if gpus else 0, num_cpus=1)
         return [dict(r) for r in ds.take_all()]
     finally:
         if started_here:
