@@ -21,6 +21,7 @@ from typing import Any
 from backends.core.errors import MissingDependencyError, VideoError
 
 log = logging.getLogger(__name__)
+DECODE_CPUS = 0.5
 
 
 def decode_task(row: dict[str, Any], spec: dict[str, Any], fps: float, cache_root: str) -> dict[str, Any]:
@@ -97,14 +98,17 @@ def encode_on_ray(files: list[Path], encoder: str, fps: float, cache_root: Path,
     try:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        n = actors or max(1, min(len(files), gpus or int(resources.get("CPU", 1))))
+        # one encoder per GPU; on CPUs one per CPU but one, which the decode tasks use
+        n = actors or max(1, min(len(files), gpus or int(resources.get("CPU", 1)) - 1))
         log.info("ray: %d encoder actors over %d files (%d GPUs in the cluster)", n, len(files), gpus)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # `index add` shows its own progress
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds: Any = ray.data.from_items([{"path": str(f)} for f in files])
+        # decode tasks ask for half a CPU: decoding at a library's rate (1 fps) is light, and remote arguments that
+        # differ from the actors' keep Ray Data from fusing the two stages (it would decode inside the actors)
         ds = ds.map(decode_task, fn_kwargs={"spec": _spec(encoder), "fps": fps, "cache_root": str(cache_root)},
-                    num_cpus=1)
+                    num_cpus=DECODE_CPUS)
         ds = ds.map_batches(EncoderActor, fn_constructor_kwargs={"encoder": encoder, "fps": fps,
                                                                  "cache_root": str(cache_root)},
                             batch_size=1, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=n),

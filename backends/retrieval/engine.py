@@ -431,8 +431,10 @@ def _index_for(feats: VideoFeatures, fps: float, num_clips: int | None, mask: st
 def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: Encoder | str | None = None,
                   head: str | os.PathLike | None = None, top_k: int = 5, nms_threshold: float = 0.5, fps: float = 1.0,
                   num_clips: int | None = None, mask: str = "auto", progress: ProgressFn | None = None,
-                  scorer: str | None = None, should_stop: StopFn | None = None) -> list[RetrievalResult]:
-    """Retrieve moments for several queries, encoding the video once (`should_stop()` -> True cancels)."""
+                  scorer: str | None = None, should_stop: StopFn | None = None,
+                  confidence: bool = True) -> list[RetrievalResult]:
+    """Retrieve moments for several queries, encoding the video once (`should_stop()` -> True cancels).
+    `confidence=False` skips the confidences and `distinct` (the null of 48 queries, computed once per video)."""
     texts = [check_query(q) for q in queries]
     if top_k < 1:
         raise QueryError(f"top-k must be at least 1, got {top_k}.")
@@ -461,7 +463,9 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
             moments = top_moments(sub, cells, top_k, nms_threshold)
             used = f"head:{Path(str(head)).name}"
             sim = index.clip_features @ _unit(qvecs[i])
-        moments, distinct = judge(index, enc, sim, moments, scorer)
+        distinct: bool | None = None
+        if confidence:
+            moments, distinct = judge(index, enc, sim, moments, scorer)
         results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
                                        feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
                                        blank=blank if blank.any() else None, blank_reasons=reasons,
@@ -490,11 +494,11 @@ def _sub_index(index: VideoIndex, a: np.ndarray, b: np.ndarray) -> VideoIndex:
 def retrieve(video: str | os.PathLike, query: str, *, encoder: Encoder | str | None = None,
              head: str | os.PathLike | None = None, top_k: int = 5, nms_threshold: float = 0.5, fps: float = 1.0,
              num_clips: int | None = None, mask: str = "auto", progress: ProgressFn | None = None,
-             scorer: str | None = None, should_stop: StopFn | None = None) -> RetrievalResult:
+             scorer: str | None = None, should_stop: StopFn | None = None, confidence: bool = True) -> RetrievalResult:
     """Top-k moments of one text query in a video, with its saliency curve and 2D temporal map."""
     return retrieve_many(video, [query], encoder=encoder, head=head, top_k=top_k, nms_threshold=nms_threshold,
                          fps=fps, num_clips=num_clips, mask=mask, progress=progress, scorer=scorer,
-                         should_stop=should_stop)[0]
+                         should_stop=should_stop, confidence=confidence)[0]
 
 
 def resolve_annotation_video(vid: str, video_dir: str | os.PathLike | None, *, confine: bool = False) -> Path:

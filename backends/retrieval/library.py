@@ -424,7 +424,10 @@ class Library:
         hits: list[LibraryHit] = []
         candidates = [str(rows["paths"][v]) for v in order]
         for rank, path in enumerate(candidates, start=1):
-            result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps)
+            # the library ranks by clip cosine across videos; per-video confidences are not needed (and their
+            # null, 48 queries per video, would be recomputed for every candidate: most of a search's time)
+            result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps,
+                              confidence=False)
             best = float("inf")
             for m in result.moments:
                 inside = (result.saliency_times >= m.start) & (result.saliency_times <= m.end)
