@@ -107,3 +107,20 @@ def test_conse_real_weights_see_real_frames(conse, realmix_annotations, realmix_
     s = f @ q.T
     assert s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0], s
     assert f.shape[1] == 384 and conse.encode_visual(box).shape == (1, 1280)
+
+
+def test_encode_text_remembers_recent_calls_and_hands_out_copies(monkeypatch):
+    """A library search embeds its query once, not once more per candidate video: the last calls are remembered;
+    what a caller does to the array it got never changes what the next caller gets."""
+    from backends.encoders import create_encoder
+
+    enc = create_encoder("conse-tiny-random", device="cpu")
+    calls = []
+    real = enc._embed_texts
+    monkeypatch.setattr(enc, "_embed_texts", lambda texts: calls.append(list(texts)) or real(texts))
+    a = enc.encode_text(["a dog runs"])
+    a[:] = 0.0
+    b = enc.encode_text(["a dog runs"])
+    assert calls == [["a dog runs"]] and abs(float((b * b).sum()) - 1.0) < 1e-5
+    enc.encode_text(["a dog runs", "a cat"])  # another call: embedded
+    assert calls[-1] == ["a dog runs", "a cat"]

@@ -20,6 +20,7 @@ from backends.core.device import resolve_device
 from backends.core.errors import UnknownEncoderError
 
 log = logging.getLogger(__name__)
+TEXT_MEMO = 64  # encode_text calls remembered per encoder
 
 
 @dataclass(frozen=True)
@@ -194,11 +195,25 @@ class Encoder(ABC):
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        """list of Q strings -> (Q, dim) float32, L2-normalised."""
+        """list of Q strings -> (Q, dim) float32, L2-normalised. The last TEXT_MEMO calls are remembered (a
+        library search embeds its query once, not once more per candidate video); a copy is returned."""
         if isinstance(texts, str):
             texts = [texts]
+        key = tuple(texts)
+        memo = self.__dict__.setdefault("_text_memo", OrderedDict())
+        lock = self.__dict__.setdefault("_text_memo_lock", threading.Lock())
+        with lock:
+            hit = memo.get(key)
+            if hit is not None:
+                memo.move_to_end(key)
+                return hit.copy()
         emb = self._embed_texts(list(texts))
-        return F.normalize(emb.float(), dim=-1).cpu().numpy()
+        out = F.normalize(emb.float(), dim=-1).cpu().numpy()
+        with lock:
+            memo[key] = out
+            while len(memo) > TEXT_MEMO:
+                memo.popitem(last=False)
+        return out.copy()
 
     def describe(self) -> dict:
         """Plain facts for the UIs: id, device, sizes."""
