@@ -204,15 +204,19 @@ def test_search_lists_each_place_of_a_video_once(built):
 
 
 def test_search_keeps_each_videos_moments_in_the_scorers_order(built):
-    """Across videos, moments are placed by their best clip-length mean cosine; within a video, the moment
-    scorer's order stands (its scene-level first moment is not passed by a short peak it ranked lower)."""
+    """Across videos, moments are placed by the best first-stage clip cosine inside them; within a video, the
+    moment scorer's order stands (its scene-level first moment is not passed by a short peak it ranked lower)."""
     import numpy as np
 
     from backends.retrieval.engine import retrieve
-    from backends.retrieval.library import peak_clip_score
+    from backends.retrieval.library import moment_clip_score
 
-    assert peak_clip_score(np.array([0.1, 0.5, 0.5, 0.1, 0.9]), 2) == pytest.approx(0.5)  # the best pair, not 0.9
-    assert peak_clip_score(np.array([0.2, 0.4]), 4) == pytest.approx(0.3)  # shorter than a clip: its mean
+    starts, ends = np.array([0.0, 2.0, 4.0, 6.0]), np.array([4.0, 6.0, 8.0, 10.0])
+    cos = np.array([0.1, 0.5, 0.3, 0.9])
+    assert moment_clip_score(starts, ends, cos, 0.0, 8.0) == pytest.approx(0.5)  # clips 0-2 inside; not 0.9
+    assert moment_clip_score(starts, ends, cos, 4.5, 5.5) == pytest.approx(0.5)  # 1 s: both clips hold it, the best
+    assert moment_clip_score(starts, ends, cos, 9.0, 12.0) == pytest.approx(0.9)  # the only clip overlapping it
+    assert moment_clip_score(starts, ends, cos, 20.0, 21.0) == pytest.approx(0.9)  # none overlaps: the nearest
     lib = Library(built)
     query = "a cartoon bunny on a green hill"
     found = lib.search(query, top_k=8)

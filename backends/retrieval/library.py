@@ -10,8 +10,8 @@
   rows (a million), HNSW above. The index file carries the library's version (a digest of the catalogue); an index that is
   missing, unreadable or of another version is rebuilt from the catalogue and the feature cache, never served.
 - Second stage: the candidate videos (those of the best clips) go through the zero-shot moment scorer of
-  `retrieval.engine.retrieve`; moments from different videos are ranked by the query's mean frame cosine
-  inside them (one scale for every video).
+  `retrieval.engine.retrieve`; each video's moments keep the scorer's order, and moments from different videos
+  are placed by the best first-stage clip cosine inside them (one scale for every video, the first stage's).
 """
 
 from __future__ import annotations
@@ -401,7 +401,8 @@ class Library:
     # --- search ---------------------------------------------------------------------------------------
     def search(self, query: str, *, top_k: int = 10, videos: int = 10, nms_threshold: float = 0.5) -> SearchResult:
         """The best moments for `query` across the library: the clips closest to the query pick `videos`
-        candidate videos; each goes through the moment scorer; moments are ranked by mean frame cosine."""
+        candidate videos; each goes through the moment scorer; moments are placed across videos by their best
+        clip cosine (`moment_clip_score`)."""
         text = check_query(query)
         if top_k < 1 or videos < 1:
             raise LibraryError("--top-k and --videos must be at least 1.")
@@ -423,15 +424,16 @@ class Library:
                 break
         hits: list[LibraryHit] = []
         candidates = [str(rows["paths"][v]) for v in order]
-        for rank, path in enumerate(candidates, start=1):
+        for rank, (v, path) in enumerate(zip(order, candidates), start=1):
             # the library ranks by clip cosine across videos; per-video confidences are not needed (and their
             # null, 48 queries per video, would be recomputed for every candidate: most of a search's time)
             result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps,
                               confidence=False)
+            mine = np.nonzero(rows["video"] == v)[0]
+            clip_cos = index.reconstruct_batch(mine) @ q[0]
             best = float("inf")
             for m in result.moments:
-                inside = (result.saliency_times >= m.start) & (result.saliency_times <= m.end)
-                score = peak_clip_score(result.saliency[inside], max(1, round(CLIP_SECONDS * self.fps)))
+                score = moment_clip_score(rows["start"][mine], rows["end"][mine], clip_cos, m.start, m.end)
                 # the scorer's order within the video stands (a short peak it ranked lower does not pass the scene
                 # it ranked first); the clip score only places the videos' moments among each other
                 best = min(best, score)
@@ -440,16 +442,23 @@ class Library:
         return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt)
 
 
-def peak_clip_score(saliency: np.ndarray, width: int) -> float:
-    """A moment's score comparable across videos and lengths: the best mean frame cosine over `width`
-    consecutive samples inside it (the first stage's clip length; the whole moment when shorter). A plain mean
-    favours short peaks over the whole scene the scorer found; the best clip does not."""
-    if len(saliency) == 0:
+def moment_clip_score(clip_starts: np.ndarray, clip_ends: np.ndarray, clip_cos: np.ndarray, start: float,
+                      end: float) -> float:
+    """A moment's score comparable across videos and lengths: the best query cosine of the index's clips (the
+    first stage's unit: CLIP_SECONDS of mean frame features, unit length) that lie mostly inside the moment (more
+    than half of the shorter of clip and moment), else of the clip overlapping it most. The same numbers that
+    chose the candidate videos, so the second stage does not reorder the videos on another scale (mean frame
+    cosines did, and put realmix_dev among the top 5 for fewer queries: benchmarks/library.py)."""
+    if len(clip_cos) == 0:
         return float("-inf")
-    if len(saliency) <= width:
-        return float(saliency.mean())
-    run = np.convolve(saliency, np.ones(width) / width, mode="valid")
-    return float(run.max())
+    overlap = np.clip(np.minimum(clip_ends, end) - np.maximum(clip_starts, start), 0.0, None)
+    mostly = overlap > 0.5 * np.minimum(clip_ends - clip_starts, end - start)
+    if mostly.any():
+        return float(clip_cos[mostly].max())
+    if overlap.max() > 0:
+        return float(clip_cos[int(np.argmax(overlap))])
+    centres = (clip_starts + clip_ends) / 2
+    return float(clip_cos[int(np.argmin(np.abs(centres - (start + end) / 2)))])
 
 
 def distinct_hits(hits: Sequence[LibraryHit], top_k: int, overlap: float = 0.5) -> list[LibraryHit]:
