@@ -134,6 +134,22 @@ def test_library_errors_are_one_sentence(folder, tmp_path):
         lib.search("   ")
 
 
+def test_index_add_on_an_unreachable_ray_cluster_says_so_at_once(folder, tmp_path, capsys):
+    """`index add --ray HOST:PORT` where no head listens: one sentence naming the address, and nothing encoded
+    (Ray's own client would retry for minutes: a 300 s run here printed nothing)."""
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    code = cli(["index", "add", str(folder), "--encoder", TINY, "--library", str(tmp_path / "lib"), "--ray", address])
+    err = capsys.readouterr().err
+    assert code != 0 and f"nothing answers at {address}" in err and "ray start --head" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert Library(tmp_path / "lib").videos() == []
+
+
 @pytest.fixture
 def built(folder, tmp_path) -> Path:
     lib = Library(tmp_path / "lib")

@@ -67,6 +67,11 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(report.added)} video(s) added, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped "
           f"in {report.seconds:.1f} s; library {lib.folder} ({lib.encoder} at {lib.fps:g} fps)")
+    if report.ray is not None:
+        nodes = report.ray["nodes"]
+        shown = ", ".join(nodes[:8]) + (f" and {len(nodes) - 8} more" if len(nodes) > 8 else "")
+        print(f"  on Ray: {report.ray['encoded']} encoded, {report.ray['failed']} failed; decoded on -> encoded on "
+              f"(host:Ray node): {shown or 'nothing to encode'}")
     for file, reason in report.skipped:
         print(f"  skipped {file}: {reason}")
     return 0

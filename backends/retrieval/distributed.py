@@ -18,10 +18,38 @@ import os
 from pathlib import Path
 from typing import Any
 
-from backends.core.errors import MissingDependencyError, VideoError
+from backends.core.errors import MissingDependencyError, MomentLensError, VideoError
 
 log = logging.getLogger(__name__)
 DECODE_CPUS = 0.5
+
+
+class RayConnectionError(MomentLensError):
+    """The Ray cluster given to --ray could not be reached or refused this machine."""
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing answers at a HOST:PORT (or ray://HOST:PORT) address: Ray's own client retries
+    for minutes before giving up. "auto" and other forms are left to Ray."""
+    import socket  # noqa: PLC0415 - only on this optional path
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise RayConnectionError(f"nothing answers at {address} ({err.strerror or type(err).__name__}); start the "
+                                 f"cluster's head there (`ray start --head --port {port}`) or check the address.") from err
+
+
+def _node() -> str:
+    """This Ray worker's machine and Ray node (host:node-id prefix; two nodes can share a host)."""
+    import ray  # noqa: PLC0415 - runs inside a Ray worker
+
+    return f"{os.uname().nodename}:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 def decode_task(row: dict[str, Any], spec: dict[str, Any], fps: float, cache_root: str) -> dict[str, Any]:
@@ -34,8 +62,8 @@ def decode_task(row: dict[str, Any], spec: dict[str, Any], fps: float, cache_roo
     try:
         d = decode_video(path, EncoderSpec(**spec), fps)
     except VideoError as err:
-        return {"path": path, "reason": str(err), "decoded": None, "node": os.uname().nodename}
-    return {"path": path, "reason": "", "decoded": d, "node": os.uname().nodename}
+        return {"path": path, "reason": str(err), "decoded": None, "node": _node()}
+    return {"path": path, "reason": "", "decoded": d, "node": _node()}
 
 
 class EncoderActor:
@@ -66,7 +94,7 @@ class EncoderActor:
             rows["path"].append(path)
             for key, value in zip(("status", "reason", "content_hash", "duration", "clips"), values):
                 rows[key].append(value)
-            rows["node"].append(f"{node} -> {os.uname().nodename}")  # decoded on -> encoded on
+            rows["node"].append(f"{node} -> {_node()}")  # decoded on -> encoded on
         return rows
 
 
@@ -93,8 +121,19 @@ def encode_on_ray(files: list[Path], encoder: str, fps: float, cache_root: Path,
         return []
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        local = address in (None, "", "local")
+        if not local:
+            check_reachable(str(address))
+        try:
+            ray.init(address=None if local else address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except (ConnectionError, ray.exceptions.RayError) as err:  # no head there, or it refused our token
+            if local:
+                raise
+            raise RayConnectionError(
+                f"could not join the Ray cluster at {address} ({type(err).__name__}); check that its head is running "
+                f"(`ray status --address {address}`) and, as Ray starts clusters with token authentication, run with "
+                "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN).") from err
     try:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
