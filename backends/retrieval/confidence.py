@@ -19,10 +19,11 @@ null query gets its *best* window), so a maximum over noise does not look signif
 
 `distinct` needs both: the top moment's confidence >= DISTINCT_LEVEL (it fits the query better than the median
 unrelated query's best window fits that one) and a window that looks unlike the rest of the video
-(`visual_separation` >= DISTINCT_SEPARATION). A flat video (one unchanging scene) has no such window whatever
-the query; a query that matches everywhere picks the whole video (nothing outside it) or a low lift; one that
-matches nowhere has a lift no larger than an unrelated query's: all say "no distinct moment". The nulls are
-scored once per video, encoder and scorer (memoised on the video's index), so a query costs a few array sums.
+(`visual_separation` >= DISTINCT_SEPARATION, measured on the video's distinct samples: a short video's map
+repeats each sample over several clips, and repeats are no change). A flat video (one unchanging scene) has no
+such window whatever the query; a query that matches everywhere picks the whole video (nothing outside it) or a
+low lift; one that matches nowhere has a lift no larger than an unrelated query's: all say "no distinct moment".
+The nulls are scored once per video, encoder and scorer (memoised on the video's index), so a query costs a few array sums.
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ def visual_separation(visual: np.ndarray, start: int, end: int) -> float:
     between = float(v[inside].mean(axis=0) @ v[~inside].mean(axis=0))  # mean pairwise cosine, in O(M)
     jitter = float(np.median(1.0 - np.sum(v[1:] * v[:-1], axis=1)))
     return (1.0 - between) / max(jitter, 1e-3)
+
+
+def collapse_repeats(visual: np.ndarray, start: int, end: int) -> tuple[np.ndarray, int, int]:
+    """`visual` without consecutive repeats of one row, and clips start..end mapped onto it. A video shorter than
+    its map has each sampled frame repeated over several clips (`analysis.temporal_map.resample_to_clips`):
+    repeats are no change, and counting them made the median change 0, so any window of a 4 s clip looked
+    hundreds of times more separate than the video's own change."""
+    v = np.asarray(visual, np.float32)
+    if len(v) < 2:
+        return v, start, end
+    new_run = np.concatenate([[True], np.any(np.abs(v[1:] - v[:-1]) > 1e-7, axis=1)])
+    run = np.cumsum(new_run) - 1  # clip -> index of its run
+    return v[new_run], int(run[start]), int(run[end])
 
 
 def moment_confidences(null: Null, sim: np.ndarray, content: np.ndarray, clip_times: np.ndarray,

@@ -330,8 +330,8 @@ def judge(index: VideoIndex, enc: Encoder, sim: np.ndarray, moments: list[Moment
     judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
     visual = index.context.visual if index.context.visual is not None else index.clip_features
     a, b = conf.window_clips(index.clip_times, moments[0].start, moments[0].end)
-    separation = conf.visual_separation(np.asarray(visual, np.float32), a, b)
-    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and separation >= conf.DISTINCT_SEPARATION)
+    frames, a, b = conf.collapse_repeats(np.asarray(visual, np.float32), a, b)  # a short video's repeated samples
+    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and conf.visual_separation(frames, a, b) >= conf.DISTINCT_SEPARATION)
 
 
 def top_moments(index: VideoIndex, scores: np.ndarray, top_k: int = 5, nms_threshold: float = 0.5) -> list[Moment]:
