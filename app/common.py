@@ -233,14 +233,24 @@ def export_figures(figures: dict[str, Any], folder: Path) -> tuple[list[str], st
     if not kaleido_available():
         return paths, ("PNG files need the `kaleido` package, which is not installed; use the camera button "
                        "above each plot to save a PNG from the browser.")
-    pngs = [folder / f"{stem}.png" for stem in figures]
+    pngs = {stem: folder / f"{stem}.png" for stem in figures}
     try:
-        pio.write_images(list(figures.values()), [str(p) for p in pngs], scale=2)
+        for _attempt in range(2):  # kaleido returns a figure's render error instead of raising: try those again once
+            todo = [stem for stem, p in pngs.items() if not p.is_file()]
+            if not todo:
+                break
+            pio.write_images([figures[s] for s in todo], [str(pngs[s]) for s in todo], scale=2)
     except Exception as err:  # kaleido present but no Chrome/Chromium for it to drive
         log.warning("PNG export failed: %s", err)
         return paths, ("PNG export needs Chrome or Chromium for kaleido (not found on the server); use the camera "
                        "button above each plot to save a PNG from the browser.")
-    return paths + [str(p) for p in pngs], ""
+    missing = [stem for stem, p in pngs.items() if not p.is_file()]
+    if missing:  # never hand out a path that is not there
+        log.warning("PNG export: kaleido drew no %s", ", ".join(missing))
+        return paths + [str(p) for p in pngs.values() if p.is_file()], (
+            f"The PNG of {', '.join(missing)} could not be drawn this time (the server's renderer gave up); its HTML is "
+            "there, or use the camera button above the plot.")
+    return paths + [str(p) for p in pngs.values()], ""
 
 
 def write_json(obj: Any, path: Path) -> str:

@@ -314,6 +314,33 @@ def test_export_writes_moments_and_figures(client, realmix_video):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a real picture, not an empty canvas
 
 
+def test_export_never_lists_a_png_that_kaleido_did_not_draw(tmp_path, monkeypatch):
+    """kaleido returns a figure's render error instead of raising (seen under load in CI: the export then listed a
+    saliency.png that was not there and Gradio failed on it). The figure is tried once more; what is still not
+    drawn is left out of the files and named in the note."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    import app.common as common
+
+    calls = []
+
+    def flaky(figs, paths, **kwargs):  # draws every figure but "saliency", as a kaleido render error would
+        calls.append([Path(p).stem for p in paths])
+        for p in paths:
+            if Path(p).stem != "saliency":
+                Path(p).write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    monkeypatch.setattr(common, "kaleido_available", lambda: True)
+    monkeypatch.setattr(pio, "write_images", flaky)
+    figs = {"saliency": go.Figure(go.Scatter(y=[1, 2])), "map2d": go.Figure(go.Heatmap(z=[[1, 2]]))}
+    files, note = common.export_figures(figs, tmp_path)
+    assert calls == [["saliency", "map2d"], ["saliency"]]  # the missing one tried again, once
+    assert all(Path(f).is_file() for f in files)
+    assert sorted(Path(f).name for f in files) == ["map2d.html", "map2d.png", "saliency.html"]
+    assert "saliency" in note and "could not be drawn" in note
+
+
 def test_upload_that_browsers_cannot_play_is_transcoded(client, opencv_doc_clips):
     from backends.io.playback import is_browser_playable
     from backends.io.video import probe
