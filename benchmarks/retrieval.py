@@ -155,7 +155,26 @@ def quality(encoder_name: str) -> None:
                     _, scores = engine.score_candidates(index, vec, scorer)
                     preds.append([[m.start, m.end, m.score] for m in engine.top_moments(index, scores, 10, 0.5)])
             mark = " (default)" if scorer == zero_shot.DEFAULT_SCORER else ""
-            print(f"    {scorer:<20} {fmt(evaluate_windows(qs, preds).metrics)}{mark}")
+            print(f"    {scorer:<20} {fmt(evaluate_windows(qs, preds).metrics)}  centre-in-GT {centre_rate(qs, preds):.3f}{mark}")
+            if scorer == zero_shot.DEFAULT_SCORER and name.startswith("bsp-styled"):
+                print("      by style (R1@0.5 / centre-in-GT): " + ", ".join(
+                    f"{style} {by_style(qs, preds, style)}" for style in STYLES))
+
+
+def centre_rate(qs: list[AnnotatedQuery], preds: list[list[list[float]]]) -> float:
+    """Share of queries whose top-1 moment has its centre inside a ground-truth window: did the scorer find the
+    right scene at all (R1@0.5 also asks for the right extent)? Where the two are about equal, what fails is
+    recognising the scene, not placing its boundaries."""
+    hits = [bool(p) and any(a <= (p[0][0] + p[0][1]) / 2 <= b for a, b in q.windows) for q, p in zip(qs, preds)]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def by_style(qs: list[AnnotatedQuery], preds: list[list[list[float]]], style: str) -> str:
+    pairs = [(q, p) for q, p in zip(qs, preds) if str(q.qid).endswith(f"-{style}")]
+    if not pairs:
+        return "-"
+    sub_q, sub_p = [q for q, _ in pairs], [p for _, p in pairs]
+    return f"{evaluate_windows(sub_q, sub_p).metrics['R1@0.5']:.2f} / {centre_rate(sub_q, sub_p):.2f}"
 
 
 def trust(encoder_name: str) -> None:
