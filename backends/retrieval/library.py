@@ -88,7 +88,7 @@ class LibraryHit:
     video: str  # the path that was indexed
     start: float
     end: float
-    score: float  # the query's mean frame cosine inside [start, end] (comparable across videos)
+    score: float  # the best query cosine of a 4 s index clip inside [start, end] (comparable across videos)
     video_rank: int  # rank of the video in the first stage (1 = the best clip)
 
     def to_dict(self) -> dict[str, Any]:
