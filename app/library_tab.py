@@ -86,7 +86,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
             cv2.imwrite(str(png), cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
             items.append((str(png), caption))
         text = (f"**{len(result.results)} moments** for “{html.escape(result.query)}” from "
-                f"{len(result.candidates)} candidate videos · encoder `{result.encoder}` · scores (best 4 s clip cosine inside each moment): "
+                f"{len(result.candidates)} candidate videos · encoder `{result.encoder}` · scores (best 4 s clip cosine in each): "
                 + ", ".join(f"#{i} {h.score:.3f}" for i, h in enumerate(result.results, start=1)))
         return items, text, [h.to_dict() for h in result.results if h is not None]
 
