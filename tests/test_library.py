@@ -13,9 +13,11 @@ import pytest
 
 from backends.cli.main import main as cli
 from backends.core.errors import MomentLensError
+from backends.io.video import probe
 from backends.retrieval.library import Library, LibraryError, clip_vectors
 
 TINY = "conse-tiny-random"
+BUNDLED = "conse-effnet-minilm"
 
 
 @pytest.fixture
@@ -238,11 +240,32 @@ def test_search_keeps_each_videos_moments_in_the_scorers_order(built):
     found = lib.search(query, top_k=8)
     for video in {h.video for h in found.results}:
         mine = [(h.start, h.end) for h in found.results if h.video == video]
+        if len(mine) == 1 and mine[0][0] == 0.0 and mine[0][1] == pytest.approx(probe(video).duration, abs=1e-3):
+            continue  # one scene for this query: the whole video stands for it (see the next test)
         order = [(m.start, m.end) for m in retrieve(video, query, encoder=TINY, top_k=16, fps=lib.fps).moments]
         positions = [order.index(w) for w in mine]
         assert positions == sorted(positions), (video, mine, order)
     scores = [h.score for h in found.results]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_single_scene_video_is_one_hit_covering_it(opencv_doc_clips, realmix_video, tmp_path):
+    """cup.mp4 is one 9 s shot: the query fits it everywhere, so the library lists it once as the whole video
+    (not as 1 s slivers at arbitrary places); realmix_dev's scenes stay moments of their own."""
+    from backends.retrieval.engine import retrieve
+
+    cup = opencv_doc_clips["cup"]
+    lib = Library(tmp_path / "lib")
+    lib.add([cup, realmix_video], encoder=BUNDLED)
+    query = "a hand turning a black cup in front of a white wall"
+    found = lib.search(query, top_k=10)
+    on_cup = [h for h in found.results if h.video == str(cup.resolve())]
+    assert len(on_cup) == 1 and on_cup[0].start == 0.0
+    assert on_cup[0].end == pytest.approx(probe(cup).duration, abs=1e-3)
+    single = retrieve(cup, query, encoder=BUNDLED)
+    assert single.separation is not None and single.separation < 3.0 and single.distinct is False  # why
+    on_realmix = [h for h in found.results if h.video == str(realmix_video.resolve())]
+    assert len(on_realmix) >= 2 and all(h.end - h.start < 30 for h in on_realmix)  # scenes, not the 79 s video
 
 
 def test_frames_decoded_apart_encode_to_the_same_features(realmix_video, tmp_path):

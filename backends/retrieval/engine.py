@@ -85,6 +85,9 @@ class RetrievalResult:
     # the top moment stands out from the rest of the video (its confidence >= DISTINCT_LEVEL); False: "no distinct
     # moment"; None: not judged (query by clip)
     distinct: bool | None = None
+    # how far the top moment looks from the rest of the video (`confidence.visual_separation`); below
+    # DISTINCT_SEPARATION the video is one scene as far as this moment goes
+    separation: float | None = None
 
     def content_free(self) -> list[dict]:
         """Runs of samples without content as `{"start", "end", "reason"}` (seconds)."""
@@ -328,10 +331,16 @@ def judge(index: VideoIndex, enc: Encoder, sim: np.ndarray, moments: list[Moment
     values = conf.moment_confidences(null, z, _content_clips(index), index.clip_times,
                                      [(m.start, m.end) for m in moments])
     judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
+    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and top_separation(index, moments[0]) >= conf.DISTINCT_SEPARATION)
+
+
+def top_separation(index: VideoIndex, moment: Moment) -> float:
+    """`confidence.visual_separation` of one moment, on the video's distinct samples (a short video's map repeats
+    each sample over several clips)."""
     visual = index.context.visual if index.context.visual is not None else index.clip_features
-    a, b = conf.window_clips(index.clip_times, moments[0].start, moments[0].end)
-    frames, a, b = conf.collapse_repeats(np.asarray(visual, np.float32), a, b)  # a short video's repeated samples
-    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and conf.visual_separation(frames, a, b) >= conf.DISTINCT_SEPARATION)
+    a, b = conf.window_clips(index.clip_times, moment.start, moment.end)
+    frames, a, b = conf.collapse_repeats(np.asarray(visual, np.float32), a, b)
+    return conf.visual_separation(frames, a, b)
 
 
 def top_moments(index: VideoIndex, scores: np.ndarray, top_k: int = 5, nms_threshold: float = 0.5) -> list[Moment]:
@@ -469,7 +478,8 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
         results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
                                        feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
                                        blank=blank if blank.any() else None, blank_reasons=reasons,
-                                       distinct=distinct))
+                                       distinct=distinct,
+                                       separation=top_separation(index, moments[0]) if moments else None))
     return results
 
 

@@ -37,6 +37,7 @@ from backends.core.paths import cache_dir
 from backends.encoders import cached_encoder, canonical_encoder_name, default_encoder_name
 from backends.features import VideoFeatures, encode_video
 from backends.io.video import VIDEO_EXTENSIONS, is_video_name, list_videos
+from backends.retrieval.confidence import DISTINCT_SEPARATION
 from backends.retrieval.engine import retrieve
 
 log = logging.getLogger(__name__)
@@ -431,6 +432,11 @@ class Library:
                               confidence=False)
             mine = np.nonzero(rows["video"] == v)[0]
             clip_cos = index.reconstruct_batch(mine) @ q[0]
+            if result.separation is not None and result.separation < DISTINCT_SEPARATION:
+                # one scene throughout as far as the query goes (its best window looks like the rest of the video):
+                # the video is the answer, listed once, instead of arbitrary slivers of it
+                hits.append(LibraryHit(path, 0.0, round(result.duration, 3), float(clip_cos.max()), rank))
+                continue
             best = float("inf")
             for m in result.moments:
                 score = moment_clip_score(rows["start"][mine], rows["end"][mine], clip_cos, m.start, m.end)
