@@ -72,6 +72,11 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
                  workers=args.workers, seed=args.seed, save_every=args.save_every, amp=False if args.no_amp else None)
     summary = train_cvrl(args.videos, args.out, cfg, resume=args.resume, max_steps=args.max_steps,
                          show_progress=None if not args.json else False)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # under torchrun: shut the process group down on every rank
+        dist.barrier()  # (left to interpreter exit, gloo's threads can abort the process after a good run)
+        dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
