@@ -107,6 +107,13 @@ def lift(sim: np.ndarray, content: np.ndarray, start: int, end: int) -> float:
     return float(inside.mean() - base.mean())
 
 
+def leave_one_out_z(sims: np.ndarray, j: int) -> np.ndarray:
+    """(M,) column j of `sims` (M clips x B bank queries) normalised at each clip by the other columns' mean and
+    standard deviation: a null query's query-bank normalisation, the bank without itself."""
+    others = np.delete(sims, j, axis=1)
+    return (sims[:, j] - others.mean(axis=1)) / (others.std(axis=1) + 1e-6)
+
+
 def window_match(features: np.ndarray, query: np.ndarray, content: np.ndarray, start: int, end: int) -> float:
     """Cosine between a query vector and the mean feature of clips start..end (inclusive) with content (all of
     them when none has): how much the window looks like the query clip, not only how it ranks in this video."""

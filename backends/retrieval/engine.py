@@ -310,8 +310,7 @@ def video_null(index: VideoIndex, enc: Encoder, scorer: str | None = None) -> tu
             if not np.isfinite(scores).any():
                 continue
             best = int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))
-            others = np.delete(sims, j, axis=1)  # the null query normalised by the bank without itself
-            z = (sims[:, j] - others.mean(axis=1)) / (others.std(axis=1) + 1e-6)
+            z = conf.leave_one_out_z(sims, j)  # the null query normalised by the bank without itself
             lifts.append(conf.lift(z, content, int(index.starts[best]), int(index.ends[best])))
         return np.sort(np.asarray(lifts, np.float64)), sims.mean(axis=1), sims.std(axis=1) + 1e-6
 
@@ -372,9 +371,7 @@ def clip_null(index: VideoIndex, length: float, scorer: str | None = None) -> tu
                 continue
             best = int(np.argmax(scores))
             a, b = int(index.starts[best]), int(index.ends[best])
-            others = np.delete(sims, j, axis=1)
-            z = (sims[:, j] - others.mean(axis=1)) / (others.std(axis=1) + 1e-6)
-            lifts.append(conf.lift(z, content, a, b))
+            lifts.append(conf.lift(conf.leave_one_out_z(sims, j), content, a, b))
             matches.append(conf.window_match(index.clip_features, vec, content, a, b))
         return (np.sort(np.asarray(lifts, np.float64)), np.sort(np.asarray(matches, np.float64)),
                 sims.mean(axis=1), sims.std(axis=1) + 1e-6)
