@@ -71,6 +71,14 @@ def test_null_confidence_is_the_share_of_unrelated_lifts_below():
     assert null.confidence(-1.0) == 0.0 and null.confidence(1.0) == 1.0
 
 
+def test_distinct_needs_both_a_confident_top_moment_and_a_window_unlike_the_rest():
+    level, sep = conf.DISTINCT_LEVEL, conf.DISTINCT_SEPARATION
+    assert conf.is_distinct(level, sep)  # both at their bounds
+    assert not conf.is_distinct(level - 0.01, 10 * sep)  # a window unlike the rest, but no better than noise
+    assert not conf.is_distinct(1.0, sep - 0.01)  # a confident query on one unchanging scene
+    assert not conf.is_distinct(1.0, None)  # no moment at all
+
+
 def test_visual_separation_against_the_pairwise_definition():
     rng = np.random.default_rng(1)
     v = rng.normal(size=(20, 8)).astype(np.float32)
@@ -193,9 +201,9 @@ def test_query_by_clip_confidence_is_the_geometric_mean_of_lift_and_match(realmi
     seen = {}
     original = engine.judge_clip
 
-    def spy(index, qvec, sim, moments, length, scorer=None):
+    def spy(index, qvec, sim, moments, length, scorer=None, separation=None):
         seen.update(index=index, qvec=qvec, sim=sim, length=length, scorer=scorer)
-        return original(index, qvec, sim, moments, length, scorer)
+        return original(index, qvec, sim, moments, length, scorer, separation)
 
     engine.judge_clip = spy
     try:

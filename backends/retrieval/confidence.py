@@ -124,6 +124,12 @@ def window_match(features: np.ndarray, query: np.ndarray, content: np.ndarray, s
     return float(mean @ q / (np.linalg.norm(mean) * np.linalg.norm(q) + 1e-12))
 
 
+def is_distinct(top_confidence: float, separation: float | None) -> bool:
+    """The "distinct" rule (see the module): the top moment's confidence reaches DISTINCT_LEVEL and its window looks
+    unlike the rest of the video (`visual_separation` >= DISTINCT_SEPARATION)."""
+    return bool(separation is not None and top_confidence >= DISTINCT_LEVEL and separation >= DISTINCT_SEPARATION)
+
+
 def window_clips(clip_times: np.ndarray, start: float, end: float) -> tuple[int, int]:
     """Inclusive clip indices of the clips whose centre lies in [start, end] (the nearest clip when none)."""
     centres = clip_times.mean(axis=1)

@@ -323,8 +323,9 @@ def _content_clips(index: VideoIndex) -> np.ndarray:
 
 
 def judge(index: VideoIndex, enc: Encoder, sim: np.ndarray, moments: list[Moment],
-          scorer: str | None = None) -> tuple[list[Moment], bool]:
-    """The moments with their confidence, and whether the top one is distinct."""
+          scorer: str | None = None, separation: float | None = None) -> tuple[list[Moment], bool]:
+    """The moments with their confidence, and whether the top one is distinct (`confidence.is_distinct`;
+    `separation` is the top moment's `top_separation`, computed here when not given)."""
     if not moments:
         return moments, False
     null, mu, sd = video_null(index, enc, scorer)
@@ -332,7 +333,9 @@ def judge(index: VideoIndex, enc: Encoder, sim: np.ndarray, moments: list[Moment
     values = conf.moment_confidences(null, z, _content_clips(index), index.clip_times,
                                      [(m.start, m.end) for m in moments])
     judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
-    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and top_separation(index, moments[0]) >= conf.DISTINCT_SEPARATION)
+    if separation is None:
+        separation = top_separation(index, moments[0])
+    return judged, conf.is_distinct(values[0], separation)
 
 
 CLIP_NULL_DRAWS = 48  # clips of the searched video used as null queries for a query by clip
@@ -381,7 +384,7 @@ def clip_null(index: VideoIndex, length: float, scorer: str | None = None) -> tu
 
 
 def judge_clip(index: VideoIndex, qvec: np.ndarray, sim: np.ndarray, moments: list[Moment], length: float,
-               scorer: str | None = None) -> tuple[list[Moment], bool | None]:
+               scorer: str | None = None, separation: float | None = None) -> tuple[list[Moment], bool | None]:
     """`judge` for a query by clip, against `clip_null`: a moment's confidence is the geometric mean of its lift's and
     its match's share of the null (`retrieval.confidence`, the clip form); (moments, None) when the video is too short
     for a null."""
@@ -399,7 +402,9 @@ def judge_clip(index: VideoIndex, qvec: np.ndarray, sim: np.ndarray, moments: li
         by_match = match_null.confidence(conf.window_match(index.clip_features, qvec, content, a, b))
         values.append(round(float(np.sqrt(by_lift * by_match)), 3))
     judged = [replace(m, confidence=c) for m, c in zip(moments, values)]
-    return judged, bool(values[0] >= conf.DISTINCT_LEVEL and top_separation(index, moments[0]) >= conf.DISTINCT_SEPARATION)
+    if separation is None:
+        separation = top_separation(index, moments[0])
+    return judged, conf.is_distinct(values[0], separation)
 
 
 def top_separation(index: VideoIndex, moment: Moment) -> float:
@@ -541,13 +546,13 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
             used = f"head:{Path(str(head)).name}"
             sim = index.clip_features @ _unit(qvecs[i])
         distinct: bool | None = None
+        separation = top_separation(index, moments[0]) if moments else None
         if confidence:
-            moments, distinct = judge(index, enc, sim, moments, scorer)
+            moments, distinct = judge(index, enc, sim, moments, scorer, separation)
         results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
                                        feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
                                        blank=blank if blank.any() else None, blank_reasons=reasons,
-                                       distinct=distinct,
-                                       separation=top_separation(index, moments[0]) if moments else None))
+                                       distinct=distinct, separation=separation))
     return results
 
 
@@ -678,9 +683,10 @@ def retrieve_by_clip(video: str | os.PathLike, *, moment: Sequence[float] | None
         overlap = np.minimum(index.windows[:, 1], exclude[1]) - np.maximum(index.windows[:, 0], exclude[0])
         ranked = np.where(overlap > 1e-6, -np.inf, scores)
     moments = top_moments(index, ranked, top_k, nms_threshold)
-    moments, distinct = judge_clip(index, qvec, sim, moments, window[1] - window[0], scorer)
+    separation = top_separation(index, moments[0]) if moments else None
+    moments, distinct = judge_clip(index, qvec, sim, moments, window[1] - window[0], scorer, separation)
     tmap = map_scores(index, qvec, scorer, sim, scores)
     return RetrievalResult(str(video), float(feats.duration), feats.encoder_id, label, moments, feats.times.copy(),
                            (space.features @ qvec).astype(np.float64), tmap, scorer or zs.DEFAULT_SCORER,
                            extra={"query_clip": source, "space": "visual features, centred on the video's mean"},
-                           distinct=distinct, separation=top_separation(index, moments[0]) if moments else None)
+                           distinct=distinct, separation=separation)
