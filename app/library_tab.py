@@ -79,7 +79,8 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         out = ctx.session_dir(request, "library")
         items = []
         for i, (hit, thumb) in enumerate(zip(result.results, thumbs), start=1):
-            caption = f"#{i} {Path(hit.video).name} {hit.start:.1f}–{hit.end:.1f} s"  # the score is in the summary
+            # the score is in the summary
+            caption = f"#{i} {Path(hit.video).name} {hit.start:.1f}–{hit.end:.1f} s · confidence {hit.confidence:.2f}"
             if thumb is None:
                 continue
             png = out / f"hit_{i:02d}.png"
@@ -87,7 +88,11 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
             items.append((str(png), caption))
         text = (f"**{len(result.results)} moments** for “{html.escape(result.query)}” from "
                 f"{len(result.candidates)} candidate videos · encoder `{result.encoder}` · scores (best 4 s clip cosine in each): "
-                + ", ".join(f"#{i} {h.score:.3f}" for i, h in enumerate(result.results, start=1)))
+                + ", ".join(f"#{i} {h.score:.3f}" for i, h in enumerate(result.results, start=1))
+                + ". Confidence: the share of 48 unrelated everyday descriptions that fit the moment less well than "
+                  "the query.")
+        if result.caveat():
+            text = f"⚠ {result.caveat()}\n\n{text}"
         return items, text, [h.to_dict() for h in result.results if h is not None]
 
     @user_errors

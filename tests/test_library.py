@@ -227,14 +227,14 @@ def test_search_keeps_each_videos_moments_in_the_scorers_order(built):
     import numpy as np
 
     from backends.retrieval.engine import retrieve
-    from backends.retrieval.library import moment_clip_score
+    from backends.retrieval.library import moment_clip
 
     starts, ends = np.array([0.0, 2.0, 4.0, 6.0]), np.array([4.0, 6.0, 8.0, 10.0])
     cos = np.array([0.1, 0.5, 0.3, 0.9])
-    assert moment_clip_score(starts, ends, cos, 0.0, 8.0) == pytest.approx(0.5)  # clips 0-2 inside; not 0.9
-    assert moment_clip_score(starts, ends, cos, 4.5, 5.5) == pytest.approx(0.5)  # 1 s: both clips hold it, the best
-    assert moment_clip_score(starts, ends, cos, 9.0, 12.0) == pytest.approx(0.9)  # the only clip overlapping it
-    assert moment_clip_score(starts, ends, cos, 20.0, 21.0) == pytest.approx(0.9)  # none overlaps: the nearest
+    assert moment_clip(starts, ends, cos, 0.0, 8.0) == 1  # clips 0-2 inside, the best of them; not clip 3 (0.9)
+    assert moment_clip(starts, ends, cos, 4.5, 5.5) == 1  # 1 s: clips 1 and 2 hold it, the better one
+    assert moment_clip(starts, ends, cos, 9.0, 12.0) == 3  # the only clip overlapping it
+    assert moment_clip(starts, ends, cos, 20.0, 21.0) == 3  # none overlaps: the nearest
     lib = Library(built)
     query = "a cartoon bunny on a green hill"
     found = lib.search(query, top_k=8)
@@ -288,3 +288,34 @@ def test_frames_decoded_apart_encode_to_the_same_features(realmix_video, tmp_pat
     assert [p.name for p in FeatureCache(tmp_path / "a").entries()] == [p.name for p in FeatureCache(tmp_path / "b").entries()]
     with pytest.raises(ValueError, match="decoded for"):
         encode_video(realmix_video, enc, fps=1.0, decoded=decoded, cache=False)
+
+
+def test_each_hit_says_how_clearly_it_fits_the_query(opencv_doc_clips, realmix_video, tmp_path, capsys):
+    """A hit's confidence is the share of the 48 unrelated descriptions that fit its clip less well than the query
+    (recounted here one by one); the library says "found" only when its best hit reaches FOUND_LEVEL. cup.mp4's own
+    description is found; a spaceship, in a library of a cup and realmix_dev's everyday scenes, is not."""
+    from backends.encoders import cached_encoder
+    from backends.features import encode_video
+    from backends.retrieval.confidence import NULL_QUERIES
+    from backends.retrieval.library import FOUND_LEVEL
+
+    lib_dir = tmp_path / "lib"
+    Library(lib_dir).add([opencv_doc_clips["cup"], realmix_video], encoder=BUNDLED)
+    enc = cached_encoder(BUNDLED)
+    bank = np.asarray(enc.encode_text(list(NULL_QUERIES)), np.float64)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    for query, present in (("a hand turning a black cup in front of a white wall", True),
+                           ("a spaceship landing on the moon", False)):
+        out = _cli_json(capsys, "search", query, "--top-k", "5", "--library", str(lib_dir), "--json")
+        assert out["found"] is present
+        assert all(0.0 <= r["confidence"] <= 1.0 for r in out["results"])
+        best = max(r["confidence"] for r in out["results"])
+        assert (best >= FOUND_LEVEL) is present, (query, best)
+        q = np.asarray(enc.encode_text([query]), np.float64).reshape(-1)
+        q /= np.linalg.norm(q)
+        top = out["results"][0]  # the first hit of its video: its score is its own clip's cosine
+        vecs, _, _ = clip_vectors(encode_video(top["video"], enc, fps=1.0))
+        j = int(np.argmin(np.abs(vecs @ q - top["score"])))
+        assert vecs[j] @ q == pytest.approx(top["score"], abs=1e-4)
+        below = sum(1.0 if b @ vecs[j] < q @ vecs[j] else 0.5 if b @ vecs[j] == q @ vecs[j] else 0.0 for b in bank)
+        assert top["confidence"] == pytest.approx(below / len(NULL_QUERIES), abs=1e-3)

@@ -491,13 +491,15 @@ class LibraryPanel(Panel):
                             continuous_update=False, layout=W.Layout(width="520px"))
         self.top_k = W.IntSlider(value=8, min=1, max=16, description="moments", continuous_update=False)
         self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 200px)", grid_gap="8px"))
+        self.caveat = W.HTML()  # the library may not hold what was asked (SearchResult.caveat)
         self.player = VideoPlayer()
         self._rerun_on(self.query, self.top_k)
-        return [W.HBox([self.query, self.top_k]), self.grid, self.player]
+        return [W.HBox([self.query, self.top_k]), self.caveat, self.grid, self.player]
 
     def clear(self) -> None:
         super().clear()
         self.grid.children = []
+        self.caveat.value = ""
 
     def run(self, background: bool = False) -> None:
         query, k = self.query.value, int(self.top_k.value)
@@ -512,12 +514,16 @@ class LibraryPanel(Panel):
                 name = html.escape(Path(hit.video).name)
                 label = W.HTML(f'<div title="{html.escape(hit.video)}" style="width:192px;overflow:hidden;'
                                f'text-overflow:ellipsis;white-space:nowrap"><b>#{i}</b> {name}</div>')
-                button = W.Button(description=f"▶ {hit.start:.1f}–{hit.end:.1f} s",
-                                  tooltip=f"{hit.video}: play {hit.start:.2f}-{hit.end:.2f} s (score {hit.score:.3f})",
+                button = W.Button(description=f"▶ {hit.start:.1f}–{hit.end:.1f} s · {hit.confidence:.2f}",
+                                  tooltip=f"{hit.video}: play {hit.start:.2f}-{hit.end:.2f} s (score {hit.score:.3f}, "
+                                          f"confidence {hit.confidence:.2f}: the share of 48 unrelated everyday "
+                                          "descriptions that fit it less well than the query)",
                                   layout=W.Layout(width="196px"))
                 button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
                 cells.append(W.VBox([image, label, button]))
             self.grid.children = cells
+            caveat = result.caveat()
+            self.caveat.value = f"<b>⚠</b> {html.escape(caveat)}" if caveat else ""
             self.result = result.to_dict()
 
         self.runner.run(lambda: library_search_view(query, self.library, top_k=k), done, background)

@@ -117,6 +117,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         emit_json(result.to_dict())
         return 0
     print(f"{result.query!r} ({result.encoder}): {len(result.results)} moments from {len(result.candidates)} candidate videos")
+    if result.caveat():
+        print(f"  {result.caveat()}")
     for rank, h in enumerate(result.results, start=1):
-        print(f"  #{rank}  {Path(h.video).name}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}")
+        print(f"  #{rank}  {Path(h.video).name}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}"
+              f"   confidence {h.confidence:.2f}")
     return 0
