@@ -103,7 +103,7 @@ def test_library_panel_in_jupyterlab(lab):
             labels = page.locator(".widget-gridbox .widget-html")
             assert buttons.count() == len(direct)
             for i, hit in enumerate(direct):
-                assert buttons.nth(i).inner_text().strip() == f"▶ {hit.start:.1f}–{hit.end:.1f} s"
+                assert buttons.nth(i).inner_text().strip() == f"▶ {hit.start:.1f}–{hit.end:.1f} s · {hit.confidence:.2f}"
                 assert labels.nth(i).inner_text().strip() == f"#{i + 1} {Path(hit.video).name}"
             assert page.locator(".widget-gridbox img").count() == len(direct)
             first = direct[0]
