@@ -14,6 +14,7 @@ import gradio as gr
 from app.common import GPU_QUEUE, AppContext, progress_bridge, require_text, user_errors
 from app.source import Source, _remember
 from backends.io.playback import playable_path
+from backends.retrieval.library import CONFIDENCE_MEANING
 from backends.views.library import library_add_view, library_search_view, open_library
 
 # after the player has loaded the opened video, play the chosen moment (the player's own script, app.source)
@@ -89,8 +90,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         text = (f"**{len(result.results)} moments** for “{html.escape(result.query)}” from "
                 f"{len(result.candidates)} candidate videos · encoder `{result.encoder}` · scores (best 4 s clip cosine in each): "
                 + ", ".join(f"#{i} {h.score:.3f}" for i, h in enumerate(result.results, start=1))
-                + ". Confidence: the share of 48 unrelated everyday descriptions that fit the moment less well than "
-                  "the query.")
+                + f". Confidence: {CONFIDENCE_MEANING}.")
         if result.caveat():
             text = f"⚠ {result.caveat()}\n\n{text}"
         return items, text, [h.to_dict() for h in result.results if h is not None]

@@ -30,6 +30,7 @@ from backends.core.paths import cache_dir
 from backends.figures.compare import ENCODER_COLOURS
 from backends.figures.retrieval import saliency_figure, temporal_map_figure
 from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip
+from backends.retrieval.library import CONFIDENCE_MEANING
 from backends.train.adapter import (
     adapter_training_videos,
     train_adapter_on_videos,
@@ -516,8 +517,7 @@ class LibraryPanel(Panel):
                                f'text-overflow:ellipsis;white-space:nowrap"><b>#{i}</b> {name}</div>')
                 button = W.Button(description=f"▶ {hit.start:.1f}–{hit.end:.1f} s · {hit.confidence:.2f}",
                                   tooltip=f"{hit.video}: play {hit.start:.2f}-{hit.end:.2f} s (score {hit.score:.3f}, "
-                                          f"confidence {hit.confidence:.2f}: the share of 48 unrelated everyday "
-                                          "descriptions that fit it less well than the query)",
+                                          f"confidence {hit.confidence:.2f}: {CONFIDENCE_MEANING})",
                                   layout=W.Layout(width="196px"))
                 button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
                 cells.append(W.VBox([image, label, button]))

@@ -52,6 +52,9 @@ HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 1024
 # descriptions do (`hit_confidence`). Chosen on realmix_dev's 8 queries and 4 absent ones over the benchmark library
 # (benchmarks/library.py): right hits 0.92 on average, wrong ones 0.68, absent queries' best hits 0.67-0.83.
 FOUND_LEVEL = 0.9
+# what a hit's confidence means, in the words the front ends show beside it
+CONFIDENCE_MEANING = (f"the share of {len(conf.NULL_QUERIES)} unrelated everyday descriptions that fit the moment "
+                      "less well than the query")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
     path TEXT PRIMARY KEY,      -- resolved absolute path, as indexed
@@ -114,16 +117,21 @@ class SearchResult:
     index_rebuilt: bool = False  # the stored index was missing, stale or corrupt and was rebuilt
 
     @property
+    def best_confidence(self) -> float | None:
+        return max(h.confidence for h in self.results) if self.results else None
+
+    @property
     def found(self) -> bool:
         """Whether the best hit fits the query clearly (confidence >= FOUND_LEVEL); False: the library may not
         hold what was asked, and the hits are only the nearest things in it."""
-        return bool(self.results) and max(h.confidence for h in self.results) >= FOUND_LEVEL
+        best = self.best_confidence
+        return best is not None and best >= FOUND_LEVEL
 
     def caveat(self) -> str | None:
         """One sentence when the library may not hold what was asked (not `found`), else None."""
-        if not self.results or self.found:
+        best = self.best_confidence
+        if best is None or best >= FOUND_LEVEL:
             return None
-        best = max(h.confidence for h in self.results)
         return (f"No moment fits the query clearly (best confidence {best:.2f}, below {FOUND_LEVEL}): the library may "
                 "not hold it, and these are only the nearest things in it.")
 
