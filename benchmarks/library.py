@@ -14,8 +14,9 @@ Printed:
 - quality: for each query of realmix_dev.json, whether realmix_dev is among the top-5 candidate videos, and the
   IoU of the best hit inside realmix_dev with the query's ground truth; then the same with the filtered rank
   (the library's other videos of the query's scene, equally right answers, left out of the ranking);
-- hit confidence: how often the library says "found" for realmix_dev's queries and for queries of things it
-  does not hold, and the AUC of a hit's confidence between right and wrong hits.
+- hit confidence: the AUC of a hit's confidence between right and wrong hits, and how often the library says
+  "found" for queries of things it shows (realmix_dev's; the retrieval benchmark's styled queries) and of things
+  it does not (a tuning set, which chose FOUND_LEVEL, and a held-out one).
 
     .venv/bin/python benchmarks/library.py [--videos 200] [--encoder NAME]
 """
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from backends.analysis.windows import temporal_iou
 from backends.core import paths
 from backends.io.video import VideoReader, probe, write_video
-from backends.retrieval.library import Library
+from backends.retrieval.library import FOUND_LEVEL, Library
 
 OUT = ROOT / "benchmarks" / "out" / "library"
 
@@ -155,21 +156,41 @@ def filtered_quality(lib: Library, queries: list[dict], scene_src: dict[str, str
           f"mean {np.mean(ious):.3f} ({', '.join(f'{x:.2f}' for x in ious)})")
 
 
-# Queries for what the benchmark library does not show (none of its footage has them), written for this check and
-# never used to choose FOUND_LEVEL (that used realmix_dev's queries and four others)
+# Queries for what the benchmark library does not show (none of its footage has them). The tuning ones chose
+# FOUND_LEVEL (with the present queries below); ABSENT_QUERIES were written before it and are only reported.
+TUNING_ABSENT_QUERIES = (
+    "a snowboarder on a mountain slope", "a scuba diver near a coral reef", "a basketball player dunking",
+    "a marching band in a parade", "a baby crawling on a carpet", "a farmer driving a tractor in a field",
+    "a woman doing yoga on a mat", "an elephant bathing in a river", "a helicopter flying over mountains",
+    "a boxer punching a bag", "a pizza baking in an oven", "a lion hunting in the savanna",
+    "a rock band playing on stage", "a child blowing out birthday candles", "a butterfly on a flower",
+    "a spaceship landing on the moon", "a person playing the violin", "a dog catching a frisbee",
+    "a chef slicing sushi", "a man fishing from a boat", "a knight in armour riding a horse",
+    "a penguin walking on ice", "a pilot in a cockpit", "a girl painting a canvas")
 ABSENT_QUERIES = ("a whale jumping out of the ocean", "a surgeon operating on a patient",
                   "a chess game between two players", "a volcano erupting at night", "a horse race on a track",
                   "an astronaut floating in a space station", "a tennis player serving",
                   "a bride and groom cutting a wedding cake")
 
 
+def present_queries() -> list[tuple[str, str]]:
+    """(source file stem, query) for things the library shows: the retrieval benchmark's queries in four styles
+    (noun, action, sentence, paraphrase) for every real source, and its BSP queries for the package clips."""
+    from retrieval import CLIP_QUERIES, STYLE_QUERIES  # benchmarks/retrieval.py, beside this script
+
+    return [(src, q) for src, qs in STYLE_QUERIES.items() for q in qs] + list(CLIP_QUERIES.items())
+
+
 def confidence_quality(lib: Library, queries: list[dict], scene_src: dict[str, str],
-                       made_of: dict[str, list[str]], realmix: str) -> None:
-    """Hit confidence (`library.hit_confidence`): how often the library says "found" for realmix_dev's queries and
-    for ABSENT_QUERIES, and how well a hit's confidence tells right hits (inside realmix_dev: IoU > 0.3 with the
-    ground truth; a generated video: cut from the query's footage only) from wrong ones (AUC over the top-10 hits;
-    generated videos that join the query's footage with another are left out: either answer is defensible)."""
-    right, wrong, present_found, top = [], [], 0, []
+                       made_of: dict[str, list[str]], realmix: str, annotation: dict) -> None:
+    """Hit confidence (`library.hit_confidence`) and "found" (`SearchResult.found`).
+
+    AUC of a hit's confidence between right hits (inside realmix_dev: IoU > 0.3 with the ground truth; a generated
+    video: cut from the query's footage only) and wrong ones, over the top-10 hits of realmix_dev's queries
+    (generated videos that join the query's footage with another are left out: either answer is defensible).
+    "found" rates: for realmix_dev's queries, for the styled queries of every source (and how often a found top
+    hit shows the query's footage), for TUNING_ABSENT_QUERIES and for the held-out ABSENT_QUERIES."""
+    right, wrong, present_found = [], [], 0
     for q in queries:
         result = lib.search(q["query"], top_k=10)
         present_found += result.found
@@ -184,16 +205,30 @@ def confidence_quality(lib: Library, queries: list[dict], scene_src: dict[str, s
                     continue
                 ok = all(has) and bool(has)
             (right if ok else wrong).append(h.confidence)
-    absent_found = 0
-    for text in ABSENT_QUERIES:
-        result = lib.search(text, top_k=10)
-        absent_found += result.found
-        top.append(max(h.confidence for h in result.results))
     pos, neg = np.asarray(right), np.asarray(wrong)
     auc = float(((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])).mean()) if len(pos) and len(neg) else float("nan")
-    print(f"hit confidence: 'found' for {present_found} of {len(queries)} realmix_dev queries and {absent_found} of "
-          f"{len(ABSENT_QUERIES)} absent ones (their best hits {', '.join(f'{c:.2f}' for c in top)}); right hits "
-          f"{pos.mean():.2f} on average ({len(pos)}), wrong {neg.mean():.2f} ({len(neg)}), AUC {auc:.3f}")
+    print(f"hit confidence over realmix_dev's queries: right hits {pos.mean():.2f} on average ({len(pos)}), wrong "
+          f"{neg.mean():.2f} ({len(neg)}), AUC {auc:.3f}; 'found' for {present_found} of {len(queries)}")
+
+    def scene_at(t: float) -> str:  # the source file of realmix_dev's scene at time t
+        seg = next((s for s in annotation["segments"] if s["start"] <= t < s["end"]), annotation["segments"][-1])
+        return SCENE_SOURCES[seg["src"]]
+
+    styled = present_queries()
+    found = found_right = 0
+    for src, text in styled:
+        result = lib.search(text, top_k=5)
+        if result.found:
+            found += 1
+            top = result.results[0]
+            shown = [scene_at((top.start + top.end) / 2)] if top.video == realmix else made_of.get(top.video, [])
+            found_right += any(src.lower().split("_")[0] in name.lower() for name in shown)
+    print(f"'found' for {found} of {len(styled)} styled queries of things the library shows "
+          f"({found_right} of those {found} top hits show the query's footage)")
+    for label, texts in (("tuning", TUNING_ABSENT_QUERIES), ("held-out", ABSENT_QUERIES)):
+        best = [lib.search(t, top_k=10).best_confidence or 0.0 for t in texts]
+        print(f"'found' for {sum(b >= FOUND_LEVEL for b in best)} of {len(texts)} {label} queries of things it does "
+              f"not show (their best hits {', '.join(f'{b:.2f}' for b in best)})")
 
 
 def main() -> None:
@@ -270,7 +305,7 @@ def main() -> None:
               f"trim of its source) among the top 5: {right_footage} of {len(queries)}; IoU of the best hit inside "
               f"realmix_dev with the ground truth: mean {np.mean(ious):.3f} ({', '.join(f'{x:.2f}' for x in ious)})")
         filtered_quality(lib, queries, scene_src, made_of, str(realmix.resolve()))
-        confidence_quality(lib, queries, scene_src, made_of, str(realmix.resolve()))
+        confidence_quality(lib, queries, scene_src, made_of, str(realmix.resolve()), annotation)
         dim = enc.dim
     print("simulated first stage at 100k clips (random unit vectors):")
     simulated_index(dim)
