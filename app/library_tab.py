@@ -68,7 +68,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         top_k = gr.Slider(1, 16, value=8, step=1, label="Moments", scale=2)
         search = gr.Button("Search", variant="primary", scale=1, min_width=140, elem_id="ml-library-btn")
     summary = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-library-summary")
-    gallery = gr.Gallery(label="Moments across the library (click one: it plays in the player)", columns=5,
+    gallery = gr.Gallery(label="Moments across the library (click one: it plays in the player)", columns=4,
                          allow_preview=False, height="auto", object_fit="cover", elem_id="ml-library-results")
     moment = gr.Textbox(visible=False)
     hits = gr.State([])
@@ -80,8 +80,8 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         out = ctx.session_dir(request, "library")
         items = []
         for i, (hit, thumb) in enumerate(zip(result.results, thumbs), start=1):
-            # the score is in the summary
-            caption = f"#{i} {Path(hit.video).name} {hit.start:.1f}–{hit.end:.1f} s · confidence {hit.confidence:.2f}"
+            # times and confidence first: a long caption is cut at the thumbnail's edge (the score is in the summary)
+            caption = f"#{i} {hit.start:.1f}–{hit.end:.1f} s · conf. {hit.confidence:.2f} · {Path(hit.video).name}"
             if thumb is None:
                 continue
             png = out / f"hit_{i:02d}.png"

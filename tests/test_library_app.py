@@ -50,7 +50,7 @@ def test_search_returns_thumbnails_of_the_backend_hits(app_url, library):
     direct = Library(library).search("people walking on a lawn", top_k=4)
     assert f"**{len(direct.results)} moments**" in summary
     captions = [item["caption"] for item in gallery]
-    assert captions == [f"#{i} {Path(h.video).name} {h.start:.1f}–{h.end:.1f} s · confidence {h.confidence:.2f}"
+    assert captions == [f"#{i} {h.start:.1f}–{h.end:.1f} s · conf. {h.confidence:.2f} · {Path(h.video).name}"
                         for i, h in enumerate(direct.results, start=1)]
     assert (direct.caveat() or "") in summary  # "the library may not hold it" when no hit is clear
     assert f"#1 {direct.results[0].score:.3f}" in summary
