@@ -319,3 +319,11 @@ def test_each_hit_says_how_clearly_it_fits_the_query(opencv_doc_clips, realmix_v
         assert vecs[j] @ q == pytest.approx(top["score"], abs=1e-4)
         below = sum(1.0 if b @ vecs[j] < q @ vecs[j] else 0.5 if b @ vecs[j] == q @ vecs[j] else 0.0 for b in bank)
         assert top["confidence"] == pytest.approx(below / len(NULL_QUERIES), abs=1e-3)
+
+    # what a person reads: the caveat under the header, then one row per hit, the times in one column
+    assert cli(["search", "a spaceship landing on the moon", "--top-k", "10", "--library", str(lib_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "may not hold it" in lines[1]
+    rows = [line for line in lines if line.lstrip().startswith("#")]
+    assert len({row.split()[1] for row in rows}) == 2  # both videos, their names of different lengths
+    assert len({row.index(" - ") for row in rows}) == 1  # ... line up

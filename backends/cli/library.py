@@ -119,7 +119,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"{result.query!r} ({result.encoder}): {len(result.results)} moments from {len(result.candidates)} candidate videos")
     if result.caveat():
         print(f"  {result.caveat()}")
+    width = max((len(Path(h.video).name) for h in result.results), default=0)  # names of any length line up
     for rank, h in enumerate(result.results, start=1):
-        print(f"  #{rank}  {Path(h.video).name}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}"
+        print(f"  #{rank:<2} {Path(h.video).name:<{width}}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}"
               f"   confidence {h.confidence:.2f}")
     return 0
