@@ -134,10 +134,17 @@ def test_a_flat_video_has_no_distinct_moment(opencv_doc_clips, capsys):
     """vtest.avi: 79 s of one static scene (pedestrians in a hall). A query describing it, one describing
     nothing in it and a random phrase: 'no distinct moment' for all; the CLI prints it and the JSON says so."""
     video = opencv_doc_clips["vtest"]
+    told_fits = False
     for r in retrieve_many(video, ["people walking", "pedestrians walking on a path", "a man with glasses", "a red car"],
                            encoder=BUNDLED, top_k=5):
         assert r.distinct is False, (r.query, r.moments)
         assert r.verdict().startswith("No distinct moment")
+        # the sentence gives the reason the numbers give: a query that fits (confidence >= DISTINCT_LEVEL) is told
+        # the moment looks like the rest of the video, not that it fits nothing
+        fits = r.moments[0].confidence >= conf.DISTINCT_LEVEL
+        assert ("looks like the rest of this video" if fits else "fits no part") in r.verdict(), (r.query, r.verdict())
+        told_fits = told_fits or fits
+    assert told_fits  # "people walking" fits this hall of pedestrians
     from backends.cli import main as cli
 
     assert cli.main(["retrieve", str(video), "people walking", "--encoder", BUNDLED, "--json"]) == 0

@@ -121,6 +121,9 @@ class RetrievalResult:
         if self.distinct:
             return f"The top moment stands out (confidence {top:.2f} against {against})."
         what = "query clip" if "query_clip" in self.extra else "query"
+        if top is not None and top >= conf.DISTINCT_LEVEL:  # the confidence passed: the window's look failed
+            return (f"No distinct moment: the top moment (confidence {top:.2f} against {against}) looks like the "
+                    "rest of this video, so nothing marks it out as an event; the moments below are guesses.")
         return (f"No distinct moment: the {what} fits no part of this video clearly better than the rest (top "
                 f"confidence {top:.2f}); the moments below are guesses.")
 
