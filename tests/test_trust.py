@@ -142,6 +142,8 @@ def test_a_flat_video_has_no_distinct_moment(opencv_doc_clips, capsys):
         # the sentence gives the reason the numbers give: a query that fits (confidence >= DISTINCT_LEVEL) is told
         # the moment looks like the rest of the video, not that it fits nothing
         fits = r.moments[0].confidence >= conf.DISTINCT_LEVEL
+        if fits:  # then what failed is the look: the window is measurably like the rest of the hall
+            assert r.separation is not None and r.separation < conf.DISTINCT_SEPARATION
         assert ("looks like the rest of this video" if fits else "fits no part") in r.verdict(), (r.query, r.verdict())
         told_fits = told_fits or fits
     assert told_fits  # "people walking" fits this hall of pedestrians

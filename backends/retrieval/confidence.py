@@ -124,10 +124,21 @@ def window_match(features: np.ndarray, query: np.ndarray, content: np.ndarray, s
     return float(mean @ q / (np.linalg.norm(mean) * np.linalg.norm(q) + 1e-12))
 
 
+def not_distinct_because(top_confidence: float, separation: float | None) -> str | None:
+    """Which half of the "distinct" rule (see the module) the top moment fails: "confidence" (below DISTINCT_LEVEL:
+    it does not fit the query better than unrelated queries' best windows fit theirs), else "look" (its window looks
+    like the rest of the video: `visual_separation` below DISTINCT_SEPARATION, or not measurable), else None."""
+    if top_confidence < DISTINCT_LEVEL:
+        return "confidence"
+    if separation is None or separation < DISTINCT_SEPARATION:
+        return "look"
+    return None
+
+
 def is_distinct(top_confidence: float, separation: float | None) -> bool:
-    """The "distinct" rule (see the module): the top moment's confidence reaches DISTINCT_LEVEL and its window looks
-    unlike the rest of the video (`visual_separation` >= DISTINCT_SEPARATION)."""
-    return bool(separation is not None and top_confidence >= DISTINCT_LEVEL and separation >= DISTINCT_SEPARATION)
+    """The "distinct" rule: the top moment's confidence reaches DISTINCT_LEVEL and its window looks unlike the rest
+    of the video (`visual_separation` >= DISTINCT_SEPARATION)."""
+    return not_distinct_because(top_confidence, separation) is None
 
 
 def window_clips(clip_times: np.ndarray, start: float, end: float) -> tuple[int, int]:

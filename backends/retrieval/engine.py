@@ -82,8 +82,9 @@ class RetrievalResult:
     # (T,) samples of the saliency curve that carry no content (black, blank, fade, blur) and why
     blank: np.ndarray | None = None
     blank_reasons: list[str] = field(default_factory=list)
-    # the top moment stands out from the rest of the video (its confidence >= DISTINCT_LEVEL); False: "no distinct
-    # moment"; None: not judged (a query by clip on a video too short for its null)
+    # the top moment stands out from the rest of the video (`confidence.is_distinct`: its confidence >= DISTINCT_LEVEL
+    # and its window looks unlike the rest); False: "no distinct moment"; None: not judged (a query by clip on a
+    # video too short for its null)
     distinct: bool | None = None
     # how far the top moment looks from the rest of the video (`confidence.visual_separation`); below
     # DISTINCT_SEPARATION the video is one scene as far as this moment goes
@@ -121,9 +122,10 @@ class RetrievalResult:
         if self.distinct:
             return f"The top moment stands out (confidence {top:.2f} against {against})."
         what = "query clip" if "query_clip" in self.extra else "query"
-        if top is not None and top >= conf.DISTINCT_LEVEL:  # the confidence passed: the window's look failed
+        if top is not None and conf.not_distinct_because(top, self.separation) == "look":
             return (f"No distinct moment: the top moment (confidence {top:.2f} against {against}) looks like the "
-                    "rest of this video, so nothing marks it out as an event; the moments below are guesses.")
+                    "rest of this video, which may show the same thing throughout or not at all; the times below "
+                    "mark no particular event.")
         return (f"No distinct moment: the {what} fits no part of this video clearly better than the rest (top "
                 f"confidence {top:.2f}); the moments below are guesses.")
 

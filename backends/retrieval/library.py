@@ -49,11 +49,12 @@ FLAT_MAX_ROWS = 1_000_000
 # random 384-d vectors, 512 recalled 68 %, 1024 recalled 91 % at 5 ms (random vectors are its hardest case)
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 1024
 # A hit fits the query clearly when the query fits its best clip better than every one of the unrelated everyday
-# descriptions (`hit_confidence` = 1). Chosen on 52 queries of things the benchmark library shows (realmix_dev's, and
-# the retrieval benchmark's queries in four styles) and 24 of things it does not (benchmarks/library.py,
-# TUNING_ABSENT_QUERIES): 0.9 said "found" for 60 % of the first and 33 % of the second, 1.0 for 37 % and 12 %.
-# With the bundled encoder (ImageNet concepts) a lion or a whale comes close to a cartoon rabbit or a tree, so no
-# level separates them well (query-level AUC about 0.7): "found" is a strict claim and its absence only a caveat.
+# descriptions (`hit_confidence` = 1). Chosen with benchmarks/library.py (its "hit confidence" lines print the share
+# found at 0.9 and at this level): over its 201-video library, 0.9 said "found" for about 60 % of queries of things the
+# library shows (realmix_dev's 8, the retrieval benchmark's 44) and a third of TUNING_ABSENT_QUERIES (things it does
+# not show); 1.0 for about 37 % and 12 %. With the bundled encoder (ImageNet concepts) a lion or a whale comes close
+# to a cartoon rabbit or a tree, so no level separates them well (query-level AUC about 0.7): "found" is a strict
+# claim and its absence only a caveat.
 FOUND_LEVEL = 1.0
 # what a hit's confidence means, in the words the front ends show beside it
 CONFIDENCE_MEANING = (f"the share of {len(conf.NULL_QUERIES)} unrelated everyday descriptions that fit the moment "
@@ -135,8 +136,9 @@ class SearchResult:
         best = self.best_confidence
         if best is None or best >= FOUND_LEVEL:
             return None
-        return (f"No moment fits the query better than all {len(conf.NULL_QUERIES)} unrelated descriptions (best "
-                f"confidence {best:.2f}): the library may not hold it, and these may be only the nearest things in it.")
+        return (f"For no moment does the query fit better than all {len(conf.NULL_QUERIES)} unrelated descriptions "
+                f"do (best confidence {best:.2f}): the library may not hold it, and these may be only the nearest "
+                "things in it.")
 
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.query, "encoder": self.encoder, "found": self.found,
