@@ -77,6 +77,12 @@ def test_distinct_needs_both_a_confident_top_moment_and_a_window_unlike_the_rest
     assert not conf.is_distinct(level - 0.01, 10 * sep)  # a window unlike the rest, but no better than noise
     assert not conf.is_distinct(1.0, sep - 0.01)  # a confident query on one unchanging scene
     assert not conf.is_distinct(1.0, None)  # no moment at all
+    # and the half that failed, which the verdict sentence names
+    assert conf.not_distinct_because(level, sep) is None
+    assert conf.not_distinct_because(level - 0.01, 10 * sep) == "confidence"
+    assert conf.not_distinct_because(level - 0.01, sep - 0.01) == "confidence"  # both: the confidence comes first
+    assert conf.not_distinct_because(1.0, sep - 0.01) == "look"
+    assert conf.not_distinct_because(1.0, None) == "look"
 
 
 def test_visual_separation_against_the_pairwise_definition():
