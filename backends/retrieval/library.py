@@ -134,7 +134,7 @@ class SearchResult:
     def caveat(self) -> str | None:
         """One sentence when the library may not hold what was asked (not `found`), else None."""
         best = self.best_confidence
-        if best is None or best >= FOUND_LEVEL:
+        if best is None or self.found:
             return None
         return (f"For no moment does the query fit better than all {len(conf.NULL_QUERIES)} unrelated descriptions "
                 f"do (best confidence {best:.2f}): the library may not hold it, and these may be only the nearest "
