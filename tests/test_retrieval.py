@@ -88,6 +88,34 @@ def test_visual_local_contrast_matches_brute_force():
                        zs.score_z_contrast(sig, a, b) + zs.VISUAL_WEIGHT * np.asarray(want), atol=1e-3)
 
 
+def test_blank_clips_are_neither_inside_nor_flank_of_a_window():
+    # clip 0 is a black frame (a visual feature unlike every other); clips 1-13 are content
+    rng = np.random.default_rng(7)
+    visual = np.abs(rng.normal(size=(14, 24)))
+    visual[0] = 0.0
+    visual[0, 0] = 50.0
+    blank = np.zeros(14, bool)
+    blank[0] = True
+    a, b = np.nonzero(tm.dense_moment_mask(14))
+    got = zs.visual_local_contrast(zs.ClipContext(visual, 14, blank), a, b)
+    v = visual / np.linalg.norm(visual, axis=1, keepdims=True)
+    content = v[1:]
+    spread = (content @ content.T)[np.triu_indices(13, 1)].std()
+    for i, j, g in zip(a, b, got):  # independent loop over the content clips only
+        length = j - i + 1
+        inside = [k for k in range(i, j + 1) if k > 0]
+        flanks = [k for k in [*range(i - length, i), *range(j + 1, j + 1 + length)] if 0 < k < 14]
+        if not inside or not flanks:
+            assert g == 0.0
+            continue
+        want = (np.mean([v[x] @ v[y] for x in inside for y in inside])
+                - np.mean([v[x] @ v[y] for x in inside for y in flanks])) / spread
+        assert abs(g - want) < 1e-4
+    # everything after the black frame is not a unit of its own for being unlike it (it was on Megamind.avi)
+    assert got[(a == 1) & (b == 13)][0] == 0.0
+    assert zs.visual_local_contrast(zs.ClipContext(visual, 14), a, b)[(a == 1) & (b == 13)][0] > 1.0
+
+
 def test_z_visual_keeps_a_moment_on_its_cuts_where_z_contrast_spills_into_the_next_scene():
     # four scenes with distinct looks; the query matches scene 1 and half-matches its neighbour, scene 2
     rng = np.random.default_rng(6)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from backends.analysis.content import content_free, frame_stats, spans
+from backends.io.playback import playable_path
 from backends.io.video import VideoReader
 from backends.retrieval import confidence as conf
 from backends.retrieval.engine import retrieve, retrieve_many
@@ -62,6 +63,21 @@ def test_a_black_frame_never_wins_on_megamind(opencv_doc_clips):
         # no top-5 moment starts or ends inside the black frame's span (before this rule it was #1 for every query)
         assert all(m.start >= black_end - 1e-6 for m in r.moments), (r.query, r.moments)
         assert r.to_dict()["content_free"][0]["reason"] == "black"
+
+
+def test_the_man_with_glasses_is_found_on_megamind_not_everything_after_the_black_frame(opencv_doc_clips):
+    # Megamind.avi at 1 fps (looked at frame by frame): black at 0 s, the woman at 1-4 s and 7-8 s, the man with
+    # glasses at 5-6 s and 9-11 s. In the app (which searches the browser-playable copy) the window of all content
+    # after the black frame won 4 of these 5 queries: its only flank was the black frame, so it looked like a scene.
+    man = [(4.5, 7.0), (8.5, 11.5)]
+    queries = ["a man with glasses", "a blue alien", "cartoon characters talking in a dark room", "a person talking",
+               "a dark room"]
+    results = retrieve_many(playable_path(opencv_doc_clips["Megamind"]), queries, encoder=BUNDLED, top_k=5)
+    for r in results:
+        top = r.moments[0]
+        assert top.end - top.start < 0.5 * r.duration, (r.query, top)
+    top = results[0].moments[0]
+    assert any(a <= (top.start + top.end) / 2 <= b for a, b in man), top
 
 
 def test_null_confidence_is_the_share_of_unrelated_lifts_below():

@@ -246,9 +246,9 @@ def build_index(features: np.ndarray, times: np.ndarray, duration: float, visual
     order = np.lexsort((ends, starts))
     starts, ends = starts[order].astype(np.int64), ends[order].astype(np.int64)
     windows = np.stack([clip_times[starts, 0], clip_times[ends, 1]], axis=1)
-    return VideoIndex(duration, times, features, clip_times, clip_feats, zs.ClipContext(clip_vis, len(clip_times)),
-                      starts, ends, windows, map_n, map_mask, map_edges, long_video, mask,
-                      clip_blank if clip_blank is not None and clip_blank.any() else None)
+    clip_blank = clip_blank if clip_blank is not None and clip_blank.any() else None
+    return VideoIndex(duration, times, features, clip_times, clip_feats, zs.ClipContext(clip_vis, len(clip_times), clip_blank),
+                      starts, ends, windows, map_n, map_mask, map_edges, long_video, mask, clip_blank)
 
 
 def _multiscale_candidates(num_clips: int, mask: str) -> tuple[np.ndarray, np.ndarray]:

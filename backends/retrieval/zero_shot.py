@@ -30,6 +30,8 @@ class ClipContext:
 
     visual: np.ndarray | None  # (N, Dv) visual clip features; None: text-only scorers only
     num_clips: int
+    # (N,) clips without content (black, blank, fades): they take no part in how a window looks (`visual_prefix`)
+    blank: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
     # one index serves concurrent queries (web-app workers): its memo is filled under this lock
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -69,7 +71,7 @@ class ClipContext:
         """Standard deviation of the pairwise cosine similarities of the visual clip features (the unit of
         `visual_local_contrast`); at most MAX_SPREAD_CLIPS evenly spaced clips are compared."""
         if "visual_spread" not in self._cache:
-            v = _unit_rows(self._visual())
+            v = self._content_visual()
             if len(v) > MAX_SPREAD_CLIPS:
                 v = v[np.linspace(0, len(v) - 1, MAX_SPREAD_CLIPS).round().astype(int)]
             pairs = (v @ v.T)[np.triu_indices(len(v), 1)]
@@ -80,11 +82,25 @@ class ClipContext:
         """`visual_local_contrast` of these candidate windows, computed once per candidate set."""
         return self.memo("visual-contrast", (starts, ends), lambda: visual_local_contrast(self, starts, ends))
 
+    def _content_visual(self) -> np.ndarray:
+        v = _unit_rows(self._visual())
+        return v if self.blank is None else v[~self.blank]
+
     def visual_prefix(self) -> np.ndarray:
+        """Prefix sums of the unit visual clip features with a leading 0; blank clips add zero."""
         if "visual_prefix" not in self._cache:
             v = _unit_rows(self._visual())
+            if self.blank is not None:
+                v[self.blank] = 0.0
             self._cache["visual_prefix"] = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
         return self._cache["visual_prefix"]
+
+    def content_prefix(self) -> np.ndarray:
+        """(N+1,) prefix counts of the clips with content (all clips when none is blank)."""
+        if "content_prefix" not in self._cache:
+            has = np.ones(self.num_clips) if self.blank is None else (~self.blank).astype(np.float64)
+            self._cache["content_prefix"] = np.concatenate([[0.0], np.cumsum(has)])
+        return self._cache["content_prefix"]
 
 
 @dataclass
@@ -164,14 +180,15 @@ def clip_boundary_strength(visual: np.ndarray | None, num_clips: int, context: i
 
 
 def inside_coherence(signals: ClipSignals, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Mean pairwise cosine of the visual clip features inside each window (||sum v||^2 / n^2)."""
+    """Mean pairwise cosine of the visual clip features with content inside each window (||sum v||^2 / n^2)."""
     csum = signals.clip_context.visual_prefix()
+    count = signals.clip_context.content_prefix()
     out = np.empty(len(starts))
     chunk = 1 << 14  # bounded memory for long videos
     for i in range(0, len(starts), chunk):
         s, e = starts[i:i + chunk], ends[i:i + chunk]
         total = csum[e + 1] - csum[s]
-        n = (e - s + 1).astype(np.float64)
+        n = np.maximum(count[e + 1] - count[s], 1.0)
         out[i:i + chunk] = (total * total).sum(1) / (n * n)
     return out
 
@@ -183,7 +200,10 @@ def visual_local_contrast(context: ClipContext, starts: np.ndarray, ends: np.nda
 
     A window that covers one shot exactly scores high (coherent inside, unlike its neighbours); one inside a
     shot scores ~0 (its flanks look the same); one across a cut scores low. 0 where there are no flanks
-    (the whole video) or no visual features. Query-independent: computed once per video.
+    (the whole video) or no visual features. Clips without content (`ClipContext.blank`) count neither inside
+    nor in a flank: a window is no unit of its own for being unlike a black frame beside it (on Megamind.avi
+    "everything after the black first frame" won every query that way). Query-independent: computed once
+    per video.
     """
     starts = np.asarray(starts, dtype=np.int64)
     ends = np.asarray(ends, dtype=np.int64)
@@ -191,6 +211,7 @@ def visual_local_contrast(context: ClipContext, starts: np.ndarray, ends: np.nda
         return np.zeros(len(starts))
     # float32 halves the memory traffic of the gathers; differences of prefix rows keep ~1e-4 relative error
     csum = context.visual_prefix().astype(np.float32)
+    count = context.content_prefix()
     n = context.num_clips
     length = ends - starts + 1
     left = np.maximum(0, starts - length)
@@ -201,11 +222,11 @@ def visual_local_contrast(context: ClipContext, starts: np.ndarray, ends: np.nda
         s, e, lo, hi = starts[i:i + chunk], ends[i:i + chunk], left[i:i + chunk], right[i:i + chunk]
         inside = csum[e + 1] - csum[s]
         flanks = (csum[s] - csum[lo]) + (csum[hi] - csum[e + 1])
-        n_in = (e - s + 1).astype(np.float64)
-        n_flank = ((s - lo) + (hi - e - 1)).astype(np.float64)
-        coherence = np.einsum("ij,ij->i", inside, inside) / n_in**2
-        cross = np.einsum("ij,ij->i", inside, flanks) / (n_in * np.maximum(n_flank, 1.0))
-        out[i:i + chunk] = np.where(n_flank > 0, coherence - cross, 0.0)
+        n_in = count[e + 1] - count[s]
+        n_flank = (count[s] - count[lo]) + (count[hi] - count[e + 1])
+        coherence = np.einsum("ij,ij->i", inside, inside) / np.maximum(n_in, 1.0)**2
+        cross = np.einsum("ij,ij->i", inside, flanks) / (np.maximum(n_in, 1.0) * np.maximum(n_flank, 1.0))
+        out[i:i + chunk] = np.where((n_flank > 0) & (n_in > 0), coherence - cross, 0.0)
     return out / (context.visual_spread() + EPS)
 
 
