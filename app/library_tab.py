@@ -13,6 +13,7 @@ import gradio as gr
 
 from app.common import GPU_QUEUE, AppContext, progress_bridge, require_text, user_errors
 from app.source import Source, _remember
+from backends.core.paths import sample_clips
 from backends.io.playback import playable_path
 from backends.retrieval.library import CONFIDENCE_MEANING
 from backends.views.library import library_add_view, library_search_view, open_library
@@ -43,7 +44,7 @@ PLAY_WHEN_LOADED_JS = """
 
 def _stats_line(stats: dict) -> str:
     if not stats["videos"]:
-        return "The library is empty" + (": add a folder below." if stats.get("can_add") else ".")
+        return "The library is empty" + (": add a folder below, or the sample clips." if stats.get("can_add") else ".")
     errors = f" · {len(stats['errors'])} unreadable file(s) left out" if stats["errors"] else ""
     return (f"**{stats['videos']} videos** ({stats['hours'] * 60:.1f} min) · {stats['clips']} clips in a "
             f"{stats['index'] or 'not yet built'} index · encoder `{stats['encoder']}` at {stats['fps']:g} fps{errors}")
@@ -62,6 +63,9 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
             folder = gr.Textbox(label="Add a folder or a video file of this machine (searched recursively)", scale=5,
                                 placeholder="/home/me/videos", elem_id="ml-library-folder")
             add = gr.Button("Add to library", scale=1, min_width=150, elem_id="ml-library-add")
+            samples = sample_clips()  # the clips the Sample clip menu offers, so a new library has something to search
+            add_samples = gr.Button(f"Add the {len(samples)} sample clips", scale=1, min_width=150,
+                                    elem_id="ml-library-samples", visible=bool(samples))
     with gr.Row(equal_height=True):
         query = gr.Textbox(label="Search the library", value="a cartoon bunny on a green hill", scale=5, max_lines=2,
                            elem_id="ml-library-query")
@@ -113,14 +117,11 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
                    api_name="library_open").then(None, moment, None, js=PLAY_WHEN_LOADED_JS)
 
     if ctx.local:
-        @user_errors
-        def run_add(path_text: str, request: gr.Request = None, progress=gr.Progress()):
-            if not path_text or not path_text.strip():
-                raise gr.Error("Type the folder (or video file) to add, e.g. /home/me/videos.")
+        def add_to_library(paths: list[Path], request: gr.Request | None, progress: gr.Progress) -> str:
             stop = ctx.stop_event(request)
             stop.clear()
             encoder = open_library(library).encoder or ctx.encoder  # a library keeps the encoder it was built with
-            report, after = library_add_view([Path(path_text.strip()).expanduser()], library, encoder=encoder,
+            report, after = library_add_view(paths, library, encoder=encoder,
                                               progress=progress_bridge(progress, stop), should_stop=stop.is_set)
             line = _stats_line({**after, "can_add": True})
             line += (f"<br>Added {len(report.added)}, unchanged {len(report.unchanged)}, skipped "
@@ -128,6 +129,18 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
                                                         for f, r in report.skipped[:10]))
             return line
 
-        add_ev = add.click(run_add, folder, stats, api_name="library_add", concurrency_id=GPU_QUEUE,
-                           concurrency_limit=ctx.gpu_concurrency)
-        source.heavy_events.append(add_ev)
+        @user_errors
+        def run_add(path_text: str, request: gr.Request = None, progress=gr.Progress()):
+            if not path_text or not path_text.strip():
+                raise gr.Error("Type the folder (or video file) to add, e.g. /home/me/videos.")
+            return add_to_library([Path(path_text.strip()).expanduser()], request, progress)
+
+        @user_errors
+        def run_add_samples(request: gr.Request = None, progress=gr.Progress()):
+            return add_to_library(list(samples.values()), request, progress)
+
+        for ev in (add.click(run_add, folder, stats, api_name="library_add", concurrency_id=GPU_QUEUE,
+                             concurrency_limit=ctx.gpu_concurrency),
+                   add_samples.click(run_add_samples, None, stats, api_name="library_add_samples",
+                                     concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)):
+            source.heavy_events.append(ev)

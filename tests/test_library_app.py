@@ -56,6 +56,25 @@ def test_search_returns_thumbnails_of_the_backend_hits(app_url, library):
     assert f"#1 {direct.results[0].score:.3f}" in summary
 
 
+def test_a_new_library_gets_the_sample_clips_with_one_click(tmp_path):
+    from app import build_app
+    from backends.core.paths import sample_clips
+
+    samples = sample_clips()
+    demo = build_app(encoder=TINY, test_encoders=True, library=tmp_path / "lib", local=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
+    try:
+        line = Client(url, verbose=False).predict(api_name="/library_add_samples")
+    finally:
+        demo.close()
+    lib = Library(tmp_path / "lib")
+    indexed = {Path(v["path"]).resolve() for v in lib.videos()}
+    assert indexed == {Path(p).resolve() for p in samples.values()}, line  # every clip the Sample clip menu offers
+    assert f"**{len(samples)} videos**" in line and f"Added {len(samples)}, unchanged 0, skipped 0" in line
+    hit = lib.search("a cartoon bunny", top_k=1).results[0]
+    assert Path(hit.video).resolve() in indexed
+
+
 def test_a_shared_app_serves_no_library_and_adds_nothing(library):
     from app import build_app
 
@@ -70,7 +89,7 @@ def test_a_shared_app_serves_no_library_and_adds_nothing(library):
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
     try:
         names = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
-        assert "/library_search" in names and "/library_add" not in names
+        assert "/library_search" in names and "/library_add" not in names and "/library_add_samples" not in names
     finally:
         demo.close()
 
