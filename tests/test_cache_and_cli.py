@@ -85,15 +85,27 @@ def test_cli_encode_writes_npz_and_reports_cache(realmix_video, tmp_path, capsys
     assert summary["from_cache"] is True and summary["frames"] == z["features"].shape[0]
 
 
-def test_cli_cache_info_and_clear(clip, capsys):
+def test_cli_cache_clear_deletes_features_and_keeps_the_users_library_and_models(clip, capsys, monkeypatch):
+    from backends.core.paths import cache_dir, models_dir
+    from backends.retrieval.library import Library, library_dir
+
+    monkeypatch.delenv("MOMENTLENS_LIBRARY", raising=False)  # their defaults: folders inside the cache root
+    monkeypatch.delenv("MOMENTLENS_MODELS", raising=False)
+
     encode_video(clip, "conse-tiny-random")
+    Library(library_dir()).add([clip], encoder="conse-tiny-random", show_progress=False)  # the default library
+    models_dir().mkdir(parents=True, exist_ok=True)
+    (models_dir() / "adapter.pt").write_bytes(b"a checkpoint the user trained")
+    assert library_dir().parent == cache_dir() and models_dir().parent == cache_dir()  # both inside the cache root
     assert main(["cache", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["entries"] == 1 and info["bytes"] > 0
-    assert main(["cache", "clear", "--json"]) == 0
-    capsys.readouterr()
+    assert info["entries"] == 1 and info["bytes"] > 0 and {"library", "models"} <= set(info["kept"])
+    assert main(["cache", "clear"]) == 0
+    assert "kept: library, models" in capsys.readouterr().out
     main(["cache", "--json"])
     assert json.loads(capsys.readouterr().out)["entries"] == 0
+    assert (models_dir() / "adapter.pt").read_bytes() == b"a checkpoint the user trained"
+    assert len(Library(library_dir()).videos()) == 1
 
 
 def test_cli_errors_are_one_sentence_without_traceback(tmp_path):

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("cache", help="show or clear the feature cache")
+    p = sub.add_parser("cache", help="show or clear the feature cache and other derived files (never the library or models)")
     p.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_cache)
@@ -118,15 +118,19 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from backends.io.cache import FeatureCache
 
     store = FeatureCache()
+    kept = [p.name for p in store.kept()]
+    keeps = f"; kept: {', '.join(kept)}" if kept else ""
     if args.action == "clear":
         freed = store.clear()
-        info: dict[str, Any] = {"root": str(store.root), "cleared_bytes": freed}
-        emit_json(info) if args.json else print(f"cleared {freed / 2**20:.1f} MiB from {store.root}")
+        info: dict[str, Any] = {"root": str(store.root), "cleared_bytes": freed, "kept": kept}
+        emit_json(info) if args.json else print(f"cleared {freed / 2**20:.1f} MiB of features and other derived files "
+                                                f"from {store.root}{keeps}")
         return 0
     size = store.size_bytes()
-    info = {"root": str(store.root), "entries": len(store.entries()), "bytes": size}
+    info = {"root": str(store.root), "entries": len(store.entries()), "bytes": size, "kept": kept}
     if args.json:
         emit_json(info)
     else:
-        print(f"{store.root}: {info['entries']} feature entries, {size / 2**20:.1f} MiB")
+        print(f"{store.root}: {info['entries']} feature entries, {size / 2**20:.1f} MiB of derived files "
+              f"(`cache clear` deletes them){keeps}")
     return 0

@@ -84,6 +84,12 @@ class CacheKey:
         return hashlib.sha1(text.encode()).hexdigest()
 
 
+# Folders under the cache root that hold only what can be computed again; `clear` deletes these and nothing else
+# (the default library, `<cache>/library`, and the checkpoints of `<cache>/models` and `<cache>/adapters` live
+# there too, and are the user's own work).
+DERIVED = ("features", "hashes", "labels", "gunzip", "playable")
+
+
 class FeatureCache:
     """A folder of `features/<digest>.npz` entries."""
 
@@ -130,18 +136,24 @@ class FeatureCache:
         return sorted(self.dir.glob("*.npz")) if self.dir.is_dir() else []
 
     def size_bytes(self) -> int:
-        """Bytes used by the whole cache folder (features, hashes, label embeddings, unpacked clips)."""
+        """Bytes of what `clear` deletes: the DERIVED folders (features, hashes, label embeddings, unpacked and
+        playable copies of clips)."""
+        return sum(f.stat().st_size for d in self.derived() for f in d.rglob("*") if f.is_file())
+
+    def derived(self) -> list[Path]:
+        """The DERIVED folders present under the cache root."""
+        return [self.root / name for name in DERIVED if (self.root / name).is_dir()]
+
+    def kept(self) -> list[Path]:
+        """What else lies under the cache root (the video library, checkpoints, anything unknown): never cleared."""
         if not self.root.is_dir():
-            return 0
-        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+            return []
+        return sorted(c for c in self.root.iterdir() if c.name not in DERIVED)
 
     def clear(self) -> int:
-        """Delete everything under the cache root; returns the bytes freed."""
+        """Delete the DERIVED folders (everything recomputable); returns the bytes freed. The library, the models
+        folder and anything else the user made under the cache root stay."""
         freed = self.size_bytes()
-        if self.root.is_dir():
-            for child in self.root.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
+        for d in self.derived():
+            shutil.rmtree(d, ignore_errors=True)
         return freed
