@@ -522,8 +522,8 @@ class LibraryPanel(Panel):
                 button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
                 cells.append(W.VBox([image, label, button]))
             self.grid.children = cells
-            caveat = result.caveat()
-            self.caveat.value = f"<b>⚠</b> {html.escape(caveat)}" if caveat else ""
+            notes = [n for n in (result.caveat(), result.missing_note()) if n]
+            self.caveat.value = "<br>".join(f"<b>⚠</b> {html.escape(n)}" for n in notes)
             self.result = result.to_dict()
 
         self.runner.run(lambda: library_search_view(query, self.library, top_k=k), done, background)

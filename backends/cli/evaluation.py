@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.cli.common import emit_json
+from backends.cli.common import emit_json, unit_fraction
 from backends.core.errors import AnnotationError, MomentLensError
 from backends.core.paths import shared_data_dir
 from backends.evaluation.annotations import (
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--predictions, charades-sta for .txt, momentlens otherwise")
     ev.add_argument("--durations", type=Path, nargs="+", metavar="CSV",
                     help="Charades_v1_{train,test}.csv (default: those in the shared data folder, for Charades-STA)")
-    ev.add_argument("--nms", type=float, default=None, help="NMS threshold of the momentlens protocol (default 0.5)")
+    ev.add_argument("--nms", type=unit_fraction, default=None, help="NMS threshold of the momentlens protocol (default 0.5)")
     ev.add_argument("--per-query", type=Path, metavar="OUT", help="write per-query results to OUT.csv or OUT.json")
     ev.add_argument("--video-dir", type=Path, help="model run: folder holding the annotated videos (default: the annotation file's folder)")
     ev.add_argument("--encoder", default=None, help="model run: encoder name")

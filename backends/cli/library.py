@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backends.cli.common import add_encoder_arg, emit_json
+from backends.cli.common import add_encoder_arg, emit_json, positive_float
 
 
 def _add_library_arg(p: argparse.ArgumentParser) -> None:
@@ -13,9 +13,20 @@ def _add_library_arg(p: argparse.ArgumentParser) -> None:
                    help="library folder (default $MOMENTLENS_LIBRARY, else ~/.cache/momentlens/library)")
 
 
+def _existing_library(folder: Path | None):
+    """The library of a command that only reads or edits one: a --library folder that does not exist is a typo,
+    said in one sentence, not an empty library made on the spot (the default folder may not exist yet)."""
+    from backends.retrieval.library import Library, LibraryError
+
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        raise LibraryError(f"there is no library at {folder}: check the path, or build one with "
+                           f"`momentlens index add DIR --library {folder}`.")
+    return Library(folder)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     index = sub.add_parser("index", help="build a video library to search: `index add DIR`, `index stats`, "
-                           "`index remove FILE`, `index rebuild`")
+                           "`index list`, `index remove FILE`, `index rebuild`")
     index.set_defaults(func=lambda args: index.print_help() or 1)
     what = index.add_subparsers(dest="what", metavar="ACTION")
 
@@ -23,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "are not encoded again; Ctrl-C keeps what was done)")
     p.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     add_encoder_arg(p)
-    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
+    p.add_argument("--fps", type=positive_float, default=1.0, help="frames sampled per second (default 1)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="encode on Ray: a local Ray without ADDRESS, else the cluster at ADDRESS (e.g. ray://head:10001 "
                    "or auto); needs pip install 'momentlens[ray]' and a feature cache every node can reach")
@@ -35,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_library_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_index_stats)
+
+    p = what.add_parser("list", help="the catalogued videos: path, duration, clips, status (and why, for errors)")
+    _add_library_arg(p)
+    p.add_argument("--json", action="store_true", help='print {"folder", "videos": [{"path", "duration", "clips", '
+                   '"status", "reason"}]}')
+    p.set_defaults(func=cmd_index_list)
 
     p = what.add_parser("remove", help="drop a video from the library")
     p.add_argument("path", metavar="FILE")
@@ -50,8 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=10, help="moments to return (default 10)")
     p.add_argument("--videos", type=int, default=10, help="candidate videos scored in the second stage (default 10)")
     _add_library_arg(p)
-    p.add_argument("--json", action="store_true", help='print {"query", "encoder", "results": [{"video", "start", '
-                   '"end", "score"}]}')
+    p.add_argument("--json", action="store_true", help='print {"query", "encoder", "found", "results": [{"video", '
+                   '"start", "end", "score", "confidence", "video_rank"}], "caveat" (when not found), "missing" (indexed '
+                   'files gone from disk)}')
     p.set_defaults(func=cmd_search)
 
 
@@ -74,13 +92,13 @@ def cmd_index_add(args: argparse.Namespace) -> int:
               f"(host:Ray node): {shown or 'nothing to encode'}")
     for file, reason in report.skipped:
         print(f"  skipped {file}: {reason}")
+    for file in report.dropped:
+        print(f"  dropped {file}: gone from disk")
     return 0
 
 
 def cmd_index_stats(args: argparse.Namespace) -> int:
-    from backends.retrieval.library import Library
-
-    stats = Library(args.library).stats()
+    stats = _existing_library(args.library).stats()
     if args.json:
         emit_json(stats)
         return 0
@@ -93,32 +111,40 @@ def cmd_index_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_index_remove(args: argparse.Namespace) -> int:
-    from backends.retrieval.library import Library
+def cmd_index_list(args: argparse.Namespace) -> int:
+    lib = _existing_library(args.library)
+    videos = [{k: v[k] for k in ("path", "duration", "clips", "status", "reason")} for v in lib.videos(None)]
+    if args.json:
+        emit_json({"folder": str(lib.folder), "videos": videos})
+        return 0
+    print(f"{lib.folder}: {len(videos)} catalogued video(s)")
+    for v in videos:
+        what = f"{v['duration']:8.1f} s {v['clips']:5d} clips" if v["status"] == "ok" else f"error: {v['reason']}"
+        print(f"  {v['path']}  {what}")
+    return 0
 
-    Library(args.library).remove(args.path)
+
+def cmd_index_remove(args: argparse.Namespace) -> int:
+    _existing_library(args.library).remove(args.path)
     print(f"removed {args.path}")
     return 0
 
 
 def cmd_index_rebuild(args: argparse.Namespace) -> int:
-    from backends.retrieval.library import Library
-
-    clips = Library(args.library).rebuild()
+    clips = _existing_library(args.library).rebuild()
     print(f"rebuilt the index: {clips} clips")
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from backends.retrieval.library import Library
-
-    result = Library(args.library).search(args.query, top_k=args.top_k, videos=args.videos)
+    result = _existing_library(args.library).search(args.query, top_k=args.top_k, videos=args.videos)
     if args.json:
         emit_json(result.to_dict())
         return 0
     print(f"{result.query!r} ({result.encoder}): {len(result.results)} moments from {len(result.candidates)} candidate videos")
-    if caveat := result.caveat():
-        print(f"  {caveat}")
+    for note in (result.caveat(), result.missing_note()):
+        if note:
+            print(f"  {note}")
     width = max((len(Path(h.video).name) for h in result.results), default=0)  # names of any length line up
     for rank, h in enumerate(result.results, start=1):
         print(f"  #{rank:<2} {Path(h.video).name:<{width}}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}"

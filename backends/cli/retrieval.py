@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backends.cli.common import add_encoder_arg, add_video_args, emit_json
+from backends.cli.common import add_encoder_arg, add_video_args, emit_json, unit_fraction
 from backends.retrieval.zero_shot import DEFAULT_SCORER, SCORER_NOTES
 
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrieve", help="find the moments of a video that match a text query or a clip")
     _add_query_args(p, clip_query=True)
     p.add_argument("--top-k", type=int, default=5, help="number of moments (default 5)")
-    p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--nms", type=unit_fraction, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_retrieve)
 
@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the two encoders (registry names, adapter:CHECKPOINT, clip:FILE, ...)")
     add_video_args(p)
     p.add_argument("--top-k", type=int, default=5, help="moments per encoder (default 5)")
-    p.add_argument("--nms", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--nms", type=unit_fraction, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="print JSON {video, query, encoders, a, b, agreement}")
     p.set_defaults(func=cmd_compare)
 

@@ -17,7 +17,7 @@ from backends.analysis.similarity import (
     KINDS,
     REPNET_TAU,
 )
-from backends.cli.common import add_encoder_arg, emit_json
+from backends.cli.common import add_encoder_arg, emit_json, positive_float
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", type=Path, help="video file")
     p.add_argument("--kind", choices=KINDS, default="repnet", help="matrix to show (default repnet)")
     add_encoder_arg(p)
-    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (default 1)")
+    p.add_argument("--fps", type=positive_float, default=1.0, help="frames sampled per second (default 1)")
     p.add_argument("--features", choices=FEATURE_KINDS, default="visual",
                    help="raw visual features (default) or the joint text-frame embedding")
     p.add_argument("--boundaries", choices=BOUNDARY_SOURCES, default="novelty",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from backends.cli.common import add_encoder_arg, emit_json
+from backends.cli.common import add_encoder_arg, emit_json, positive_float
 from backends.core.errors import MomentLensError
 
 
@@ -105,7 +105,7 @@ def _register_adapter(train_sub: argparse._SubParsersAction) -> None:
     add_encoder_arg(p)
     p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     p.add_argument("--steps", type=int, default=16, help="steps per epoch (default 16)")
-    p.add_argument("--fps", type=float, default=1.0, help="frames per second of the features (default 1)")
+    p.add_argument("--fps", type=positive_float, default=1.0, help="frames per second of the features (default 1)")
     p.add_argument("--layers", type=int, default=4, help="temporal attention layers (default 4)")
     p.add_argument("--clip-frames", type=int, default=8, help="frames per training clip (default 8)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
@@ -172,7 +172,7 @@ def _register_grounding(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--durations", type=Path, nargs="*", default=None,
                    help="Charades_v1_*.csv files with video durations (Charades-STA)")
     add_encoder_arg(p)
-    p.add_argument("--fps", type=float, default=1.0, help="frame rate of the features (default 1)")
+    p.add_argument("--fps", type=positive_float, default=1.0, help="frame rate of the features (default 1)")
     p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=16, help="map size N (default 16)")
     p.add_argument("--mask", choices=("dense", "sparse"), default="dense", help="valid cells (default dense)")
     p.add_argument("--hidden", type=int, default=64, help="channels of the map convolutions (default 64)")

@@ -90,6 +90,7 @@ class AddReport:
     seconds: float = 0.0
     ray: dict[str, Any] | None = None  # with --ray: {"encoded", "failed", "nodes"} of the Ray job
     index: str = "kept"  # what happened to the clip index: kept | appended (new files only) | rebuilt
+    dropped: list[str] = field(default_factory=list)  # catalogued files of the added folders gone from disk
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "skipped": [{"file": f, "reason": r} for f, r in self.skipped]}
@@ -119,6 +120,9 @@ class SearchResult:
     results: list[LibraryHit]
     candidates: list[str]  # the videos the second stage scored, best first
     index_rebuilt: bool = False  # the stored index was missing, stale or corrupt and was rebuilt
+    # indexed videos the first stage chose whose files are gone from disk: left out (`momentlens index rebuild`
+    # or `index add` of their folder drops them from the library)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def best_confidence(self) -> float | None:
@@ -140,9 +144,22 @@ class SearchResult:
                 f"do (best confidence {best:.2f}): the library may not hold it, and these may be only the nearest "
                 "things in it.")
 
+    def missing_note(self) -> str | None:
+        """One sentence when videos of the library are gone from disk and were left out, else None."""
+        if not self.missing:
+            return None
+        names = ", ".join(Path(m).name for m in self.missing[:3]) + (" ..." if len(self.missing) > 3 else "")
+        return (f"{len(self.missing)} indexed video(s) are gone from disk and were left out ({names}): "
+                "`momentlens index rebuild` drops them from the library.")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "encoder": self.encoder, "found": self.found,
-                "results": [h.to_dict() for h in self.results]}
+        out: dict[str, Any] = {"query": self.query, "encoder": self.encoder, "found": self.found,
+                               "results": [h.to_dict() for h in self.results]}
+        if caveat := self.caveat():
+            out["caveat"] = caveat
+        if self.missing:
+            out["missing"] = list(self.missing)
+        return out
 
 
 def clip_vectors(feats: VideoFeatures, seconds: float = CLIP_SECONDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,9 +225,19 @@ class Library:
         unchanged are skipped; unreadable ones are recorded with their reason. Rebuilds the index at the end.
         `ray` ("local" or a cluster address) encodes the new files on Ray (`retrieval.distributed`) first."""
         t0 = time.perf_counter()
+        absent = [str(p) for p in paths if not Path(p).expanduser().exists()]
+        if absent:
+            raise LibraryError(f"{absent[0]} does not exist: check the path (nothing was added).")
         files, skipped = _expand(paths)
         name = self._check_encoder(encoder, fps)
         report = AddReport(skipped=skipped)
+        gone = self._gone_under(paths)
+        if gone:
+            with self._db() as db:  # a re-added folder's files that are gone from disk leave the catalogue
+                for gone_path in gone:
+                    db.execute("DELETE FROM videos WHERE path = ?", (gone_path,))
+                self._set_meta(db, "version", None)
+            report.dropped = gone
         if ray is not None:
             report.ray = self._encode_on_ray(files, name, fps, ray)  # fills the feature cache; the loop reads it
         enc = cached_encoder(name)
@@ -260,6 +287,16 @@ class Library:
         report.seconds = time.perf_counter() - t0
         return report
 
+    def _gone_under(self, paths: Sequence[str | os.PathLike]) -> list[str]:
+        """Catalogued videos inside the folders of `paths` (or equal to a file of them) whose files are gone."""
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        out = []
+        for v in self.videos(None):
+            path = Path(v["path"])
+            if not path.is_file() and any(path == r or r in path.parents for r in roots):
+                out.append(v["path"])
+        return out
+
     def _row(self, path: Path) -> sqlite3.Row | None:
         with self._db() as db:
             return db.execute("SELECT size, mtime_ns, status FROM videos WHERE path = ?", (str(path),)).fetchone()
@@ -304,7 +341,7 @@ class Library:
             gone = db.execute("DELETE FROM videos WHERE path = ?", (resolved,)).rowcount > 0
             self._set_meta(db, "version", None)
         if not gone:
-            raise LibraryError(f"{path} is not in the library (`momentlens index stats` lists what is).")
+            raise LibraryError(f"{path} is not in the library (`momentlens index list` lists what is).")
         self.rebuild()
         return gone
 
@@ -345,6 +382,14 @@ class Library:
             for p in (self.index_path, self.rows_path):
                 p.unlink(missing_ok=True)
             return 0
+        gone = [v["path"] for v in videos if not Path(v["path"]).is_file()]
+        if gone:
+            self._mark_gone(gone)
+            videos = self.videos("ok")
+            if not videos:
+                for p in (self.index_path, self.rows_path):
+                    p.unlink(missing_ok=True)
+                return 0
         enc = cached_encoder(name)
         vecs, vid, starts, ends = [], [], [], []
         for k, v in enumerate(videos):
@@ -367,6 +412,16 @@ class Library:
                                   "end": np.concatenate(ends), "paths": np.array([v["path"] for v in videos])}, kind)
         log.info("library index: %d clips of %d videos (%s)", len(matrix), len(videos), kind)
         return len(matrix)
+
+    def _mark_gone(self, paths: Sequence[str]) -> None:
+        """Record catalogued videos whose files are gone from disk (status "error", so that `stats` lists them and
+        the index leaves them out; `index add` of the file again, if it comes back, encodes it anew)."""
+        with self._db() as db:
+            for path in paths:
+                db.execute("UPDATE videos SET status = 'error', reason = ?, size = -1 WHERE path = ?",
+                           (f"{Path(path).name} is gone from disk (moved or deleted since it was indexed).", path))
+            self._set_meta(db, "version", None)
+        log.warning("%d indexed video(s) gone from disk: left out of the library index", len(paths))
 
     def _write_index(self, index: Any, rows: dict[str, np.ndarray], kind: str) -> None:
         """Write the index and its rows under the catalogue's current version, each to a temporary file renamed
@@ -452,12 +507,18 @@ class Library:
         k = int(min(index.ntotal, max(50 * videos, 200)))
         _, found = index.search(q, k)
         order: list[int] = []
+        missing: list[str] = []
         for row in found[0]:
             if row < 0:
                 continue
             v = int(rows["video"][row])
-            if v not in order:
-                order.append(v)
+            path = str(rows["paths"][v])
+            if v in order or path in missing:
+                continue
+            if not Path(path).is_file():  # moved or deleted since it was indexed: nothing to score or play
+                missing.append(path)
+                continue
+            order.append(v)
             if len(order) == videos:
                 break
         hits: list[LibraryHit] = []
@@ -485,7 +546,7 @@ class Library:
                 best = min(best, float(clip_cos[j]))
                 hits.append(LibraryHit(path, m.start, m.end, best, rank, hit_confidence(vecs[j], q[0], bank)))
         hits.sort(key=lambda h: -h.score)
-        return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt)
+        return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt, missing)
 
 
 def moment_clip(clip_starts: np.ndarray, clip_ends: np.ndarray, clip_cos: np.ndarray, start: float,
@@ -517,19 +578,19 @@ def hit_confidence(clip: np.ndarray, query: np.ndarray, bank: np.ndarray) -> flo
     return conf.Null(np.sort(bank @ clip)).confidence(float(clip @ query))
 
 
-def distinct_hits(hits: Sequence[LibraryHit], top_k: int, overlap: float = 0.5) -> list[LibraryHit]:
-    """The first `top_k` of `hits` (best first) without near-repeats: a hit is dropped when more than `overlap`
-    of the shorter of it and an already kept hit of the same video lie in both (so 2.0-2.3 s and 1.7-3.6 s go
-    after 2.0-3.0 s). Per-video NMS keeps such nested windows, IoU being low; a library list wants each place once."""
+def distinct_hits(hits: Sequence[LibraryHit], top_k: int) -> list[LibraryHit]:
+    """The first `top_k` of `hits` (best first), each place of a video once: a hit is dropped when it overlaps an
+    already kept hit of the same video or lies closer to it than the shorter one's length (so 2.0-2.3 s and
+    1.7-3.6 s go after 2.0-3.0 s, and the 1-2 s slivers 24-25 s, 25-26.5 s of one scene after 23-24 s; a hit
+    10 s away in the same video stays). Per-video NMS keeps such windows, their IoU being low."""
     kept: list[LibraryHit] = []
     for h in hits:
         repeat = False
         for k in kept:
             if k.video != h.video:
                 continue
-            inter = min(h.end, k.end) - max(h.start, k.start)
-            shorter = min(h.end - h.start, k.end - k.start)
-            if inter > overlap * max(shorter, 1e-9):
+            gap = max(h.start, k.start) - min(h.end, k.end)  # negative: they overlap
+            if gap < min(h.end - h.start, k.end - k.start):
                 repeat = True
                 break
         if not repeat:
