@@ -150,8 +150,15 @@ def test_cli_trains_on_real_clips_and_the_encoder_works_in_every_view(video_fold
     assert "no text side" in capsys.readouterr().err
     assert cli(["gradcam", str(clip), "", "--encoder", encoder, "--out", str(tmp_path / "cam")]) == 0
     assert len(list((tmp_path / "cam").glob("heat_*.png"))) == 4  # one map per frame of the clip
-    assert cli(["checkpoints", str(out.parent)]) == 0
-    assert "video" in capsys.readouterr().out
+    capsys.readouterr()
+    assert cli(["checkpoints", str(out.parent), "--json"]) == 0
+    kinds = {r["name"]: r for r in json.loads(capsys.readouterr().out)["checkpoints"]}
+    assert kinds["enc.safetensors"]["kind"] == "video"
+    # the --resume state beside it is named for what it is, not "not loadable"
+    assert kinds["enc.resume.pt"]["kind"] == "training state" and "--resume" in kinds["enc.resume.pt"]["use"]
+    assert kinds["enc.resume.pt"]["problem"] is None
+    assert cli(["checkpoints", str(tmp_path / "no-such-folder")]) == 2
+    assert "not a folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from backends.cli.common import add_encoder_arg, add_video_args, emit_json
+from backends.core.errors import MomentLensError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +44,8 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     from backends.views.offers import list_checkpoints
 
     folder = args.folder or models_dir()
+    if args.folder is not None and not Path(args.folder).expanduser().is_dir():
+        raise MomentLensError(f"{args.folder} is not a folder: check the path.")
     rows = list_checkpoints(folder)
     if args.json:
         emit_json({"folder": str(folder), "checkpoints": rows})

@@ -62,6 +62,9 @@ def describe_checkpoint(path: str | os.PathLike) -> dict:
             "arch": model.get("arch"), "clip": f"{model.get('clip_len')} frames at {model.get('frame_rate')} fps",
             "input size": model.get("input_size"), "objective": training.get("objective"),
             "steps": training.get("steps"), "videos": training.get("videos"), "code": cfg.get("code_version")})
+    if p.name.endswith(".resume.pt"):  # `train cvrl`'s state for --resume, beside its OUT.safetensors
+        return {**out, "kind": "training state",
+                "use": f"momentlens train cvrl ... --out {p.name[:-len('.resume.pt')]}.safetensors --resume"}
     if is_torchscript_archive(p):  # OpenAI's CLIP files are TorchScript archives
         return encoder("clip", "clip", {"format": "TorchScript archive (OpenAI CLIP release)"})
     try:
