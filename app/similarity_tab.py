@@ -73,7 +73,7 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
                                            progress=progress_bridge(progress, stop), features=feature_kind)
         bounds = ", ".join(f"{b:.1f}" for b in result.boundaries) or "none"
         text = (f"{len(result.times)} frames of {Path(path).name} · **{len(result.boundaries)} boundaries** at "
-                f"{bounds} s · {result.n_clusters} k-means events · encoder `{result.encoder}`")
+                f"{bounds} s · {len(result.events)} events (k-means, k = {result.n_clusters}) · encoder `{result.encoder}`")
         return fig, text, {"result": result, "figure": fig}
 
     @user_errors

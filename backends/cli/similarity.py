@@ -77,7 +77,8 @@ def run_tsm(args: argparse.Namespace) -> int:
     print(f"{result.video}: {len(result.times)} frames ({result.encoder}, {result.features} features, "
           f"{result.fps:g} fps), {result.kind} TSM")
     print("boundaries (s): " + (", ".join(f"{b:.1f}" for b in result.boundaries) or "none"))
-    print(f"events (k = {result.n_clusters}): " + ", ".join(f"[{s:.1f}, {e:.1f}]" for s, e in result.events))
+    print(f"{len(result.events)} events (k-means, k = {result.n_clusters}; a cluster that recurs apart in time is "
+          "two events): " + ", ".join(f"[{s:.1f}, {e:.1f}]" for s, e in result.events))
     print(f"{len(result.proposals)} proposals (unions of consecutive events)")
     if args.html:
         print(f"wrote {args.html}")
