@@ -114,11 +114,12 @@ def test_nms_changes_top_k():
 
 def test_missing_prediction_is_a_miss_and_per_query_export(tmp_path):
     queries = [_q(0, [(0, 10)]), _q(1, [(0, 10)])]
-    r = evaluate_windows(queries, [[[0, 10, 1.0]], None])
+    r = evaluate_windows(queries, [[[0.1 + 0.2, 10, 1.0]], None])
     assert r.metrics["R1@0.3"] == 0.5 and r.num_missing == 1
     out = r.write_per_query(tmp_path / "pq.csv")
     rows = list(csv.DictReader(out.open()))
     assert [row["R1@0.5"] for row in rows] == ["1", "0"]
+    assert rows[0]["top1"] == "[0.3, 10.0]" and rows[0]["iou_top1"] == "0.97"  # not 0.30000000000000004
     js = json.loads(r.write_per_query(tmp_path / "pq.json").read_text())
     assert js["protocol"]["name"] == "momentlens" and len(js["per_query"]) == 2
 

@@ -82,10 +82,11 @@ class EvaluationResult:
         return out
 
     def _row(self, r: QueryResult) -> dict:
+        # times to the millisecond and IoUs to 1e-6: 19.6, not the float sum 19.599999999999998
         row = {"qid": r.qid, "vid": r.vid, "query": r.query,
-               "gt": [list(w) for w in r.gt_windows],
-               "top1": r.top_windows[0][:2] if r.top_windows else None,
-               "iou_top1": r.iou_top1}
+               "gt": [[round(float(t), 3) for t in w] for w in r.gt_windows],
+               "top1": [round(float(t), 3) for t in r.top_windows[0][:2]] if r.top_windows else None,
+               "iou_top1": round(float(r.iou_top1), 6)}
         for n in self.protocol.ranks:
             for m in self.protocol.iou_thresholds:
                 row[f"R{n}@{m:g}"] = int(_hit(r.best_iou.get(n, 0.0), m, self.protocol.strict))
