@@ -192,6 +192,17 @@ def test_scaling_reads_foreign_state_dicts_by_name(tmp_path, capsys):
     torch.save({"blocks.0.weight": torch.zeros(2)}, plain)
     with pytest.raises(CheckpointError, match="no layer-indexed parameters"):
         read_scales(plain)
+    # safetensors (what `train cvrl` writes) are read as tensors: scales when there are, else the same sentence
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "foreign.safetensors")
+    assert sorted(p.name for p in read_scales(tmp_path / "foreign.safetensors").parameters) == sorted(names)
+    save_file({"blocks.0.weight": torch.zeros(2)}, tmp_path / "encoder.safetensors")
+    with pytest.raises(CheckpointError, match="no layer-indexed parameters"):
+        read_scales(tmp_path / "encoder.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"nothing")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        read_scales(tmp_path / "broken.safetensors")
 
 
 def test_clip_pairs_follow_cvrl_sampling():

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
 
 from backends.core.errors import CheckpointError
 from backends.io.checkpoints import read_checkpoint
@@ -77,6 +79,11 @@ def load_state_dict(checkpoint: Any) -> tuple[Mapping[str, torch.Tensor], str]:
     """(state dict, label) from a path, a checkpoint dict, a state dict or a module."""
     if isinstance(checkpoint, (str, Path)):
         path = Path(checkpoint)
+        if path.suffix.lower() == ".safetensors":  # tensors only (a `train cvrl` video encoder): no pickle to read
+            try:
+                return dict(load_safetensors(str(path))), path.name
+            except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+                raise CheckpointError(f"{path.name} is not a readable safetensors file ({type(err).__name__}).") from err
         return _as_state_dict(read_checkpoint(path), path.name), path.name
     return _as_state_dict(checkpoint, "the checkpoint"), "checkpoint"
 
