@@ -191,7 +191,7 @@ def test_gradcam_samples_its_frames_inside_the_chosen_moment(client, realmix_vid
     assert all(20.8 <= t <= 25.7 for t in times), times
     step = (25.7 - 20.8) / 4  # one frame at the middle of each quarter of the window
     np.testing.assert_allclose(times, 20.8 + step * (np.arange(4) + 0.5), atol=0.1)
-    with pytest.raises(AppError, match="outside the video"):
+    with pytest.raises(AppError, match="reaches past the ends of the video"):
         client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, 70.0, 95.0, api_name="/gradcam")
 
 
@@ -263,7 +263,7 @@ def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video
     bogus.write_text("this is not a video")
     with pytest.raises(AppError, match="not a video file"):
         client.predict(handle_file(bogus), "a dog", TINY, api_name="/retrieve")
-    with pytest.raises(AppError, match="lies outside the video"):
+    with pytest.raises(AppError, match="reaches past the ends of the video"):
         client.predict(handle_file(realmix_video), "a dog", TINY, 5, 0.5, 70.0, 90.0, api_name="/retrieve")
     _, _, table, *_ = client.predict(handle_file(realmix_video), "a dog", TINY, api_name="/retrieve")
     assert table["data"]

@@ -272,7 +272,9 @@ def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):
     assert html.stat().st_size > 100_000
     capsys.readouterr()
     assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "70", "90", "--json"]) == 2
-    assert "outside the video" in capsys.readouterr().err
+    assert "reaches past the ends of the video" in capsys.readouterr().err
+    assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "80", "90", "--json"]) == 2
+    assert "lies outside the video" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -127,7 +127,7 @@ def _open(p: Path) -> av.container.InputContainer:
                 f"{p.name} looks like a video container but cannot be read (truncated or corrupt); "
                 "re-export or re-download it."
             ) from err
-        raise NotAVideoError(f"{p.name} is not a video file that can be decoded; upload an mp4, avi, webm or mov.") from err
+        raise NotAVideoError(f"{p.name} is not a video file that can be decoded; use an mp4, avi, webm or mov file.") from err
 
 
 # FFmpeg demuxers of still images: a PNG or JPEG renamed .mp4 opens as a one-frame "video" through them
@@ -138,7 +138,7 @@ _IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif", "webp_p
 def _video_stream(container: Any, p: Path):
     names = set(str(container.format.name).split(","))
     if names & set(_IMAGE_DEMUXERS) or any(n.endswith("_pipe") for n in names):
-        raise NotAVideoError(f"{p.name} is a still image, not a video; upload an mp4, avi, webm or mov.")
+        raise NotAVideoError(f"{p.name} is a still image, not a video; use an mp4, avi, webm or mov file.")
     if not container.streams.video:
         if container.streams.audio:
             raise NoVideoStreamError(f"{p.name} is an audio-only file; pick a file that contains video.")

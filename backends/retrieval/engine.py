@@ -147,8 +147,9 @@ def check_window(window: Sequence[float], duration: float, what: str = "the wind
     if not (np.isfinite(start) and np.isfinite(end)) or end <= start:
         raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is empty; END must be greater than START.")
     if start < -tol or end > duration + tol:
+        where = "lies outside" if start >= duration or end <= 0 else "reaches past the ends of"
         raise OutsideVideoError(
-            f"{what} [{start:g}, {end:g}] lies outside the video, which lasts {duration:.2f} s.")
+            f"{what} [{start:g}, {end:g}] {where} the video, which lasts {duration:.2f} s: keep it within 0-{duration:.2f}.")
     return max(start, 0.0), min(end, duration)
 
 
