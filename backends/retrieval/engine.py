@@ -688,6 +688,9 @@ def retrieve_by_clip(video: str | os.PathLike, *, moment: Sequence[float] | None
     if exclude is not None:  # windows that overlap the query moment (touching it is fine)
         overlap = np.minimum(index.windows[:, 1], exclude[1]) - np.maximum(index.windows[:, 0], exclude[0])
         ranked = np.where(overlap > 1e-6, -np.inf, scores)
+        if not np.isfinite(ranked).any():
+            raise QueryError(f"the query moment {exclude[0]:g}-{exclude[1]:g} s leaves no other part of this "
+                             f"{feats.duration:.1f} s video to search: choose a shorter moment.")
     moments = top_moments(index, ranked, top_k, nms_threshold)
     separation = top_separation(index, moments[0]) if moments else None
     moments, distinct = judge_clip(index, qvec, sim, moments, window[1] - window[0], scorer, separation)
