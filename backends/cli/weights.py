@@ -9,7 +9,8 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="fetch better weights when the machine is online (CLIP), or say how to "
                        "place them by hand")
-    wsub = p.add_subparsers(dest="weights_command", required=True)
+    p.set_defaults(func=lambda args: p.print_help() or 1)  # `momentlens weights` alone: its help, as `index` does
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     g = wsub.add_parser("get", help="download an encoder's published weights into the cache (SHA-256 checked)")
     g.add_argument("encoder", help="e.g. clip:ViT-B/32 (see `momentlens weights list`)")
     g.add_argument("--url", default=None, help="fetch from this mirror instead of the published URL")

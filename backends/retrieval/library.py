@@ -276,6 +276,10 @@ class Library:
                 bar.update(1)
                 if progress is not None:
                     progress((i + 1) / max(len(files), 1), f"indexed {i + 1} of {len(files)} videos")
+        except KeyboardInterrupt:  # Ctrl-C: every file finished is in the catalogue (one transaction per file)
+            log.warning("indexing stopped after %d of %d files (%d added, kept); run the same command again to go on.",
+                        i, len(files), len(report.added))
+            raise
         finally:
             bar.close()
         if report.added and appendable:
