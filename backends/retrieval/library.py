@@ -246,6 +246,7 @@ class Library:
         appended: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # (path, vectors, starts, ends)
         bar = tqdm(total=len(files), unit="video", desc="indexing", leave=False,
                    disable=not (sys.stderr.isatty() if show_progress is None else show_progress))
+        i = 0
         try:
             for i, path in enumerate(files):
                 if should_stop is not None and should_stop():
