@@ -272,6 +272,9 @@ def test_cli_retrieve_and_map2d(realmix_video, capsys, tmp_path):
     assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "60", "68", "--html", str(html)]) == 0
     assert html.stat().st_size > 100_000
     capsys.readouterr()
+    assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "60", "68"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "IoU with the ground truth 60-68 s" in lines[0] and all("IoU" in line for line in lines[1:])
     assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "70", "90", "--json"]) == 2
     assert "reaches past the ends of the video" in capsys.readouterr().err
     assert _cli(["map2d", str(realmix_video), "a cup", "--encoder", TINY, "--gt", "80", "90", "--json"]) == 2

@@ -139,9 +139,12 @@ def cmd_map2d(args: argparse.Namespace) -> int:
         print(f"wrote {args.html}")
         return 0
     valid = int(result.map.mask.sum())
-    print(f"{result.map.num_clips} x {result.map.num_clips} map, {valid} valid cells; best moments:")
+    ious = result.ious(gt)
+    print(f"{result.map.num_clips} x {result.map.num_clips} map, {valid} valid cells; best moments"
+          + (f" (IoU with the ground truth {gt[0]:g}-{gt[1]:g} s):" if gt else ":"))
     for rank, m in enumerate(result.moments, start=1):
-        print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}")
+        iou = f"   IoU {ious[rank - 1]:.2f}" if ious is not None else ""
+        print(f"  #{rank}  {m.start:7.2f} - {m.end:7.2f} s   score {m.score:.3f}{iou}")
     return 0
 
 
