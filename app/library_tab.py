@@ -95,9 +95,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
                 f"{len(result.candidates)} candidate videos · encoder `{result.encoder}` · scores (best 4 s clip cosine in each): "
                 + ", ".join(f"#{i} {h.score:.3f}" for i, h in enumerate(result.results, start=1))
                 + f". Confidence: {CONFIDENCE_MEANING}.")
-        for note in (result.missing_note(), result.caveat()):
-            if note:
-                text = f"⚠ {html.escape(note)}\n\n{text}"
+        text = "".join(f"⚠ {html.escape(note)}\n\n" for note in result.notes()) + text
         return items, text, [h.to_dict() for h in result.results if h is not None]
 
     @user_errors

@@ -522,8 +522,7 @@ class LibraryPanel(Panel):
                 button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
                 cells.append(W.VBox([image, label, button]))
             self.grid.children = cells
-            notes = [n for n in (result.caveat(), result.missing_note()) if n]
-            self.caveat.value = "<br>".join(f"<b>⚠</b> {html.escape(n)}" for n in notes)
+            self.caveat.value = "<br>".join(f"<b>⚠</b> {html.escape(n)}" for n in result.notes())
             self.result = result.to_dict()
 
         self.runner.run(lambda: library_search_view(query, self.library, top_k=k), done, background)

