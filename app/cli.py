@@ -61,11 +61,24 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+def launch_message(local_url: str | None, share_url: str | None, share_asked: bool) -> str:
+    """What `momentlens app` prints once the server is up: where it serves, and how to get a public link."""
+    lines = [f"* momentlens is running on {local_url} (Ctrl-C stops it)"]
+    if share_url:
+        lines.append(f"* public link: {share_url} (temporary; anyone with it can use the app)")
+    elif share_asked:
+        lines.append("* no public link could be created (it needs internet access); serving on this machine only")
+    else:
+        lines.append("* for a public link, restart with --share and --auth USER:PASS")
+    return "\n".join(lines)
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from app import build_app  # deferred: Gradio takes seconds to import, and `momentlens --help` must not wait
 
     auth = parse_auth(args.auth)
     _limit_malloc_arenas()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests are not news
     local = args.host in ("127.0.0.1", "localhost") and not args.share  # only the machine's own user may download
     library = args.library
     if library is None and local:
@@ -83,13 +96,18 @@ def cmd_app(args: argparse.Namespace) -> int:
     # SIGTERM (a service manager, `kill`) stops the server like Ctrl-C does, so the work folder is removed
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # quiet: Gradio's own hint ("set `share=True` in `launch()`") speaks to a programmer; this says it in flags
+        launch = {"server_name": args.host, "server_port": args.port, "auth": auth, "quiet": True,
+                  "prevent_thread_lock": True}
         try:
-            demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
+            demo.launch(share=args.share, **launch)
         except Exception as err:  # e.g. no internet for the share tunnel: keep serving locally
             if not args.share:
                 raise
             log.warning("could not create a share link (%s); serving locally only", err)
-            demo.launch(server_name=args.host, server_port=args.port, share=False, auth=auth)
+            demo.launch(share=False, **launch)
+        print(launch_message(demo.local_url, demo.share_url, args.share), flush=True)
+        demo.block_thread()  # until Ctrl-C or SIGTERM
     finally:
         demo.close()  # stops the server and removes the work folder (uploads, exports, served copies)
     return 0

@@ -270,7 +270,7 @@ def test_launch_limits_upload_size(served):
     assert demo.max_file_size == 2 * 1024**3  # MOMENTLENS_MAX_UPLOAD, 2 GB by default
 
 
-def test_share_without_auth_warns(monkeypatch, caplog):
+def test_share_without_auth_warns(monkeypatch, caplog, capsys):
     import logging
 
     import app.blocks
@@ -279,8 +279,13 @@ def test_share_without_auth_warns(monkeypatch, caplog):
     calls = []
 
     class FakeDemo:
+        local_url, share_url = "http://127.0.0.1:7860/", None  # offline: no tunnel
+
         def launch(self, **kwargs):
             calls.append(kwargs)
+
+        def block_thread(self):
+            calls.append("served")
 
         def close(self):
             calls.append("closed")
@@ -295,7 +300,8 @@ def test_share_without_auth_warns(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         assert args.func(args) == 0
     assert "anyone with the link can use the app and see the clips uploaded" in caplog.text
-    assert calls[-1] == "closed"
+    assert calls[-2:] == ["served", "closed"]
+    assert "no public link could be created" in capsys.readouterr().out
 
 
 def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
@@ -309,7 +315,7 @@ def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
     port = _free_port()
     env = dict(os.environ, MOMENTLENS_MODELS=str(tmp_path / "models"))
     proc = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--encoder", TINY], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -322,11 +328,14 @@ def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
         new = set(Path(tempfile.gettempdir()).glob("momentlens-app-*")) - before
         assert len(new) == 1 and next(iter(new)).is_dir()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert not next(iter(new)).exists()
+    # the start-up lines speak in the command's flags, not in Gradio's Python API ("set `share=True`")
+    assert f"running on http://127.0.0.1:{port}" in out and "restart with --share" in out
+    assert "share=True" not in out
 
 
 def test_a_shared_or_exposed_app_cannot_make_the_server_download(client):
