@@ -249,6 +249,7 @@ def test_cli_evaluate_qvhighlights_json(shared_data, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["protocol"]["name"] == "qvhighlights"
     assert out["brief"]["MR-full-R1@0.5"] == 53.94 and out["brief"]["MR-full-mAP@0.75"] == 31.01
+    assert out["unit"] == "percent"  # the official evaluation's numbers; the other protocols give fractions
     assert set(MR_KEYS + HIT_KEYS + HL_MAP_KEYS) <= set(out["brief"])
 
 
@@ -264,7 +265,7 @@ def test_cli_evaluate_charades_sta_with_predictions(tmp_path, capsys):
                    "--durations", str(dur), "--json", "--per-query", str(tmp_path / "pq.csv")])
     out = json.loads(capsys.readouterr().out)
     # AAA's GT is clipped to [0, 8]: exact hit; BBB: IoU 0.5, not > 0.5
-    assert rc == 0 and out["R1@0.5"] == 0.5 and out["R1@0.3"] == 1.0
+    assert rc == 0 and out["R1@0.5"] == 0.5 and out["R1@0.3"] == 1.0 and out["unit"] == "fraction"
     assert out["protocol"]["strict"] is True and out["protocol"]["nms"] == 0.5
     assert (tmp_path / "pq.csv").is_file()
 

@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--video-dir", type=Path, help="model run: folder holding the annotated videos (default: the annotation file's folder)")
     ev.add_argument("--encoder", default=None, help="model run: encoder name")
     ev.add_argument("--head", type=Path, default=None, help="model run: trained head checkpoint")
-    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--json", action="store_true",
+                    help='print the result as JSON; its "unit" says how metrics read: "fraction" (0 to 1) for the '
+                         'momentlens and charades-sta protocols, "percent" for qvhighlights (as its official '
+                         'evaluation prints them, comparable to the papers\' tables)')
     ev.set_defaults(func=cmd_evaluate)
 
     bl = sub.add_parser("baseline", help="blind baselines (Otani et al. 2020): uniform, prior, prior-verb")
@@ -109,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.per_query:
         result.write_per_query(args.per_query)
     if args.json:
-        out = {"encoder": encoder, "num_queries": result.num_queries, "protocol": protocol.to_dict(),
+        out = {"encoder": encoder, "num_queries": result.num_queries, "protocol": protocol.to_dict(), "unit": "fraction",
                **{k: result.metrics[k] for k in metric_names(protocol)},
                "num_missing_predictions": result.num_missing}
         if durations:
@@ -145,7 +148,7 @@ def _evaluate_qvhighlights(args: argparse.Namespace) -> int:
     if args.per_query:
         raise MomentLensError("--per-query is available for the momentlens and charades-sta protocols only.")
     if args.json:
-        _emit(result)
+        _emit({**result, "unit": "percent"})
     else:
         print(f"protocol {result['protocol']['description']}")
         print(f"queries {result['num_queries']}")

@@ -237,7 +237,7 @@ class BaselineResult:
 
     def to_dict(self) -> dict:
         return {"baseline": self.name, "protocol": self.protocol.to_dict(), "seed": self.seed, "runs": self.runs,
-                "num_queries": self.num_queries, "num_conditioned": self.num_conditioned,
+                "num_queries": self.num_queries, "num_conditioned": self.num_conditioned, "unit": "fraction",
                 **self.mean, "std": self.std}
 
 
