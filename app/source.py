@@ -26,7 +26,7 @@ from app.common import (
 )
 from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
-from backends.encoders import cached_encoder, registry
+from backends.encoders import cached_encoder, default_encoder_name, registry
 from backends.encoders.weights import downloadable, get_weights
 from backends.features import encode_video
 from backends.io.download import DownloadError
@@ -198,13 +198,14 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                                        min_width=80)
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="ml-cancel", size="md", scale=2, min_width=80)
             if ctx.local:
-                with gr.Accordion("More encoders: add your checkpoint, or fetch CLIP weights", open=False):
+                with gr.Accordion("More encoders: add your checkpoint, or fetch CLIP or video-model weights",
+                                  open=False):
                     with gr.Row():
                         ckpt_btn = gr.UploadButton("Add a checkpoint (.pt, .safetensors)",
                                                    file_types=[".pt", ".pth", ".bin", ".ckpt", ".safetensors"],
                                                    elem_id="ml-add-ckpt", size="md")
                     with gr.Row():
-                        weights_name = gr.Dropdown(downloadable(), value="clip:ViT-B/32", label="CLIP model", scale=3)
+                        weights_name = gr.Dropdown(downloadable(), value="clip:ViT-B/32", label="Published weights", scale=3)
                         weights_btn = gr.Button("Download", scale=1, min_width=100, elem_id="ml-weights-btn")
                     weights_note = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-weights-note")
             status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status", min_height=56)  # room for the progress bar
@@ -270,7 +271,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         @user_errors
         def fetch_weights(name: str, request: gr.Request = None, progress=gr.Progress()):
             if name not in downloadable():
-                raise gr.Error(f"Pick a CLIP model from the list ({', '.join(downloadable())}).")
+                raise gr.Error(f"Pick a model from the list ({', '.join(downloadable())}).")
             stop = ctx.stop_event(request)
             stop.clear()
             try:
@@ -278,8 +279,9 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
             except DownloadError as err:  # offline: say how to place the file by hand, in place
                 return f"**Not downloaded**: {err}", gr.skip()
             choices = ctx.session_encoder_choices(request, name)
-            return (f"{name} weights in `{path}` (checksum verified); selected. "
-                    "`momentlens app` now starts on it by default.", gr.update(choices=choices, value=name))
+            default = " `momentlens app` now starts on it by default." if default_encoder_name() == name else ""
+            return (f"{name} weights in `{path}` (checksum verified); selected.{default}",
+                    gr.update(choices=choices, value=name))
 
         ev = weights_btn.click(fetch_weights, weights_name, [weights_note, encoder], api_name="weights_get",
                                concurrency_id="download", concurrency_limit=1)

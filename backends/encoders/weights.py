@@ -3,6 +3,8 @@ one call that fetches it (`momentlens weights get clip:ViT-B/32`). After the fet
 file, and `default_encoder_name()` (the app's default) switches to CLIP ViT-B/32.
 
 OpenAI publishes each CLIP file at `.../clip/models/<sha256>/<file>.pt`: the checksum is part of the URL.
+torchvision publishes its Kinetics-400 video weights (`video:torchvision/r3d_18`, ...) as `<arch>-<first 8 hex
+digits of the SHA-256>.pth`, fetched into torch's hub cache where torchvision itself would put them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from backends.core.contracts import ProgressFn, StopFn
 from backends.core.errors import UnknownEncoderError
 from backends.encoders.clip_encoder import CLIP_CACHE, clip, clip_weights_file
+from backends.encoders.video import TORCHVISION_ARCHS, kinetics_weights_file, kinetics_weights_url
 from backends.io.download import DownloadError, download
 
 
@@ -25,23 +28,33 @@ class WeightsSource:
 
     def instructions(self) -> str:
         """How to place the file by hand on a machine that cannot download it."""
-        return (f"download {self.url} on a machine that is online (SHA-256 {self.sha256}) and copy it to "
-                f"{self.target}; or pass the file itself as --encoder clip:/path/to/{self.target.name}.")
+        checksum = f"SHA-256 {self.sha256}" if len(self.sha256) == 64 else f"SHA-256 starting {self.sha256}"
+        place = (f"download {self.url} on a machine that is online ({checksum}) and copy it to {self.target}")
+        if self.encoder.startswith("clip:"):
+            return f"{place}; or pass the file itself as --encoder clip:/path/to/{self.target.name}."
+        return f"{place}."
 
 
 def downloadable() -> list[str]:
-    """Encoder names `get_weights` can fetch."""
-    return [f"clip:{name}" for name in clip.available_models()]
+    """Encoder names `get_weights` can fetch: OpenAI's CLIP models, then torchvision's Kinetics-400 video models."""
+    return [f"clip:{name}" for name in clip.available_models()] + [f"video:torchvision/{a}" for a in TORCHVISION_ARCHS]
 
 
 def weights_source(encoder: str, url: str | None = None, sha256: str | None = None) -> WeightsSource:
     """The published file of `encoder` (a mirror `url` and its `sha256` may replace the official ones)."""
     family, _, arg = encoder.partition(":")
-    official = clip.clip._MODELS.get(arg) if family == "clip" else None
-    target = clip_weights_file(arg) if official else None
+    official: str | None = None
+    target: Path | None = None
+    if family == "clip" and arg in clip.clip._MODELS:
+        official = clip.clip._MODELS[arg]
+        target, published = clip_weights_file(arg), official.split("/")[-2]
+    elif family == "video" and arg.removeprefix("torchvision/") in TORCHVISION_ARCHS and arg.startswith("torchvision/"):
+        arch = arg.removeprefix("torchvision/")
+        official, target = kinetics_weights_url(arch), kinetics_weights_file(arch)
+        published = official.rsplit("-", 1)[-1].split(".")[0]  # r3d_18-b3b3357e.pth -> b3b3357e
     if official is None or target is None:
         raise UnknownEncoderError(f"no published weights for {encoder!r}; downloadable: {', '.join(downloadable())}.")
-    return WeightsSource(encoder, url or official, (sha256 or official.split("/")[-2]).lower(), target)
+    return WeightsSource(encoder, url or official, (sha256 or published).lower(), target)
 
 
 def get_weights(encoder: str, *, url: str | None = None, sha256: str | None = None, progress: ProgressFn | None = None,

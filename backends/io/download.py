@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -33,9 +34,12 @@ def sha256_of(path: str | os.PathLike) -> str:
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, progress: ProgressFn | None = None,
              should_stop: StopFn | None = None, timeout: float = 30.0) -> Path:
     """Fetch `url` to `dest` (atomic; an existing file with the right checksum is kept). Raises DownloadError
-    with one sentence when offline, on an HTTP error, or when the SHA-256 differs."""
+    with one sentence when offline, on an HTTP error, or when the SHA-256 differs. `sha256` may be a leading part
+    of the digest (torchvision publishes the first 8 hex digits in its file names, and torch.hub checks those)."""
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{8,64}", sha256):
+        raise DownloadError(f"{sha256!r} is not a SHA-256 checksum; give 8 to 64 of its hex digits.")
     out = Path(dest).expanduser()
-    if out.is_file() and (sha256 is None or sha256_of(out) == sha256.lower()):
+    if out.is_file() and (sha256 is None or sha256_of(out).startswith(sha256.lower())):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     part = out.with_name(out.name + ".part")
@@ -54,7 +58,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
                     frac = done / total if total else 0.0
                     size = f"{done / 2**20:.1f} of {total / 2**20:.1f} MiB" if total else f"{done / 2**20:.1f} MiB"
                     progress(frac, f"downloading {out.name}: {size}")
-        if sha256 is not None and h.hexdigest() != sha256.lower():
+        if sha256 is not None and not h.hexdigest().startswith(sha256.lower()):
             raise DownloadError(f"{out.name} from {url} has SHA-256 {h.hexdigest()[:12]}..., expected "
                                 f"{sha256.lower()[:12]}...; the file is corrupt or not the published one, so it was "
                                 "not kept.")
