@@ -236,11 +236,8 @@ class Library:
         name = self._check_encoder(encoder, fps)
         report = AddReport(skipped=skipped)
         gone = self._gone_under(paths)
-        if gone:
-            with self._db() as db:  # a re-added folder's files that are gone from disk leave the catalogue
-                for gone_path in gone:
-                    db.execute("DELETE FROM videos WHERE path = ?", (gone_path,))
-                self._set_meta(db, "version", None)
+        if gone:  # a re-added folder's files that are gone from disk leave the catalogue (one rebuild at the end)
+            self._forget(gone)
             report.dropped = gone
         if ray is not None:
             report.ray = self._encode_on_ray(files, name, fps, ray)  # fills the feature cache; the loop reads it
@@ -301,10 +298,18 @@ class Library:
         roots = [Path(p).expanduser().resolve() for p in paths]
         out = []
         for v in self.videos(None):
-            path = Path(v["path"])
-            if not path.is_file() and any(path == r or r in path.parents for r in roots):
+            path = Path(v["path"])  # only the videos under `paths` are looked up on disk
+            if any(path == r or r in path.parents for r in roots) and not path.is_file():
                 out.append(v["path"])
         return out
+
+    def _forget(self, paths: Sequence[str]) -> int:
+        """Delete catalogued videos (one transaction; the index is then out of date): how many there were."""
+        with self._db() as db:
+            n = sum(db.execute("DELETE FROM videos WHERE path = ?", (path,)).rowcount for path in paths)
+            if n:
+                self._set_meta(db, "version", None)
+        return n
 
     def _row(self, path: Path) -> sqlite3.Row | None:
         with self._db() as db:
@@ -345,14 +350,10 @@ class Library:
 
     def remove(self, path: str | os.PathLike) -> bool:
         """Drop a video from the library (its cached features stay in the feature cache); rebuilds the index."""
-        resolved = str(Path(path).expanduser().resolve())
-        with self._db() as db:
-            gone = db.execute("DELETE FROM videos WHERE path = ?", (resolved,)).rowcount > 0
-            self._set_meta(db, "version", None)
-        if not gone:
+        if not self._forget([str(Path(path).expanduser().resolve())]):
             raise LibraryError(f"{path} is not in the library (`momentlens index list` lists what is).")
         self.rebuild()
-        return gone
+        return True
 
     def stats(self) -> dict[str, Any]:
         ok, errors = self.videos("ok"), self.videos("error")
