@@ -66,7 +66,7 @@ def test_clip_name_without_weights_says_where_to_put_them(tmp_path, monkeypatch)
     import backends.encoders.clip_encoder as ce
 
     monkeypatch.setattr(ce, "CLIP_CACHE", tmp_path / "clip")
-    monkeypatch.setattr(ce.clip.clip, "_download", lambda url, root: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(ce.clip_package().clip, "_download", lambda url, root: (_ for _ in ()).throw(OSError("offline")))
     with pytest.raises(WeightsNotFoundError, match="place ViT-B-32.pt in"):
         create_encoder("clip:ViT-B/32", device="cpu")
 
@@ -124,3 +124,26 @@ def test_encode_text_remembers_recent_calls_and_hands_out_copies(monkeypatch):
     assert calls == [["a dog runs"]] and abs(float((b * b).sum()) - 1.0) < 1e-5
     enc.encode_text(["a dog runs", "a cat"])  # another call: embedded
     assert calls[-1] == ["a dog runs", "a cat"]
+
+
+def test_the_registry_and_the_bundled_encoder_module_do_not_import_torchvision_or_clip():
+    """torchvision (~1.5 s) and clip (which imports it) load only when a model needs them: commands that embed
+    nothing (`index stats`, `checkpoints`, `weights list`, `--help`) start without them. The lists they were
+    imported for are read from the packages' sources, and must equal the imported ones."""
+    import subprocess
+    import sys
+
+    code = ("import sys, backends.encoders, backends.encoders.conse, backends.encoders.weights, backends.retrieval.library;"
+            "from backends.encoders.weights import downloadable; downloadable();"
+            "print(sorted(m for m in ('torchvision', 'clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+    import clip
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    from backends.encoders.clip_encoder import clip_models
+    from backends.encoders.efficientnet_lite import IMAGENET_CLASSES
+
+    assert IMAGENET_CLASSES == tuple(_IMAGENET_CATEGORIES) and IMAGENET_CLASSES[612] == "jinrikisha"
+    assert clip_models() == clip.clip._MODELS and "ViT-B/32" in clip_models()

@@ -5,9 +5,11 @@ Paths come from the package location or environment variables, never from the cu
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # backends/core/paths.py -> the repository
 
@@ -99,3 +101,22 @@ def sample_clips() -> dict[str, Path]:
     if default is not None and default not in out.values():
         out[default.stem] = default
     return out
+
+
+def package_literal(package: str, relative: str, name: str) -> Any:
+    """The literal value (a list, dict, ...) assigned to `name` at the top of an installed package's source file,
+    read without importing the package; None when the file or the assignment is not there. For lists that live in
+    packages whose import is slow (torchvision's ImageNet names: its import loads the whole model zoo)."""
+    spec = importlib.util.find_spec(package)
+    for root in (spec.submodule_search_locations or ()) if spec else ():
+        try:
+            tree = ast.parse((Path(root) / relative).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+                try:
+                    return ast.literal_eval(node.value)
+                except ValueError:
+                    return None
+    return None

@@ -7,27 +7,48 @@ import urllib.error
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from backends.core.errors import CheckpointError, WeightsNotFoundError
+from backends.core.paths import package_literal
 from backends.encoders.base import Encoder, register_encoder, resize_center_crop
 from backends.io.checkpoints import file_version, is_torchscript_archive, read_checkpoint, read_torchscript_state_dict
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)  # clip imports the deprecated pkg_resources
-    import clip
-    from clip.model import CLIP, build_model
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from clip.model import CLIP
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_CACHE = Path(os.environ.get("CLIP_CACHE", Path.home() / ".cache" / "clip"))
 
 
+def clip_package() -> ModuleType:
+    """The `clip` package, imported when a CLIP model is built or fetched, not with this module: it imports
+    torchvision (~2 s), which listing encoders, the bundled encoder and `--help` do not need."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # clip imports the deprecated pkg_resources
+        import clip  # noqa: PLC0415
+        import clip.model  # noqa: PLC0415
+    return clip
+
+
+def clip_models() -> dict[str, str]:
+    """The named CLIP models and their published URLs (`clip.clip._MODELS`), read from the package's source
+    without importing it (see clip_package)."""
+    models = package_literal("clip", "clip.py", "_MODELS")
+    if isinstance(models, dict) and models:
+        return models
+    return dict(clip_package().clip._MODELS)  # the source moved: the slow, sure way
+
+
 def clip_weights_file(name: str) -> Path | None:
     """Where `clip.load(name)` looks for a named model's file (None for unknown names)."""
-    url = clip.clip._MODELS.get(name)
+    url = clip_models().get(name)
     return CLIP_CACHE / os.path.basename(url) if url else None
 
 
@@ -90,7 +111,7 @@ class ClipEncoder(Encoder):
         return emb, emb
 
     def _embed_texts(self, texts: list[str]):
-        tokens = clip.tokenize(texts, truncate=True).to(self.device)
+        tokens = clip_package().tokenize(texts, truncate=True).to(self.device)
         return self.model.encode_text(tokens)
 
 
@@ -118,7 +139,7 @@ def load_clip_file(path: str | os.PathLike, device: torch.device) -> CLIP:
         raise CheckpointError(f"{p.name} is not a CLIP checkpoint (no CLIP image tower in it); pass an OpenAI CLIP "
                               ".pt file or a state dict of clip.model.CLIP.")
     try:
-        model = build_model(state)
+        model = clip_package().model.build_model(state)
     except (KeyError, RuntimeError, ValueError, IndexError) as err:
         raise CheckpointError(f"{p.name} is not a complete CLIP checkpoint ({type(err).__name__}).") from None
     model = model.to(device)
@@ -126,20 +147,20 @@ def load_clip_file(path: str | os.PathLike, device: torch.device) -> CLIP:
 
 
 @register_encoder("clip:", "OpenAI CLIP by model name (weights in ~/.cache/clip) or local .pt file", clip_available,
-                  models=clip.available_models)
+                  models=lambda: list(clip_models()))
 def build_clip(device: torch.device, arg: str) -> ClipEncoder:
     path = Path(arg).expanduser()
     if path.is_file():
         return ClipEncoder(load_clip_file(path, device), device, f"clip:{path.name}", file_version(path))
-    if arg not in clip.available_models():
+    if arg not in clip_models():
         raise WeightsNotFoundError(
-            f"CLIP model {arg!r} is neither a known model name ({', '.join(clip.available_models())}) nor a file."
+            f"CLIP model {arg!r} is neither a known model name ({', '.join(clip_models())}) nor a file."
         )
     local = clip_weights_file(arg)
-    assert local is not None  # `arg` is one of clip.available_models()
+    assert local is not None  # `arg` is one of clip_models()
     if not local.is_file():
         try:  # clip's own downloader checks the SHA-256 that is part of the URL
-            clip.clip._download(clip.clip._MODELS[arg], str(CLIP_CACHE))
+            clip_package().clip._download(clip_models()[arg], str(CLIP_CACHE))
         except (urllib.error.URLError, OSError, RuntimeError) as err:
             raise WeightsNotFoundError(
                 f"CLIP {arg} weights are not in {CLIP_CACHE} and cannot be downloaded (offline?); "
@@ -153,7 +174,7 @@ def tiny_random_clip(seed: int = 0) -> CLIP:
     g = torch.random.fork_rng()
     with g:
         torch.manual_seed(seed)
-        model = CLIP(
+        model = clip_package().model.CLIP(
             embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
             context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1,
         )

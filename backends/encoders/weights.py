@@ -14,7 +14,7 @@ from pathlib import Path
 
 from backends.core.contracts import ProgressFn, StopFn
 from backends.core.errors import UnknownEncoderError
-from backends.encoders.clip_encoder import CLIP_CACHE, clip, clip_weights_file
+from backends.encoders.clip_encoder import CLIP_CACHE, clip_models, clip_weights_file
 from backends.encoders.video import TORCHVISION_ARCHS, kinetics_weights_file, kinetics_weights_url
 from backends.io.download import DownloadError, download
 
@@ -37,7 +37,7 @@ class WeightsSource:
 
 def downloadable() -> list[str]:
     """Encoder names `get_weights` can fetch: OpenAI's CLIP models, then torchvision's Kinetics-400 video models."""
-    return [f"clip:{name}" for name in clip.available_models()] + [f"video:torchvision/{a}" for a in TORCHVISION_ARCHS]
+    return [f"clip:{name}" for name in clip_models()] + [f"video:torchvision/{a}" for a in TORCHVISION_ARCHS]
 
 
 def weights_source(encoder: str, url: str | None = None, sha256: str | None = None) -> WeightsSource:
@@ -45,8 +45,8 @@ def weights_source(encoder: str, url: str | None = None, sha256: str | None = No
     family, _, arg = encoder.partition(":")
     official: str | None = None
     target: Path | None = None
-    if family == "clip" and arg in clip.clip._MODELS:
-        official = clip.clip._MODELS[arg]
+    if family == "clip" and arg in clip_models():
+        official = clip_models()[arg]
         target, published = clip_weights_file(arg), official.split("/")[-2]
     elif family == "video" and arg.removeprefix("torchvision/") in TORCHVISION_ARCHS and arg.startswith("torchvision/"):
         arch = arg.removeprefix("torchvision/")
