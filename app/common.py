@@ -165,9 +165,13 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def sentence(text: str) -> str:
-    """A backend message as the page shows it: trimmed, first letter capital."""
+    """A backend message as the page shows it: trimmed, first letter capital unless the message starts with a name
+    whose case matters (notes.mp4, video:/path): only a plain word is capitalised."""
     text = text.strip()
-    return text[:1].upper() + text[1:] if text else "Something went wrong."
+    if not text:
+        return "Something went wrong."
+    first = text.split(maxsplit=1)[0]
+    return text[:1].upper() + text[1:] if first.isalpha() else text
 
 
 def upload_path(file: Any) -> str | None:
@@ -190,6 +194,11 @@ def require_text(text: Any, what: str = "query") -> str:
     if not isinstance(text, str) or not text.strip():
         raise gr.Error(f"The {what} is empty; type a sentence describing the moment to find.")
     return text
+
+
+def count(n: int, noun: str) -> str:
+    """'1 moment', '5 moments'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def progress_bridge(progress: gr.Progress | None, stop: threading.Event | None,

@@ -38,6 +38,7 @@ def _second_choice(ctx: AppContext) -> str | None:
 
 
 def build_compare_tab(ctx: AppContext, source: Source) -> None:
+    no_chips = moment_chips([], button="Compare encoders")
     with gr.Row(equal_height=True):
         query = gr.Textbox(label="Query", value=EXAMPLE_QUERY, scale=4, max_lines=2, elem_id="ml-compare-query")
         enc_a = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder A", scale=2,
@@ -53,11 +54,11 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(elem_id="ml-compare-col-a"):
             head_a = gr.Markdown(column_header("A", None, ENCODER_COLOURS[0]))
-            chips_a = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-compare-chips-a")
+            chips_a = gr.HTML(no_chips, js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-compare-chips-a")
             map_a = gr.Plot(label="A: 2D temporal map", elem_id="ml-compare-map-a")
         with gr.Column(elem_id="ml-compare-col-b"):
             head_b = gr.Markdown(column_header("B", None, ENCODER_COLOURS[1]))
-            chips_b = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-compare-chips-b")
+            chips_b = gr.HTML(no_chips, js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-compare-chips-b")
             map_b = gr.Plot(label="B: 2D temporal map", elem_id="ml-compare-map-b")
     export, export_note, files = export_section("Export comparison and figures")
     last = gr.State(None)
@@ -68,8 +69,9 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
         path = require_video(video)
         require_text(query_text)
         if not a or not b:
-            raise gr.Error("Pick two encoders, A and B (only one is offered? train an adapter in the Temporal "
-                           "scaling tab or put a checkpoint in the models folder).")
+            more = " add a checkpoint or fetch published weights under “More encoders” by the clip," if ctx.local else ""
+            raise gr.Error(f"Pick two encoders, A and B. Only one offered? Train an adapter in the Temporal scaling "
+                           f"tab,{more} or put a checkpoint in the models folder.")
         names = ctx.resolve_encoder(a), ctx.resolve_encoder(b)  # canonical: the backend sees one model twice
         stop = ctx.stop_event(request)
         stop.clear()
@@ -105,5 +107,5 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
     export.click(run_export, last, [files, export_note], api_name="compare_export")
     for dd in (enc_a, enc_b):
         dd.focus(refresh, dd, dd, queue=False, api_name=False, show_progress="hidden")
-    source.clears((summary, ""), (saliency, None), (chips_a, moment_chips([])), (chips_b, moment_chips([])),
+    source.clears((summary, ""), (saliency, None), (chips_a, no_chips), (chips_b, no_chips),
                   (map_a, None), (map_b, None), (last, None), (files, None), (export_note, ""))

@@ -40,8 +40,12 @@ def summary_rows(result) -> list[list]:
 
 
 def window_note(start: float | None, end: float | None, query: str | None = None) -> str:
-    if not end or end <= (start or 0):
-        return "Frames spread over the whole clip (set From/To, or click a moment chip, to look inside a moment)."
+    if end is None:
+        if not start:
+            return "Frames spread over the whole clip (set From/To, or click a moment chip, to look inside a moment)."
+        return f"Frames spread over **{start:.1f} s to the end**."
+    if end <= (start or 0):
+        return f"**To ({end:g} s) must be later than From ({start or 0:g} s)**; empty To = the whole clip."
     origin = f" (the top moment for “{query}”; a moment chip picks another)" if query else ""
     return f"Frames spread over **{start or 0:.1f}-{end:.1f} s**{origin}."
 
@@ -64,8 +68,10 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
         opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Heat-map opacity")
         run = gr.Button("Explain", variant="primary", elem_id="ml-gradcam-btn")
     with gr.Row(equal_height=True):
-        start = gr.Number(value=None, label="From (s)", elem_id="ml-cam-start", minimum=0, scale=1)
-        end = gr.Number(value=None, label="To (s; empty = whole clip)", elem_id="ml-cam-end", minimum=0, scale=1)
+        # no `minimum`: Gradio's own range message ("Value -5 is less than minimum value 0.") comes with a server
+        # traceback per keystroke; the backend's window check words it for this video instead
+        start = gr.Number(value=None, label="From (s)", elem_id="ml-cam-start", scale=1)
+        end = gr.Number(value=None, label="To (s; empty = whole clip)", elem_id="ml-cam-end", scale=1)
         note = gr.Markdown(window_note(None, None), elem_classes=["ml-note"], elem_id="ml-cam-note")
     plot = gr.Plot(label="Grad-CAM overlays (slider: frame)", elem_id="ml-gradcam")
     table = gr.Dataframe(headers=SUMMARY_COLUMNS, label="Per-frame summary (x, y as fractions of the frame)",
@@ -79,7 +85,9 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
                     t1: float | None = None, request: gr.Request = None, progress=gr.Progress()):
 
         path = require_video(video)
-        window = {} if not t1 or t1 <= (t0 or 0) else {"start": float(t0 or 0.0), "end": float(t1)}
+        # what was typed goes to the backend as it is: a reversed or empty window is refused there in one sentence
+        # (it used to become the whole clip without a word)
+        window = {k: float(v) for k, v in (("start", t0), ("end", t1)) if v is not None}
         stop = ctx.stop_event(request)
         stop.clear()
         result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=int(frame_count),

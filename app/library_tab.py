@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, progress_bridge, require_text, user_errors
+from app.common import GPU_QUEUE, AppContext, count, progress_bridge, require_text, user_errors
 from app.source import Source, _remember
 from backends.core.paths import sample_clips
 from backends.io.playback import playable_path
@@ -91,7 +91,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
             png = out / f"hit_{i:02d}.png"
             cv2.imwrite(str(png), cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
             items.append((str(png), caption))
-        text = (f"**{len(result.results)} moments** for “{html.escape(result.query)}” from "
+        text = (f"**{count(len(result.results), 'moment')}** for “{html.escape(result.query)}” from "
                 f"{len(result.candidates)} candidate videos · encoder `{result.encoder}` · scores (best 4 s clip cosine in each): "
                 + ", ".join(f"#{i} {h.score:.3f}" for i, h in enumerate(result.results, start=1))
                 + f". Confidence: {CONFIDENCE_MEANING}.")

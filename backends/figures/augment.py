@@ -381,7 +381,8 @@ def augment_figure(result: AugmentViewResult) -> go.Figure:
     name = result.video.get("name", "frames")
     title = f"Augmentation view ({result.method}) of {name}, seed {result.seed}"
     if set(result.enabled) != {"crop", "flip", "jitter", "gray", "blur", "solarize"}:
-        title += f" - only {', '.join(result.enabled) or 'nothing'}" + (" (forced)" if result.force else "")
+        chosen = f"only {', '.join(result.enabled)}" if result.enabled else "no augmentation (the clips as sampled)"
+        title += f" - {chosen}" + (" (forced)" if result.force else "")
     return _compose(rows, title)
 
 

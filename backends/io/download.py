@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -63,9 +64,13 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
                                 f"{sha256.lower()[:12]}...; the file is corrupt or not the published one, so it was "
                                 "not kept.")
         os.replace(part, out)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+    except urllib.error.HTTPError as err:  # the server answered: say what it said about this URL
+        raise DownloadError(f"cannot fetch {url} (HTTP {err.code} {err.reason}).") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:  # no answer: name the host only
         reason = getattr(err, "reason", err)
-        raise DownloadError(f"cannot fetch {url} ({reason}); is this machine online?") from None
+        why = getattr(reason, "strerror", None) or str(reason)
+        host = urllib.parse.urlsplit(url).hostname or url
+        raise DownloadError(f"cannot reach {host} ({why}); is this machine online?") from None
     finally:
         part.unlink(missing_ok=True)
     return out

@@ -31,6 +31,7 @@ from backends.core.errors import (
     NoVideoStreamError,
     VideoNotFoundError,
     VideoTooLongError,
+    WindowError,
 )
 from backends.core.paths import cache_dir
 
@@ -343,12 +344,20 @@ def read_frames(
     For short excerpts (augmentations, Grad-CAM, thumbnails); whole videos go through `VideoReader`.
     `fps=None` keeps every frame at the native rate.
     """
+    if not start >= 0:  # also NaN
+        raise WindowError(f"the start time must be 0 s or later, got {start:g} s.")
     frames, times = [], []
-    for t, rgb in VideoReader(path, fps=fps, start=start, end=end, size=size, max_duration=max_duration):
+    reader = VideoReader(path, fps=fps, start=start, end=end, size=size, max_duration=max_duration)
+    for t, rgb in reader:
         frames.append(rgb)
         times.append(t)
         if max_frames is not None and len(frames) >= max_frames:
             break
+    if not frames:  # a start at or past the end (or an end before the start)
+        length = reader.duration or reader.info.duration
+        span = f"from {start:.2f} s" + (f" to {end:.2f} s" if end is not None else " on")
+        raise WindowError(f"{Path(path).name} has no frame {span} (it is {length:.1f} s long); pick a time inside "
+                          "the video.")
     return np.stack(frames), np.asarray(times, dtype=np.float64)
 
 
