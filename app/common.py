@@ -25,7 +25,8 @@ import gradio as gr
 import numpy as np
 import plotly.io as pio
 
-from backends.core.errors import CancelledError, MomentLensError
+from backends.core.contracts import check_query
+from backends.core.errors import CancelledError, MomentLensError, QueryError
 from backends.core.paths import is_inside
 from backends.views.offers import ServerOffers
 
@@ -181,13 +182,41 @@ def upload_path(file: Any) -> str | None:
     return file if isinstance(file, str) else file.get("path")
 
 
-def require_video(video: Any) -> str:
-    """The server path of the video input, or a gr.Error asking for one."""
+NO_VIDEO = "No video yet: upload a clip or pick a sample clip first."
+
+
+def video_path(video: Any) -> str | None:
+    """The server path of the video input (None when there is none)."""
     if isinstance(video, dict):
         video = video.get("path") or video.get("video", {}).get("path")
-    if not video:
-        raise gr.Error("No video yet: upload a clip or pick a sample clip first.")
-    return str(video)
+    return str(video) if video else None
+
+
+def require_video(video: Any) -> str:
+    """The server path of the video input, or a gr.Error asking for one."""
+    path = video_path(video)
+    if path is None:
+        raise gr.Error(NO_VIDEO)
+    return path
+
+
+def query_validator(video_at: int | None = 0, query_at: int = 1) -> Callable[..., list]:
+    """A Gradio validator for an event whose inputs hold the clip (at `video_at`) and a text query (at `query_at`):
+    a missing clip or an empty, over-long or garbled query is shown beside its box before any model runs, and the
+    last result stays as it was (a gr.Error raised by the handler puts an Error badge on every output, over the
+    previous query's result). The handler's own checks stay for what only the backend can tell."""
+
+    def validate(*values: Any) -> list:
+        verdicts = [gr.validate(True, "") for _ in values]
+        if video_at is not None and video_path(values[video_at]) is None:
+            verdicts[video_at] = gr.validate(False, NO_VIDEO)
+        try:
+            check_query(values[query_at])
+        except QueryError as err:
+            verdicts[query_at] = gr.validate(False, sentence(str(err)))
+        return verdicts
+
+    return validate
 
 
 def require_text(text: Any, what: str = "query") -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, count, progress_bridge, require_text, user_errors
+from app.common import GPU_QUEUE, AppContext, count, progress_bridge, query_validator, require_text, user_errors
 from app.source import Source, _remember
 from backends.core.paths import sample_clips
 from backends.io.playback import playable_path
@@ -107,10 +107,11 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         note = f"**{Path(hit['video']).name}** from the library, at {hit['start']:.1f}–{hit['end']:.1f} s."
         return path, note, _remember(opened_videos, path), f"{hit['start']},{hit['end']},{Path(path).name}"
 
+    check = query_validator(video_at=None, query_at=0)
     ev = search.click(run_search, [query, top_k], [gallery, summary, hits], api_name="library_search",
-                      concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+                      concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency, validator=check)
     query.submit(run_search, [query, top_k], [gallery, summary, hits], api_name=False,
-                 concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
+                 concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency, validator=check)
     source.heavy_events.append(ev)
     gallery.select(open_hit, [hits, source.opened], [source.video, source.status, source.opened, moment],
                    api_name="library_open").then(None, moment, None, js=PLAY_WHEN_LOADED_JS)

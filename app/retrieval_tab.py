@@ -20,6 +20,7 @@ from app.common import (
     export_section,
     fit_width,
     progress_bridge,
+    query_validator,
     require_text,
     require_video,
     seconds,
@@ -330,11 +331,13 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
 
     inputs = [source.video, query, source.encoder, top_k, nms, gt_start, gt_end, source.fps, head]
     outputs = [summary, chips, table, saliency_plot, map_plot, source.timeline, last]
-    found = source.heavy([submit.click, query.submit], run_retrieve, inputs, outputs, api_name="retrieve")
+    found = source.heavy([submit.click, query.submit], run_retrieve, inputs, outputs, api_name="retrieve",
+                         validator=query_validator())
     source.heavy(clip_submit.click, run_retrieve_clip, [source.video, clip_from, clip_to, source.encoder, top_k, nms,
                                                         gt_start, gt_end, source.fps], outputs, api_name="retrieve_clip")
     source.heavy(redraw.click, run_map2d, [source.video, query, source.encoder, num_clips, mask, top_k, gt_start, gt_end,
-                                           source.fps], [map_plot, map_file], api_name="map2d")
+                                           source.fps], [map_plot, map_file], api_name="map2d",
+                 validator=query_validator())
     source.heavy(compare.click, run_compare, [source.video, queries, source.encoder, source.fps], timeline_plot,
                  api_name="compare")
     export.click(run_export, last, [export_files, export_note], api_name="retrieve_export")

@@ -143,15 +143,17 @@ class Source:
     resets: list = field(default_factory=list)  # (component, value) pairs restored when another clip is loaded
     gpu_concurrency: int = 1
 
-    def heavy(self, listeners, fn: Callable, inputs, outputs, api_name: str | bool | None):
+    def heavy(self, listeners, fn: Callable, inputs, outputs, api_name: str | bool | None,
+              validator: Callable | None = None):
         """Register a model-heavy handler on one or more triggers (`button.click`, `box.submit`): it runs in
         the shared GPU queue, the Cancel button stops it, and starting it clears the previous "Cancelled".
-        The first trigger gets `api_name`, the others none. Returns the events, one per trigger."""
+        The first trigger gets `api_name`, the others none; `validator` (common.query_validator) checks the
+        inputs first. Returns the events, one per trigger."""
         listeners = listeners if isinstance(listeners, (list, tuple)) else [listeners]
         events = []
         for i, listen in enumerate(listeners):
             ev = listen(fn, inputs, outputs, api_name=api_name if i == 0 else False, concurrency_id=GPU_QUEUE,
-                        concurrency_limit=self.gpu_concurrency)
+                        concurrency_limit=self.gpu_concurrency, validator=validator)
             listen(_clear_status, None, self.status, queue=False, api_name=False, show_progress="hidden")
             self.heavy_events.append(ev)
             events.append(ev)

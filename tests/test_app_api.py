@@ -14,7 +14,7 @@ import pytest
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 
 TINY = "conse-tiny-random"
 
@@ -276,8 +276,13 @@ def test_scaling_without_checkpoint_shows_the_untrained_adapter(client):
 
 
 def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video, tmp_path):
-    with pytest.raises(AppError, match="query is empty"):
+    # the query is checked before any model runs, and its sentence is shown beside the query box
+    with pytest.raises(ValidationError, match="query_text: The query is empty"):
         client.predict(handle_file(realmix_video), "   ", TINY, api_name="/retrieve")
+    with pytest.raises(ValidationError, match="The query has 2000 characters; keep it under 1000"):
+        client.predict(handle_file(realmix_video), "a" * 2000, TINY, api_name="/retrieve")
+    with pytest.raises(ValidationError, match="The query is empty"):
+        client.predict(handle_file(realmix_video), "", TINY, TINY, api_name="/compare_encoders")
     bogus = tmp_path / "notes.mp4"
     bogus.write_text("this is not a video")
     with pytest.raises(AppError, match=r"^notes\.mp4 is not a video file"):  # the file's own name, case kept

