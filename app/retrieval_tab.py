@@ -31,6 +31,7 @@ from app.common import (
 )
 from app.source import Source, timeline_html
 from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal_map_figure, timeline_figure
+from backends.retrieval.confidence import MOMENT_CONFIDENCE_MEANING
 from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip, retrieve_many
 from backends.views.evaluation import evaluate_with_baseline
 
@@ -146,7 +147,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                                     elem_id="ml-saliency")
         with gr.Column(scale=4):
             map_plot = gr.Plot(label="2D temporal map (hover: start, end, score)", elem_id="ml-map")
-    table = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (sorted by score)", interactive=False,
+    table = gr.Dataframe(headers=MOMENT_COLUMNS, interactive=False,
+                         label=f"Moments (ranked by score; confidence, 0 to 1: {MOMENT_CONFIDENCE_MEANING})",
                          elem_id="ml-moments", column_count=len(MOMENT_COLUMNS))
     with gr.Accordion("Options: NMS, ground truth", open=False):
         with gr.Row():

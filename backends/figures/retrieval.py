@@ -63,10 +63,12 @@ def timeline_figure(results: Sequence[RetrievalResult], top: int = 1, title: str
                 fig.add_vrect(x0=span["start"], x1=span["end"], fillcolor="#888", opacity=0.35, line_width=0,
                               annotation_text=f"no content ({span['reason']})", annotation_position="bottom left",
                               annotation_font_size=10)
-        for rank, m in enumerate(r.moments[:top], start=1):
+        # each rank's label on a line of its own (overlapping moments start close together, and their labels hid
+        # each other), and #1 drawn last so that it lies on top
+        for rank, m in reversed(list(enumerate(r.moments[:top], start=1))):
             fig.add_vrect(x0=m.start, x1=m.end, fillcolor=colour, opacity=0.22 if rank == 1 else 0.1, line_width=0,
                           annotation_text=f"#{rank}" if len(results) == 1 else (tag if top == 1 else f"{tag} #{rank}"),
-                          annotation_position="top left")
+                          annotation_position="top left", annotation_yshift=-14 * (rank - 1))
     duration = max(r.duration for r in results) if results else 1.0
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="cosine similarity with the query",
                       xaxis=dict(range=[0, duration]), legend=dict(orientation="h", y=-0.2),

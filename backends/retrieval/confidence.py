@@ -70,6 +70,10 @@ NULL_QUERIES: tuple[str, ...] = (
     "a person brushing their teeth",
 )
 
+# What a moment's confidence says, in the words the front ends show beside it (the module docstring has the formula)
+MOMENT_CONFIDENCE_MEANING = (f"the share of {len(NULL_QUERIES)} unrelated everyday descriptions whose best window stands "
+                             "out from this video less than this moment does for the query")
+
 _BANK: dict[str, np.ndarray] = {}  # encoder id -> (B, D) unit text embeddings of NULL_QUERIES
 _BANK_LOCK = threading.Lock()
 
