@@ -22,6 +22,7 @@ from backends.analysis.similarity import (
     similarity_from_features,
     union_proposals,
 )
+from backends.core.errors import WindowError
 from backends.views.similarity import frames_at, self_similarity_view
 
 
@@ -163,7 +164,7 @@ def test_view_figure_and_frames_on_real_footage(realmix_video):
     a, b = frames_at(realmix_video, 5.0, 30.0, size=(64, 36))
     assert a.shape == b.shape == (36, 64, 3) and a.dtype == np.uint8
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 10  # two different scenes
-    with pytest.raises(SimilarityError, match="no frame"):
+    with pytest.raises(WindowError, match=r"no frame from 500\.00 s on \(it is 78\.4 s long\)"):
         frames_at(realmix_video, 500.0, 1.0)
 
 

@@ -59,11 +59,8 @@ def self_similarity_view(
 def frames_at(video_path: str | Path, t1: float, t2: float, size: int | tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The frames at `t1` and `t2` seconds (uint8 RGB) for a clicked TSM cell; `size` as in `read_frames`."""
 
-    def one(t: float) -> np.ndarray:
-        try:
-            frames, _ = read_frames(video_path, fps=None, start=max(0.0, float(t)), max_frames=1, size=size)
-        except ValueError as err:  # nothing decoded at or after t
-            raise SimilarityError(f"{Path(video_path).name} has no frame at {t:.2f} s; pick a time inside the video.") from err
+    def one(t: float) -> np.ndarray:  # a time past the end: read_frames' WindowError says so, with the length
+        frames, _ = read_frames(video_path, fps=None, start=max(0.0, float(t)), max_frames=1, size=size)
         return frames[0]
 
     return one(t1), one(t2)
