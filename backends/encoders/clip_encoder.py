@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.error
 import warnings
@@ -37,9 +38,10 @@ def clip_package() -> ModuleType:
     return clip
 
 
+@functools.cache  # the registry, `weights list` and every availability check ask; the source is parsed once
 def clip_models() -> dict[str, str]:
     """The named CLIP models and their published URLs (`clip.clip._MODELS`), read from the package's source
-    without importing it (see clip_package)."""
+    without importing it (see clip_package). Shared: do not modify."""
     models = package_literal("clip", "clip.py", "_MODELS")
     if isinstance(models, dict) and models:
         return models

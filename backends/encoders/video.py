@@ -180,7 +180,7 @@ def kinetics_weights_url(arch: str) -> str:
 
 def kinetics_weights_file(arch: str) -> Path:
     """Where torch's hub cache keeps `arch`'s Kinetics-400 weights (torchvision's own file name)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(_kinetics_weights(arch).url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(kinetics_weights_url(arch)).name
 
 
 def torchvision_model_config(arch: str) -> VideoModelConfig:

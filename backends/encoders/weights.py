@@ -42,11 +42,11 @@ def weights_source(encoder: str, url: str | None = None, sha256: str | None = No
     family, _, arg = encoder.partition(":")
     official: str | None = None
     target: Path | None = None
+    arch = arg.removeprefix("torchvision/")
     if family == "clip" and arg in clip_models():
         official = clip_models()[arg]
         target, published = clip_weights_file(arg), official.split("/")[-2]
-    elif family == "video" and arg.removeprefix("torchvision/") in TORCHVISION_ARCHS and arg.startswith("torchvision/"):
-        arch = arg.removeprefix("torchvision/")
+    elif family == "video" and arch != arg and arch in TORCHVISION_ARCHS:
         official, target = kinetics_weights_url(arch), kinetics_weights_file(arch)
         published = official.rsplit("-", 1)[-1].split(".")[0]  # r3d_18-b3b3357e.pth -> b3b3357e
     if official is None or target is None:
