@@ -61,6 +61,6 @@ def build_augment_tab(ctx: AppContext, source: Source) -> None:
         return [write_json(state["doc"], out / "augment_params.json")] + figs, note
 
     source.heavy(run.click, run_augment, [source.video, method, seed, strength, start, enabled, inconsistent,
-                                          source.encoder, as_trained], [plot, params, last], api_name="augment")
+                                          source.encoder, as_trained], [plot, params, last], api_name="augment", what="the augmentation")
     export.click(run_export, last, [files, export_note], api_name="augment_export")
     source.clears((plot, None), (params, None), (last, None), (files, None), (export_note, ""))

@@ -53,6 +53,7 @@ class AppContext:
     stop_requests: dict[str, threading.Event] = field(default_factory=dict)  # keyed by session hash
     uploads: dict[str, set[str]] = field(default_factory=dict)  # files each session uploaded (removed at its end)
     adapters: dict[str, list[str]] = field(default_factory=dict)  # adapters each session trained (offered to it)
+    computing: dict[str, dict[int, tuple[str, bool]]] = field(default_factory=dict)  # per session: (what, stoppable)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @staticmethod
@@ -115,6 +116,38 @@ class AppContext:
         key = self.session_key(request)
         with self.lock:
             return self.stop_requests.setdefault(key, threading.Event())
+
+    def tracked(self, what: str, stoppable: bool = True) -> Callable[[Callable], Callable]:
+        """Decorate a model-heavy handler: while it runs, `running(request)` names `what` ("the search") for its
+        session, so that Cancel says what it stopped, or that nothing of the page had started. A handler that
+        Cancel cannot stop (loading an encoder) is `stoppable=False`: Cancel says it goes on."""
+
+        def wrap(fn: Callable) -> Callable:
+            @functools.wraps(fn)  # Gradio reads the wrapped signature (gr.Request, gr.Progress)
+            def wrapper(*args, **kwargs):
+                request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+                key, token = self.session_key(request), object()
+                with self.lock:
+                    self.computing.setdefault(key, {})[id(token)] = (what, stoppable)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    with self.lock:
+                        running = self.computing.get(key, {})
+                        running.pop(id(token), None)
+                        if not running:
+                            self.computing.pop(key, None)
+
+            return wrapper
+
+        return wrap
+
+    def running(self, request: gr.Request | None, stoppable: bool = True) -> list[str]:
+        """What the handlers of this browser session are computing now (started, not yet returned): those Cancel
+        stops, or (stoppable=False) those it cannot."""
+        with self.lock:
+            jobs = self.computing.get(self.session_key(request), {}).values()
+            return list(dict.fromkeys(what for what, can in jobs if can == stoppable))
 
     def session_dir(self, request: gr.Request | None, kind: str) -> Path:
         """A fresh folder for one export of one session (files are copied to Gradio's cache when returned)."""

@@ -104,7 +104,8 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
 
     outputs = [summary, saliency, head_a, chips_a, map_a, head_b, chips_b, map_b, last]
     source.heavy([run.click, query.submit], run_compare, [source.video, query, enc_a, enc_b, top_k, source.fps],
-                 outputs, api_name="compare_encoders", validator=query_validator())
+                 outputs, api_name="compare_encoders", validator=query_validator(),
+                 what="the comparison of encoders")
     export.click(run_export, last, [files, export_note], api_name="compare_export")
     for dd in (enc_a, enc_b):
         dd.focus(refresh, dd, dd, queue=False, api_name=False, show_progress="hidden")

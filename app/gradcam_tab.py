@@ -116,7 +116,7 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
         return [write_json(state["result"].to_dict(), out / "gradcam.json")] + figs + pngs, note_text
 
     source.heavy(run.click, run_gradcam, [source.video, query, source.encoder, method, frames, opacity, start, end],
-                 [plot, table, last], api_name="gradcam")
+                 [plot, table, last], api_name="gradcam", what="Grad-CAM")
     opacity.release(restyle, [last, opacity], [plot, last], api_name="gradcam_opacity")
     export.click(run_export, last, [files, export_note], api_name="gradcam_export")
     for box in (start, end):

@@ -77,6 +77,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
     moment = gr.Textbox(visible=False)
     hits = gr.State([])
 
+    @ctx.tracked("the library search")
     @user_errors
     def run_search(query_text: str, k: float = 8, request: gr.Request = None):
         require_text(query_text)
@@ -129,12 +130,14 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
                                                         for f, r in report.skipped[:10]))
             return line
 
+        @ctx.tracked("adding to the library")
         @user_errors
         def run_add(path_text: str, request: gr.Request = None, progress=gr.Progress()):
             if not path_text or not path_text.strip():
                 raise gr.Error("Type the folder (or video file) to add, e.g. /home/me/videos.")
             return add_to_library([Path(path_text.strip()).expanduser()], request, progress)
 
+        @ctx.tracked("adding to the library")
         @user_errors
         def run_add_samples(request: gr.Request = None, progress=gr.Progress()):
             return add_to_library(list(samples.values()), request, progress)

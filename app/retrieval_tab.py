@@ -334,14 +334,15 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
     inputs = [source.video, query, source.encoder, top_k, nms, gt_start, gt_end, source.fps, head]
     outputs = [summary, chips, table, saliency_plot, map_plot, source.timeline, last]
     found = source.heavy([submit.click, query.submit], run_retrieve, inputs, outputs, api_name="retrieve",
-                         validator=query_validator())
+                         validator=query_validator(), what="the search")
     source.heavy(clip_submit.click, run_retrieve_clip, [source.video, clip_from, clip_to, source.encoder, top_k, nms,
-                                                        gt_start, gt_end, source.fps], outputs, api_name="retrieve_clip")
+                                                        gt_start, gt_end, source.fps], outputs, api_name="retrieve_clip",
+                 what="the search")
     source.heavy(redraw.click, run_map2d, [source.video, query, source.encoder, num_clips, mask, top_k, gt_start, gt_end,
                                            source.fps], [map_plot, map_file], api_name="map2d",
-                 validator=query_validator())
+                 validator=query_validator(), what="the 2D map")
     source.heavy(compare.click, run_compare, [source.video, queries, source.encoder, source.fps], timeline_plot,
-                 api_name="compare")
+                 api_name="compare", what="the comparison of queries")
     export.click(run_export, last, [export_files, export_note], api_name="retrieve_export")
     source.clears((summary, ""), (chips, moment_chips([])), (table, None), (saliency_plot, None), (map_plot, None),
                   (last, None), (map_file, None), (timeline_plot, None), (export_files, None), (export_note, ""))

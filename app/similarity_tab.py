@@ -93,7 +93,7 @@ def build_similarity_tab(ctx: AppContext, source: Source) -> None:
         return paths + figs, note
 
     source.heavy(run.click, run_tsm, [source.video, source.encoder, kind, source.fps, features], [plot, summary, last],
-                 api_name="tsm")
+                 api_name="tsm", what="the self-similarity matrix")
     show.click(show_frames, [source.video, t1, t2], [frame_i, frame_j], api_name="tsm_frames",
                concurrency_id="video", concurrency_limit=2)
     export.click(run_export, last, [files, export_note], api_name="tsm_export")

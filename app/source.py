@@ -8,7 +8,7 @@ Loading another clip clears every output computed on the previous one (`Source.c
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,19 +142,23 @@ class Source:
     heavy_events: list = field(default_factory=list)  # events the Cancel button stops
     resets: list = field(default_factory=list)  # (component, value) pairs restored when another clip is loaded
     gpu_concurrency: int = 1
+    tracked: Callable[[str], Callable[[Callable], Callable]] | None = None  # AppContext.tracked
 
     def heavy(self, listeners, fn: Callable, inputs, outputs, api_name: str | bool | None,
-              validator: Callable | None = None):
+              validator: Callable | None = None, what: str = "the computation"):
         """Register a model-heavy handler on one or more triggers (`button.click`, `box.submit`): it runs in
-        the shared GPU queue, the Cancel button stops it, and starting it clears the previous "Cancelled".
-        The first trigger gets `api_name`, the others none; `validator` (common.query_validator) checks the
-        inputs first. Returns the events, one per trigger."""
+        the shared GPU queue, the Cancel button stops it (and names `what`, "the search", as stopped), and
+        starting it clears the previous "Cancelled". The first trigger gets `api_name`, the others none;
+        `validator` (common.query_validator) checks the inputs first. Returns the events, one per trigger."""
         listeners = listeners if isinstance(listeners, (list, tuple)) else [listeners]
+        fn = self.tracked(what)(fn) if self.tracked else fn
         events = []
         for i, listen in enumerate(listeners):
+            # registered first: the page runs a trigger's listeners in order and waits for a queued one (with a
+            # validator) to be answered, so a clear registered after it came only when it ended, wiping "Cancelled"
+            listen(_clear_status, None, self.status, queue=False, api_name=False, show_progress="hidden")
             ev = listen(fn, inputs, outputs, api_name=api_name if i == 0 else False, concurrency_id=GPU_QUEUE,
                         concurrency_limit=self.gpu_concurrency, validator=validator)
-            listen(_clear_status, None, self.status, queue=False, api_name=False, show_progress="hidden")
             self.heavy_events.append(ev)
             events.append(ev)
         return events
@@ -192,7 +196,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
             encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder", allow_custom_value=True,
                                   elem_id="ml-encoder", info=None if ctx.local else
                                   "more: checkpoints in the server's models folder ($MOMENTLENS_MODELS)")
-            encoder_info = gr.Markdown(elem_classes=["ml-note"])
+            encoder_info = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-encoder-info")
             with gr.Row():
                 upload_btn = gr.UploadButton("Upload another clip", file_types=["video"], file_count="single",
                                              variant="primary", elem_id="ml-upload", size="md", scale=3, min_width=150)
@@ -212,7 +216,8 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                     weights_note = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-weights-note")
             status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status", min_height=56)  # room for the progress bar
     opened = gr.State([])
-    source = Source(video, encoder, fps, status, opened, encoder_info, timeline, gpu_concurrency=ctx.gpu_concurrency)
+    source = Source(video, encoder, fps, status, opened, encoder_info, timeline, gpu_concurrency=ctx.gpu_concurrency,
+                    tracked=ctx.tracked)
     source.clears((timeline, timeline_html()))  # not the status: it tells what was just loaded
     del loop  # read in the browser only (PLAYER_JS)
 
@@ -253,6 +258,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
     def upload_clip(file, opened_videos: list, request: gr.Request = None, progress=gr.Progress()):
         return load_upload(file, opened_videos, request, progress, from_player=False)
 
+    @ctx.tracked("the encoding")
     @user_errors
     def encode(video, encoder_name: str, fps: float, request: gr.Request, progress=gr.Progress()):
         if not video:  # said next to the button (a toast is easy to miss)
@@ -266,10 +272,11 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
         return f"{len(feats)} frames of {Path(path).name} ({feats.duration:.1f} s) {how}: queries are now instant."
 
     def request_stop(request: gr.Request):
-        ctx.stop_event(request).set()
-        return "**Cancelled**: the running computation of this page was stopped; nothing partial was kept."
+        ctx.stop_event(request).set()  # running handlers stop at their next progress step
+        return cancel_message(ctx.running(request), ctx.running(request, stoppable=False))
 
     if ctx.local:
+        @ctx.tracked("the download")
         @user_errors
         def fetch_weights(name: str, request: gr.Request = None, progress=gr.Progress()):
             if name not in downloadable():
@@ -308,13 +315,29 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                  concurrency_id="video", concurrency_limit=2)
     upload_btn.upload(upload_clip, [upload_btn, opened], [video, status, opened, sample], api_name="upload_clip",
                       concurrency_id="video", concurrency_limit=2)
-    encoder.change(user_errors(lambda name: describe_encoder(ctx.resolve_encoder(name))), encoder, encoder_info,
+    @ctx.tracked("loading the encoder", stoppable=False)
+    @user_errors
+    def describe(name: str, request: gr.Request = None) -> str:  # loads the encoder, so that a query finds it ready
+        return describe_encoder(ctx.resolve_encoder(name))
+
+    encoder.change(describe, encoder, encoder_info,
                    api_name="encoder_info",
                    concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
     enc_event = encode_btn.click(encode, [video, encoder, fps], status, api_name="encode",
                                  concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency)
     source.heavy_events.append(enc_event)
     return source, cancel_btn, request_stop
+
+
+def cancel_message(running: list[str], going_on: Iterable[str] = ()) -> str:
+    """What Cancel says: what it stopped, or that nothing of the page had started (a request still waiting for the
+    model queue is dropped by Gradio before it starts), and what goes on because it cannot be stopped."""
+    if not running:
+        rest = "".join(f" {sentence(w)} goes on: it cannot be interrupted, and the next request uses it." for w in going_on)
+        return ("**Cancelled**: nothing of this page had started computing; a request still waiting its turn, if "
+                "any, was dropped." + rest)
+    what = running[0] if len(running) == 1 else ", ".join(running[:-1]) + " and " + running[-1]
+    return f"**Cancelled**: {what} {'was' if len(running) == 1 else 'were'} stopped; nothing partial was kept."
 
 
 def _clear_status() -> str:

@@ -244,6 +244,30 @@ def test_encode_without_a_video_says_so_next_to_the_button(client):
     assert "No video to encode yet" in client.predict(None, TINY, 1.0, api_name="/encode")
 
 
+def test_cancel_says_what_it_stopped_or_that_nothing_had_started(client, tmp_path):
+    from gradio_client.utils import Status
+
+    from backends.io.video import write_video
+
+    idle = client.predict(api_name="/cancel")
+    assert "nothing of this page had started" in idle and "was stopped" not in idle
+    # an uncached 10-minute clip (noise: no two runs share a cache entry) encoded at 4 fps takes seconds
+    rng = np.random.default_rng()
+    long_clip = write_video(tmp_path / "long_noise.mp4", (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+                                                         for _ in range(600 * 4)), fps=4.0)
+    job = client.submit(handle_file(str(long_clip)), TINY, 4.0, api_name="/encode")
+    for _ in range(600):  # until its progress bar moves (the handler runs)
+        if job.status().code == Status.PROGRESS or job.done():
+            break
+        threading.Event().wait(0.05)
+    assert not job.done(), "the encode finished before it could be cancelled"
+    said = client.predict(api_name="/cancel")
+    assert said.startswith("**Cancelled**: the encoding was stopped"), said
+    with pytest.raises(AppError, match="cancelled"):
+        job.result(timeout=60)
+    assert "nothing of this page had started" in client.predict(api_name="/cancel")  # it ended: nothing runs
+
+
 def test_upload_another_clip_button_loads_and_converts_the_clip(client, opencv_doc_clips, tmp_path):
     avi = opencv_doc_clips["Megamind"]
     video, status, sample = client.predict(handle_file(avi), api_name="/upload_clip")

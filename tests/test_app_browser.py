@@ -213,6 +213,8 @@ def _choose(page, dropdown: str, option: str) -> None:
 
 
 def test_cancel_ends_in_cancelled(page):
+    page.click("#ml-cancel")  # nothing runs yet: Cancel says so instead of claiming it stopped something
+    page.wait_for_function("document.querySelector('#ml-status').innerText.includes('had started')", timeout=30_000)
     # the bundled encoder at 4 frames per second on the 78 s sample takes long enough to be cancelled
     _choose(page, "#ml-encoder", "conse-effnet-minilm")
     page.wait_for_function("document.querySelector('#ml-encoder input').value === 'conse-effnet-minilm'")
@@ -225,7 +227,22 @@ def test_cancel_ends_in_cancelled(page):
     page.wait_for_timeout(4000)
     status = page.inner_text("#ml-status")
     assert "Cancelled" in status and "frames of" not in status  # the encode did not finish behind the message
+    # what was stopped: the encoding, or (still waiting behind the encoder's load) nothing had started
+    assert "the encoding was stopped" in status or "had started" in status, status
     page.screenshot(path=str(ARTIFACTS / "cancelled.png"))
+    # a query that has to encode the clip first (the encoder is loaded now), cancelled mid-encode: the status says so
+    # and stays (it used to be wiped ~0.2 s later by the query's own status-clearing listener)
+    page.wait_for_function("document.querySelector('#ml-encoder-info').innerText.includes('conse-effnet-minilm@')",
+                           timeout=60_000)
+    page.fill("#ml-query textarea", "a man on a bike")
+    page.click("#ml-submit")
+    page.wait_for_timeout(2500)
+    page.click("#ml-cancel")
+    page.wait_for_function("document.querySelector('#ml-status').innerText.includes('the search was stopped')",
+                           timeout=30_000)
+    page.wait_for_timeout(3000)
+    assert "the search was stopped" in page.inner_text("#ml-status")
+    page.screenshot(path=str(ARTIFACTS / "cancelled_query.png"))
     _choose(page, "#ml-encoder", TINY)
     page.click("#ml-fps input")
     page.get_by_role("option", name="1.0").click()
