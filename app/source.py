@@ -145,12 +145,16 @@ class Source:
     tracked: Callable[[str], Callable[[Callable], Callable]] | None = None  # AppContext.tracked
 
     def heavy(self, listeners, fn: Callable, inputs, outputs, api_name: str | bool | None,
-              validator: Callable | None = None, what: str = "the computation"):
+              validator: Callable | None = None, what: str = "the computation", progress_on=None):
         """Register a model-heavy handler on one or more triggers (`button.click`, `box.submit`): it runs in
         the shared GPU queue, the Cancel button stops it (and names `what`, "the search", as stopped), and
         starting it clears the previous "Cancelled". The first trigger gets `api_name`, the others none;
-        `validator` (common.query_validator) checks the inputs first. Returns the events, one per trigger."""
+        `validator` (common.query_validator) checks the inputs first. The progress bar shows on `progress_on`
+        (default: the first output, the tab's main result), not once over every output. Returns the events, one
+        per trigger."""
         listeners = listeners if isinstance(listeners, (list, tuple)) else [listeners]
+        if progress_on is None:
+            progress_on = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
         fn = self.tracked(what)(fn) if self.tracked else fn
         events = []
         for i, listen in enumerate(listeners):
@@ -158,7 +162,7 @@ class Source:
             # validator) to be answered, so a clear registered after it came only when it ended, wiping "Cancelled"
             listen(_clear_status, None, self.status, queue=False, api_name=False, show_progress="hidden")
             ev = listen(fn, inputs, outputs, api_name=api_name if i == 0 else False, concurrency_id=GPU_QUEUE,
-                        concurrency_limit=self.gpu_concurrency, validator=validator)
+                        concurrency_limit=self.gpu_concurrency, validator=validator, show_progress_on=progress_on)
             self.heavy_events.append(ev)
             events.append(ev)
         return events

@@ -237,6 +237,10 @@ def test_cancel_ends_in_cancelled(page):
     page.fill("#ml-query textarea", "a man on a bike")
     page.click("#ml-submit")
     page.wait_for_timeout(2500)
+    # one progress bar, on the summary where the answer will be (not six, over every output and the timeline)
+    bars = "Array.from(document.querySelectorAll('.progress-bar')).map(e => (e.closest('[id]') || {}).id)"
+    page.wait_for_function(f"({bars}).length > 0", timeout=30_000)
+    assert page.evaluate(bars) == ["ml-summary"]
     page.click("#ml-cancel")
     page.wait_for_function("document.querySelector('#ml-status').innerText.includes('the search was stopped')",
                            timeout=30_000)
