@@ -103,6 +103,8 @@ def test_browser_changes_run_in_the_background_and_stop_works(realmix_video):
     panel.go_button.click()  # the Run button also works in the background
     panel.wait(60)
     assert panel.result is not None and panel.result["query"] == "a box"
+    panel.runner.stop_button.click()  # nothing runs now: Stop says so and the result stays
+    assert "Nothing is running" in panel.runner.status.value and panel.result["query"] == "a box"
 
 
 def test_upload_is_saved_and_picked(realmix_video):

@@ -115,6 +115,9 @@ class Runner(W.HBox):
         super().__init__([self.bar, self.stop_button, self.status])
 
     def stop(self) -> None:
+        if not self.busy:  # as the app's Cancel: say so rather than claim a stop
+            self.status.value = "Nothing is running; Stop ends a computation at its next step."
+            return
         self._stop.set()
 
     def progress(self, frac: float, text: str = "") -> None:
