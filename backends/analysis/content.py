@@ -69,15 +69,16 @@ def content_free(stats: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return np.array([bool(r) for r in reasons]), reasons
 
 
-def spans(times: np.ndarray, mask: np.ndarray, reasons: list[str] | None = None) -> list[dict]:
+def spans(times: np.ndarray, mask: np.ndarray, reasons: list[str] | None = None,
+          duration: float | None = None) -> list[dict]:
     """Runs of content-free samples as `{"start", "end", "reason"}` in seconds (a sample stands for the half
-    intervals to its neighbours), for the UIs and the JSON output."""
+    intervals to its neighbours; the last one up to `duration` when given), for the UIs and the JSON output."""
     times = np.asarray(times, np.float64)
     mask = np.asarray(mask, bool)
     if not mask.any():
         return []
-    edges = np.concatenate([[times[0]], (times[1:] + times[:-1]) / 2, [times[-1]]]) if len(times) > 1 else \
-        np.array([times[0], times[0]])
+    last = max(float(times[-1]), float(duration)) if duration is not None else float(times[-1])
+    edges = np.concatenate([[times[0]], (times[1:] + times[:-1]) / 2, [last]])
     out = []
     i = 0
     while i < len(mask):

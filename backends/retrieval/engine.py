@@ -94,7 +94,7 @@ class RetrievalResult:
         """Runs of samples without content as `{"start", "end", "reason"}` (seconds)."""
         if self.blank is None:
             return []
-        return content_spans(self.saliency_times, self.blank, self.blank_reasons)
+        return content_spans(self.saliency_times, self.blank, self.blank_reasons, self.duration)
 
     def ious(self, gt: Sequence[float] | None) -> np.ndarray | None:
         """IoU of every moment with a ground-truth window (None without one)."""
@@ -543,8 +543,16 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
     qvecs = np.asarray(enc.encode_text(texts), dtype=np.float32).reshape(len(texts), -1)
     frame_sim = feats.features @ _unit(qvecs).T  # (T, Q) saliency curves
     blank, reasons = feats.content_free()
+    nothing = bool(blank.size) and bool(blank.all())  # every frame black, blank or a fade: nothing can be a moment
     results = []
     for i, text in enumerate(texts):
+        if nothing:
+            moments, tmap = [], map_scores(index, qvecs[i], scorer)
+            used = f"head:{Path(str(head)).name}" if head_model is not None else scorer or zs.DEFAULT_SCORER
+            results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
+                                           feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
+                                           blank=blank, blank_reasons=reasons, distinct=False, separation=None))
+            continue
         if head_model is None:
             sim, scores = score_candidates(index, qvecs[i], scorer)
             moments = top_moments(index, scores, top_k, nms_threshold)
