@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from backends.cli.common import add_encoder_arg
+from backends.cli.common import add_encoder_arg, int_range
 from backends.core.errors import MomentLensError
 
 log = logging.getLogger(__name__)
@@ -19,13 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("app", help="open the web app (moment retrieval and every view) in the browser")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    p.add_argument("--port", type=int_range(1, 65535), default=None, help="port (default: 7860 or the next free one)")
     p.add_argument("--share", action="store_true",
                    help="also create a public Gradio share link (needs internet; offline it warns and serves locally)")
     p.add_argument("--auth", default=None, metavar="USER:PASS", help="require this user name and password")
     add_encoder_arg(p)
     p.add_argument("--video", default=None, help="clip to preload (default: the sample clip)")
-    p.add_argument("--concurrency", type=int, default=1, help="model-heavy requests run at once (default 1)")
+    p.add_argument("--concurrency", type=int_range(1, 64), default=1, help="model-heavy requests run at once (default 1)")
     p.add_argument("--library", default=None, metavar="DIR",
                    help="video library the Library tab searches (default on this machine only: $MOMENTLENS_LIBRARY; a "
                    "shared or exposed app searches a library only when this names one)")
@@ -40,6 +40,20 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise MomentLensError("--auth must look like USER:PASS, both non-empty.")
     return user, password
+
+
+def check_host(host: str) -> None:
+    """Refuse an interface this machine cannot serve on, in one sentence, before the app is built (Gradio would
+    retry it and print the same error over and over)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.bind(address)
+    except (OSError, UnicodeError) as err:
+        raise MomentLensError(f"cannot serve on --host {host} ({getattr(err, 'strerror', None) or err}); use 127.0.0.1 "
+                              "(this machine only), 0.0.0.0 (every interface) or one of this machine's addresses.") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -77,6 +91,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     from app import build_app  # deferred: Gradio takes seconds to import, and `momentlens --help` must not wait
 
     auth = parse_auth(args.auth)
+    check_host(args.host)
     _limit_malloc_arenas()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests are not news
     local = args.host in ("127.0.0.1", "localhost") and not args.share  # only the machine's own user may download

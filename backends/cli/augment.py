@@ -16,7 +16,7 @@ from typing import Any
 from backends.analysis.augment import METHODS
 from backends.analysis.clips import AugmentError
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
-from backends.cli.common import emit_json
+from backends.cli.common import emit_json, float_range, int_range, output_dir, output_file, write_html
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +42,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", type=Path, help="video file")
     p.add_argument("--method", choices=METHODS, default="cvrl", help="which view to compute (default cvrl)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--json", action="store_true", help="print the sampled parameters as JSON on stdout")
     dest = p.add_mutually_exclusive_group()
-    dest.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
-    dest.add_argument("--out", type=Path, metavar="DIR", help="write PNG frame grids and maps into DIR")
+    dest.add_argument("--html", type=output_file, metavar="FILE", help="write a standalone (offline) plotly HTML")
+    dest.add_argument("--out", type=output_dir, metavar="DIR", help="write PNG frame grids and maps into DIR")
     aug = p.add_argument_group("CVRL ablations")
-    aug.add_argument("--strength", type=float, default=1.0, help="colour jitter strength s (default 1.0)")
+    aug.add_argument("--strength", type=float_range(0.0, 10.0), default=1.0, help="colour jitter strength s (default 1.0)")
     aug.add_argument("--only", action="append", type=_augmentation_names, metavar="AUG[,AUG]",
                      help=f"apply only these ({'|'.join(AUGMENTATIONS)}), each with probability 1; repeatable")
     aug.add_argument("--skip", action="append", type=_augmentation_names, metavar="AUG[,AUG]",
                      help="switch these augmentations off, keep the others' probabilities; repeatable")
     aug.add_argument("--inconsistent", action="store_true",
                      help="draw new parameters on every frame (the ablation CVRL argues against)")
-    aug.add_argument("--crop-size", type=int, default=224, help="output side of the crop (default 224)")
-    aug.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    aug.add_argument("--stride", type=int, default=2, help="temporal stride within a clip (default 2)")
+    aug.add_argument("--crop-size", type=int_range(16, 1024), default=224, help="output side of the crop (default 224)")
+    aug.add_argument("--frames", type=int_range(1, 64), default=16, help="frames per clip (default 16)")
+    aug.add_argument("--stride", type=int_range(1, 16), default=2, help="temporal stride within a clip (default 2)")
     aug.add_argument("--encoder", default=None, metavar="video:CKPT",
                      help="show the augmentation a trained video encoder saw: its saved CVRL settings and decode "
                      "rate replace --crop-size/--frames/--stride/--strength")
     src = p.add_argument_group("input")
     src.add_argument("--background", type=Path, metavar="VIDEO",
                      help="FAME: take the background from this video (default: CVRL's second clip)")
-    src.add_argument("--start", type=float, default=0.0, help="read from this time in seconds")
-    src.add_argument("--max-frames", type=int, default=240, help="read at most this many frames (default 240)")
+    src.add_argument("--start", type=float_range(0.0), default=0.0, help="read from this time in seconds")
+    src.add_argument("--max-frames", type=int_range(1, 3000), default=240, help="read at most this many frames (default 240)")
     p.set_defaults(func=run_augment)
 
 
@@ -84,8 +84,6 @@ def run_augment(args: argparse.Namespace) -> int:
     from backends.figures.augment import save_images
     from backends.views.augment import augment_view
 
-    if args.max_frames < 1:
-        raise AugmentError("--max-frames must be at least 1.")
     enabled, force = _enabled(args)
     config = CvrlConfig(crop_size=args.crop_size, strength=args.strength,
                         num_frames=args.frames, stride=args.stride)
@@ -94,10 +92,7 @@ def run_augment(args: argparse.Namespace) -> int:
         inconsistent=args.inconsistent, background_path=args.background, start=args.start,
         max_frames=args.max_frames, encoder=args.encoder,
     )
-    if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(args.html), include_plotlyjs=True, full_html=True)
-        log.info("wrote %s", args.html)
+    args.wrote = write_html(fig, args.html) if args.html else None
     if args.out:
         written = save_images(result, args.out)
         log.info("wrote %d images into %s", len(written), args.out)
@@ -129,7 +124,7 @@ def _print_summary(result: Any, args: argparse.Namespace) -> None:
         part = getattr(result, name)
         if part is not None:
             print(f"{name}: " + ", ".join(f"{k} {val}" for k, val in part.to_dict().items()))
-    if args.html:
-        print(f"wrote {args.html}")
+    if args.wrote:
+        print(args.wrote)
     if args.out:
         print(f"wrote images into {args.out}")

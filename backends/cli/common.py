@@ -3,24 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from backends.io.video import DEFAULT_MAX_DURATION
+from backends.io.video import DEFAULT_MAX_DURATION, probe
 
 
 def _number(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type of a whole number from `low` to `high` (inclusive; None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}, got {text}")
+        return value
+
+    parse.__name__ = "whole number"  # what argparse names in its "invalid ... value" message
+    return parse
+
+
+def float_range(low: float, high: float | None = None) -> Callable[[str], float]:
+    """argparse type of a finite number from `low` to `high` (inclusive; None: no upper bound)."""
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if value < low or (high is not None and value > high):
+            span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {span}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """argparse type of any finite number (NaN and infinity refused)."""
+    return _number(text)
 
 
 def positive_float(text: str) -> float:
     """argparse type of rates and durations: a number above 0 (argparse prints the sentence and exits with 2)."""
     value = _number(text)
-    if not value > 0 or value == float("inf"):
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
 
@@ -44,7 +92,90 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=positive_float, default=1.0, help="frames sampled per second (0.5, 1, 2, 4; default 1)")
     p.add_argument("--max-duration", type=positive_float, default=DEFAULT_MAX_DURATION,
                    help="refuse videos longer than this many seconds (default 7200)")
+def check_video_length(args: argparse.Namespace) -> None:
+    """`--max-duration` for commands that encode through the retrieval engine: the video's length is read from
+    its header (milliseconds) and refused in one sentence before any frame is decoded."""
+
+    probe(args.video, max_duration=args.max_duration)
+
+
 def emit_json(obj: Any) -> None:
     """Print a JSON document on stdout (the `--json` contract of every command)."""
     json.dump(obj, sys.stdout, indent=None, separators=(", ", ": "), allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _writable_place(p: Path) -> None:
+    """Refuse, before any work, an output whose nearest existing folder is a file or cannot be written."""
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{p} would be inside {parent}, which is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {parent} (no permission); choose another place")
+
+
+def output_file(text: str) -> Path:
+    """argparse type of a file the command writes: not a folder, in a place that can be written (checked before
+    the work starts, so that a long computation does not end in a write error)."""
+    p = Path(text).expanduser()
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of a file to write")
+    _writable_place(p)
+    return p
+
+
+def output_dir(text: str) -> Path:
+    """argparse type of a folder the command writes files into (created if missing)."""
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder to write into")
+    if not p.exists():
+        _writable_place(p)
+    elif not os.access(p, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {p} (no permission); choose another place")
+    return p
+
+
+def add_force_arg(p: argparse.ArgumentParser) -> None:
+    """`--force`: the only way a command replaces a model that an earlier run wrote."""
+    p.add_argument("--force", action="store_true", help="replace the files of an earlier run at --out")
+
+
+def refuse_to_replace(paths: list[Path], force: bool, hint: str = "") -> None:
+    """A trained model is hours of work: a run never replaces one unless asked (--force)."""
+    from backends.core.errors import MomentLensError
+
+    there = [p for p in paths if p.exists()]
+    if there and not force:
+        raise MomentLensError(f"{there[0]} already exists (from an earlier run); pass --force to replace it{hint}, "
+                              "or choose another --out.")
+
+
+def replaced(existed: bool) -> str:
+    """The tail of a "wrote FILE" line when the file was there before: an overwrite is said, never silent."""
+    return " (replacing the file that was there)" if existed else ""
+
+
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """Write to the temporary name this yields; on success it becomes `path` in one step (a failed or interrupted
+    write leaves the earlier file as it was). An error names `path`, not the temporary file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_html(fig: Any, path: Path) -> str:
+    """A figure as a standalone (offline) HTML file, written whole or not at all; returns the "wrote" line."""
+    existed = path.exists()
+    with written_whole(path) as tmp:
+        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
+    return f"wrote {path}{replaced(existed)}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.cli.common import add_encoder_arg, add_video_args, emit_json
+from backends.cli.common import add_encoder_arg, add_video_args, emit_json, output_file, replaced, written_whole
 from backends.core.errors import MomentLensError
 
 
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video file (mp4, avi, webm, mov)")
     add_encoder_arg(p)
     add_video_args(p)
-    p.add_argument("--out", type=Path, help="write features/times to this .npz file")
+    p.add_argument("--out", type=output_file, help="write features/times to this .npz file (the name as given)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_encode)
@@ -98,9 +98,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     feats = encode_video(args.video, args.encoder, fps=args.fps, cache=not args.no_cache,
                          max_duration=args.max_duration)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, features=feats.features, times=feats.times)
+    again = ""
+    if args.out:  # written whole under exactly the name given (np.savez would add .npz to notes.txt)
+        again = replaced(args.out.exists())
+        with written_whole(args.out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, features=feats.features, times=feats.times)
     summary = {
         "video": str(args.video), "encoder": feats.encoder_id, "frames": len(feats), "dim": int(feats.features.shape[1]),
         "fps": feats.fps, "duration": round(feats.duration, 3), "from_cache": feats.from_cache,
@@ -110,7 +112,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         emit_json(summary)
     else:
         src = "from cache" if feats.from_cache else "computed"
-        dest = f" -> {args.out}" if args.out else ""
+        dest = f" -> {args.out}{again}" if args.out else ""
         print(f"{Path(args.video).name}: {len(feats)} frames x {summary['dim']} ({feats.encoder_id}, "
               f"{feats.fps:g} fps, {feats.duration:.1f} s), {src}{dest}")
     return 0

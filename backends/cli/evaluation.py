@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.cli.common import emit_json, unit_fraction
+from backends.cli.common import emit_json, int_range, output_file, replaced, unit_fraction
 from backends.core.errors import AnnotationError, MomentLensError
 from backends.core.paths import shared_data_dir
 from backends.evaluation.annotations import (
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--durations", type=Path, nargs="+", metavar="CSV",
                     help="Charades_v1_{train,test}.csv (default: those in the shared data folder, for Charades-STA)")
     ev.add_argument("--nms", type=unit_fraction, default=None, help="NMS threshold of the momentlens protocol (default 0.5)")
-    ev.add_argument("--per-query", type=Path, metavar="OUT", help="write per-query results to OUT.csv or OUT.json")
+    ev.add_argument("--per-query", type=per_query_file, metavar="OUT",
+                    help="write per-query results to OUT.csv or OUT.json")
     ev.add_argument("--video-dir", type=Path, help="model run: folder holding the annotated videos (default: the annotation file's folder)")
     ev.add_argument("--encoder", default=None, help="model run: encoder name")
     ev.add_argument("--head", type=Path, default=None, help="model run: trained head checkpoint")
@@ -53,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     bl.add_argument("--test", type=Path, required=True, help="test annotations")
     bl.add_argument("--durations", type=Path, nargs="+", metavar="CSV",
                     help="Charades_v1_{train,test}.csv (default: those in the shared data folder)")
-    bl.add_argument("--seed", type=int, default=0)
-    bl.add_argument("--runs", type=int, default=10, help="average over this many runs")
+    bl.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    bl.add_argument("--runs", type=int_range(1, 10_000), default=10, help="average over this many runs")
     bl.add_argument("--json", action="store_true", help="print the result as JSON")
     bl.set_defaults(func=cmd_baseline)
 
@@ -81,6 +82,14 @@ def _emit(obj: Any) -> None:
     emit_json(obj)
 
 
+def per_query_file(text: str) -> Path:
+    """argparse type of --per-query: a .csv or .json file to write (the suffix picks the format)."""
+    p = output_file(text)
+    if p.suffix.lower() not in (".csv", ".json"):
+        raise argparse.ArgumentTypeError(f"{text} must end in .csv or .json (the suffix picks the format)")
+    return p
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -103,13 +112,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         protocol = Protocol(protocol.name, protocol.strict, args.nms)
     if args.predictions is not None:
         result = evaluate_windows(queries, align_predictions(queries, read_predictions(args.predictions)), protocol)
+        if queries and result.num_missing == result.num_queries:  # scoring 0.00 would read as a terrible model
+            raise MomentLensError(f"none of the {len(queries)} queries of {args.ground_truth.name} has a prediction in "
+                                  f"{args.predictions.name}: their query ids differ; are both files from the same "
+                                  "dataset and split?")
         encoder = None
     else:
         preds = _run_model(queries, args)
         result = evaluate_windows(queries, preds, protocol)
 
         encoder = args.encoder or default_encoder_name()  # the model that ran, default resolved
+    again = ""
     if args.per_query:
+        again = replaced(args.per_query.exists())
         result.write_per_query(args.per_query)
     if args.json:
         out = {"encoder": encoder, "num_queries": result.num_queries, "protocol": protocol.to_dict(), "unit": "fraction",
@@ -120,9 +135,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _emit(out)
     else:
         print(f"protocol {protocol.describe()}")
-        print(f"queries {result.num_queries} (without prediction: {result.num_missing})")
+        print(f"queries {result.num_queries} (without prediction: {result.num_missing}); metrics in percent")
         for k in metric_names(protocol):
             print(f"{k:8s} {_pct(result.metrics[k])}")
+        if args.per_query:
+            print(f"wrote per-query results to {args.per_query}{again}")
     return 0
 
 

@@ -11,7 +11,16 @@ import argparse
 from pathlib import Path
 
 from backends.analysis.gradcam_options import FITS, METHODS
-from backends.cli.common import add_encoder_arg, emit_json
+from backends.cli.common import (
+    add_encoder_arg,
+    emit_json,
+    float_range,
+    int_range,
+    output_dir,
+    output_file,
+    unit_fraction,
+    write_html,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,16 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", type=Path, help="video file")
     p.add_argument("query", help="text query (may be empty for --method eigencam)")
     add_encoder_arg(p)
-    p.add_argument("--frames", type=int, default=8, help="frames spread evenly over the video (default 8)")
+    p.add_argument("--frames", type=int_range(1, 64), default=8, help="frames spread evenly over the video (default 8)")
     p.add_argument("--method", choices=METHODS, default="gradcam",
                    help="gradcam (default), gradcam++, or eigencam (cheap preview, ignores the query)")
-    p.add_argument("--opacity", type=float, default=0.5, help="heat map opacity over the frame, 0..1 (default 0.5)")
+    p.add_argument("--opacity", type=unit_fraction, default=0.5, help="heat map opacity over the frame, 0..1 (default 0.5)")
     p.add_argument("--fit", choices=FITS, default="squash",
                    help="squash: whole frame resized to the model input (default); crop: the encoder's centre crop")
-    p.add_argument("--start", type=float, default=0.0, help="first second to sample from")
-    p.add_argument("--end", type=float, default=None, help="last second to sample from (default: the end)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write overlay PNGs and raw heat maps into DIR")
-    p.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
+    p.add_argument("--start", type=float_range(0.0), default=0.0, help="first second to sample from")
+    p.add_argument("--end", type=float_range(0.0), default=None, help="last second to sample from (default: the end)")
+    p.add_argument("--out", type=output_dir, metavar="DIR", help="write overlay PNGs and raw heat maps into DIR")
+    p.add_argument("--html", type=output_file, metavar="FILE", help="write a standalone (offline) plotly HTML")
     p.add_argument("--json", action="store_true", help="print frame times and per-frame statistics as JSON")
     p.set_defaults(func=cmd_gradcam)
 
@@ -47,12 +56,13 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=args.frames,
                                method=args.method, opacity=args.opacity, fit=args.fit,
                                start=args.start, end=args.end)
-    written = []
-    if args.out:
+    written, earlier = [], []
+    if args.out:  # an earlier run's PNGs go first: the folder never mixes two runs
+        earlier = sorted({*args.out.glob("frame_[0-9][0-9][0-9]_*s.png"), *args.out.glob("heat_[0-9][0-9][0-9].png")})
+        for old in earlier:
+            old.unlink()
         written = save_pngs(result, args.out, args.opacity)
-    if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(args.html), include_plotlyjs=True)
+    wrote_html = write_html(fig, args.html) if args.html else None
     if args.json:
         doc = result.to_dict()
         doc["out"] = str(args.out) if args.out else None
@@ -64,7 +74,8 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
         print(f"{row['time']:8.2f} s{score}  peak at {row['peak_norm']}  mean heat {row['mean']:.3f}  "
               f"hot area {row['hot_fraction']:.1%}")
     if args.out:
-        print(f"wrote {len(written)} PNGs into {args.out}")
-    if args.html:
-        print(f"wrote {args.html}")
+        again = f" (replacing the {len(earlier)} PNGs of an earlier run)" if earlier else ""
+        print(f"wrote {len(written)} PNGs into {args.out}{again}")
+    if wrote_html:
+        print(wrote_html)
     return 0

@@ -18,8 +18,9 @@ def _existing_library(folder: Path | None):
     said in one sentence, not an empty library made on the spot (the default folder may not exist yet)."""
     from backends.retrieval.library import Library, LibraryError
 
-    if folder is not None and not Path(folder).expanduser().is_dir():
-        raise LibraryError(f"there is no library at {folder}: check the path, or build one with "
+    if folder is not None and not (Path(folder).expanduser() / "library.sqlite").is_file():
+        what = "holds no library" if Path(folder).expanduser().is_dir() else "does not exist"
+        raise LibraryError(f"{folder} {what} (no library.sqlite in it): check the path, or build one with "
                            f"`momentlens index add DIR --library {folder}`.")
     return Library(folder)
 

@@ -70,3 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the output went to a reader that stopped early (`| head`): not an error
         sys.stderr.close()
         return 0
+    except OSError as err:  # a file the command had to read or write (a full disk, a read-only folder...)
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        reason = (err.strerror or str(err)).lower()
+        print(f"momentlens: error: {where}{reason}; check the path, its permissions and the free space.",
+              file=sys.stderr)
+        return 2

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backends.cli.common import add_encoder_arg, add_video_args, emit_json, unit_fraction
+from backends.cli.common import (
+    add_encoder_arg,
+    add_video_args,
+    check_video_length,
+    emit_json,
+    output_file,
+    unit_fraction,
+    write_html,
+)
 from backends.retrieval.zero_shot import DEFAULT_SCORER, SCORER_NOTES
 
 
@@ -64,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", type=float, nargs=2, metavar=("S", "E"), help="ground-truth window to mark (seconds)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print {num_clips, clip_times, scores} as JSON")
-    out.add_argument("--html", type=Path, help="write a standalone plotly heat map to this file")
+    out.add_argument("--html", type=output_file, help="write a standalone plotly heat map to this file")
     p.set_defaults(func=cmd_map2d)
 
     p = sub.add_parser("compare", help="two encoders side by side on one clip and query: both top-k lists and "
@@ -93,6 +101,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         raise QueryError("give one query clip: --query-clip (a moment of this video) or --query-video (another file).")
     if args.query_window is not None and args.query_video is None:
         raise QueryError("--query-window picks a part of --query-video; for a moment of this video use --query-clip.")
+    check_video_length(args)
     if by_clip:
         if args.head:
             raise QueryError("a grounding head scores text queries; drop --head to query by clip.")
@@ -126,6 +135,7 @@ def cmd_map2d(args: argparse.Namespace) -> int:
     from backends.figures.retrieval import temporal_map_figure
     from backends.retrieval.engine import check_window, retrieve
 
+    check_video_length(args)
     result = retrieve(args.video, args.query, encoder=args.encoder, head=args.head, top_k=args.top_k,
                       fps=args.fps, num_clips=args.num_clips, mask=args.mask or "auto", scorer=args.scorer)
     gt = check_window(args.gt, result.duration, "the ground truth --gt") if args.gt else None
@@ -134,9 +144,7 @@ def cmd_map2d(args: argparse.Namespace) -> int:
         return 0
     if args.html:
         fig = temporal_map_figure(result.map, result.moments, gt, title=f"2D temporal map: {result.query!r}")
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(args.html), include_plotlyjs=True)
-        print(f"wrote {args.html}")
+        print(write_html(fig, args.html))
         return 0
     valid = int(result.map.mask.sum())
     ious = result.ious(gt)
@@ -152,6 +160,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.views.compare import compare_encoders
 
+    check_video_length(args)
     cmp = compare_encoders(args.video, args.query, args.encoders, top_k=args.top_k, nms_threshold=args.nms, fps=args.fps)
     if args.json:
         emit_json(cmp.to_dict())

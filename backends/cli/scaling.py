@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backends.cli.common import emit_json
+from backends.cli.common import emit_json, output_file, write_html
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
                      help='print {"checkpoints": [{"checkpoint", "layers": [{"name", "mean", "mean_abs", ...}]}]}')
-    out.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
+    out.add_argument("--html", type=output_file, metavar="FILE", help="write a standalone (offline) plotly HTML")
     p.set_defaults(func=cmd_scaling)
 
 
@@ -41,9 +41,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
         emit_json(data)
         return 0
     if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(args.html), include_plotlyjs=True)
-        print(f"wrote {args.html}")
+        print(write_html(fig, args.html))
         return 0
     for ck in data["checkpoints"]:
         print(ck["checkpoint"])

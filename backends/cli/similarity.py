@@ -17,7 +17,16 @@ from backends.analysis.similarity import (
     KINDS,
     REPNET_TAU,
 )
-from backends.cli.common import add_encoder_arg, emit_json, positive_float
+from backends.cli.common import (
+    add_encoder_arg,
+    emit_json,
+    finite_float,
+    float_range,
+    int_range,
+    output_file,
+    positive_float,
+    write_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="raw visual features (default) or the joint text-frame embedding")
     p.add_argument("--boundaries", choices=BOUNDARY_SOURCES, default="novelty",
                    help="report peaks of the novelty curve (default) or edges of the k-means events")
-    p.add_argument("--kernel-seconds", type=float, default=4.0, help="half-width of the novelty kernel (default 4 s)")
-    p.add_argument("--threshold-std", type=float, default=1.0,
+    p.add_argument("--kernel-seconds", type=positive_float, default=4.0, help="half-width of the novelty kernel (default 4 s)")
+    p.add_argument("--threshold-std", type=finite_float, default=1.0,
                    help="a boundary peak must exceed mean + this many std of the curve (default 1)")
-    p.add_argument("--min-distance", type=float, default=2.0, help="minimum seconds between boundaries (default 2)")
-    p.add_argument("--events", type=int, default=None, metavar="K",
+    p.add_argument("--min-distance", type=float_range(0.0), default=2.0, help="minimum seconds between boundaries (default 2)")
+    p.add_argument("--events", type=int_range(1), default=None, metavar="K",
                    help="number of k-means clusters (default: chosen by silhouette)")
-    p.add_argument("--tau", type=float, default=REPNET_TAU, help=f"RepNet temperature (default {REPNET_TAU})")
+    p.add_argument("--tau", type=positive_float, default=REPNET_TAU, help=f"RepNet temperature (default {REPNET_TAU})")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the matrix, boundaries, events and proposals as JSON")
-    out.add_argument("--html", type=Path, metavar="FILE", help="write a standalone (offline) plotly HTML")
+    out.add_argument("--html", type=output_file, metavar="FILE", help="write a standalone (offline) plotly HTML")
     p.set_defaults(func=run_tsm)
 
 
@@ -60,17 +69,12 @@ def run_tsm(args: argparse.Namespace) -> int:
 
     if not args.fps > 0:
         raise SimilarityError("--fps must be a positive number of frames per second.")
-    if args.kernel_seconds <= 0 or args.min_distance < 0 or (args.events is not None and args.events < 1):
-        raise SimilarityError("--kernel-seconds must be > 0, --min-distance >= 0 and --events >= 1.")
     result, fig = self_similarity_view(
         args.video, args.encoder, kind=args.kind, fps=args.fps, features=args.features, cache=not args.no_cache,
         kernel_seconds=args.kernel_seconds, threshold_std=args.threshold_std, min_distance=args.min_distance,
         tau=args.tau, n_events=args.events, boundaries_from=args.boundaries,
     )
-    if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(args.html), include_plotlyjs=True, full_html=True)
-        log.info("wrote %s", args.html)
+    wrote = write_html(fig, args.html) if args.html else None
     if args.json:
         emit_json(result.to_dict())
         return 0
@@ -80,6 +84,6 @@ def run_tsm(args: argparse.Namespace) -> int:
     print(f"{len(result.events)} events (k-means, k = {result.n_clusters}; a cluster that recurs apart in time is "
           "two events): " + ", ".join(f"[{s:.1f}, {e:.1f}]" for s, e in result.events))
     print(f"{len(result.proposals)} proposals (unions of consecutive events)")
-    if args.html:
-        print(f"wrote {args.html}")
+    if wrote:
+        print(wrote)
     return 0

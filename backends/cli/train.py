@@ -6,7 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from backends.cli.common import add_encoder_arg, emit_json, positive_float
+from backends.cli.common import (
+    add_encoder_arg,
+    add_force_arg,
+    emit_json,
+    float_range,
+    int_range,
+    output_file,
+    positive_float,
+    refuse_to_replace,
+    unit_fraction,
+)
 from backends.core.errors import MomentLensError
 
 
@@ -32,28 +42,29 @@ def _register_cvrl(train_sub: argparse._SubParsersAction) -> None:
         "DistributedDataParallel, negatives gathered from every process.",
     )
     p.add_argument("--videos", type=Path, required=True, metavar="DIR", help="folder of videos (searched recursively)")
-    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="checkpoint to write (OUT.safetensors)")
+    p.add_argument("--out", type=output_file, required=True, metavar="OUT", help="checkpoint to write (OUT.safetensors)")
+    add_force_arg(p)
     p.add_argument("--config", default="tiny", help="preset: tiny (minutes on 2 CPU cores; default) or cvrl (the "
                    "paper's recipe on R3D-18, a GPU job)")
     p.add_argument("--arch", default=None, help="tiny3d | r3d_18 | r2plus1d_18 | mc3_18 | s3d (default: the preset's)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
-    p.add_argument("--batch-size", type=int, default=None, help="clip pairs per step and process")
-    p.add_argument("--clip-len", type=int, default=None, help="frames per clip")
-    p.add_argument("--stride", type=int, default=None, help="decoded frames between a clip's frames")
-    p.add_argument("--decode-fps", type=float, default=None, help="rate the videos are decoded at")
-    p.add_argument("--crop-size", type=int, default=None, help="side of the augmented frames in pixels")
-    p.add_argument("--temperature", type=float, default=None, help="InfoNCE temperature (default 0.1)")
-    p.add_argument("--pairs-per-10s", type=float, default=None,
+    p.add_argument("--epochs", type=int_range(1), default=None, help="epochs (default: the preset's)")
+    p.add_argument("--batch-size", type=int_range(1), default=None, help="clip pairs per step and process")
+    p.add_argument("--clip-len", type=int_range(1, 256), default=None, help="frames per clip")
+    p.add_argument("--stride", type=int_range(1, 64), default=None, help="decoded frames between a clip's frames")
+    p.add_argument("--decode-fps", type=positive_float, default=None, help="rate the videos are decoded at")
+    p.add_argument("--crop-size", type=int_range(16, 1024), default=None, help="side of the augmented frames in pixels")
+    p.add_argument("--temperature", type=positive_float, default=None, help="InfoNCE temperature (default 0.1)")
+    p.add_argument("--pairs-per-10s", type=positive_float, default=None,
                    help="clip pairs drawn per epoch from each video, per 10 s of it (tiny: 16; at least 1 per video)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW, warm-up then cosine)")
-    p.add_argument("--fame", type=float, default=None, metavar="P",
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--fame", type=unit_fraction, default=None, metavar="P",
                    help="probability of FAME's foreground-background merge on view 1 (default 0 = off)")
-    p.add_argument("--carl", type=float, default=None, metavar="WEIGHT",
+    p.add_argument("--carl", type=float_range(0.0), default=None, metavar="WEIGHT",
                    help="weight of the CARL frame-level sequence contrastive loss (default 0 = off)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes decoding clips")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--save-every", type=int, default=None, help="steps between resume checkpoints")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (resumable)")
+    p.add_argument("--workers", type=int_range(0, 64), default=None, help="DataLoader worker processes decoding clips")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None, help="random seed (default 0)")
+    p.add_argument("--save-every", type=int_range(1), default=None, help="steps between resume checkpoints")
+    p.add_argument("--max-steps", type=int_range(1), default=None, help="stop after this many steps in total (resumable)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA too")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -64,8 +75,13 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
     # deferred: torch and the training stack; `momentlens --help` must start in about 0.5 s
     import os
 
-    from backends.train.cvrl import preset, train_cvrl
+    from backends.train.cvrl import TrainOutputs, preset, train_cvrl
 
+    if int(os.environ.get("RANK", "0")) == 0:  # (under torchrun, the other ranks' check could see rank 0's new files)
+        outs = TrainOutputs.for_out(args.out)
+        refuse_to_replace([outs.weights, outs.weights.with_suffix(".json"), outs.log]
+                          + ([] if args.resume else [outs.resume]), args.force or args.resume,
+                          hint="" if args.resume else " (or --resume to continue that run)")
     cfg = preset(args.config, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, clip_len=args.clip_len,
                  stride=args.stride, decode_fps=args.decode_fps, crop_size=args.crop_size, temperature=args.temperature,
                  pairs_per_10s=args.pairs_per_10s, lr=args.lr, fame_p=args.fame, carl_weight=args.carl,
@@ -103,16 +119,17 @@ def _register_adapter(train_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--videos", type=Path, required=True, metavar="DIR", help="folder of videos")
     add_encoder_arg(p)
-    p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    p.add_argument("--steps", type=int, default=16, help="steps per epoch (default 16)")
+    p.add_argument("--epochs", type=int_range(1, 10_000), default=10, help="epochs (default 10)")
+    p.add_argument("--steps", type=int_range(1, 100_000), default=16, help="steps per epoch (default 16)")
     p.add_argument("--fps", type=positive_float, default=1.0, help="frames per second of the features (default 1)")
-    p.add_argument("--layers", type=int, default=4, help="temporal attention layers (default 4)")
-    p.add_argument("--clip-frames", type=int, default=8, help="frames per training clip (default 8)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--layers", type=int_range(1, 24), default=4, help="temporal attention layers (default 4)")
+    p.add_argument("--clip-frames", type=int_range(2, 64), default=8, help="frames per training clip (default 8)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
     p.add_argument("--save-initial", action="store_true",
                    help="also write the untrained adapter as CKPT-stem.epoch0.pt (to overlay in `scaling`)")
-    p.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint file to write")
+    p.add_argument("--out", type=output_file, required=True, metavar="CKPT", help="checkpoint file to write")
+    add_force_arg(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary (checkpoint, loss curve, scales)")
     p.set_defaults(func=cmd_train_adapter)
 
@@ -125,6 +142,7 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
     from backends.models.adapter import AdapterConfig, TemporalAdapter, load_adapter, save_adapter
     from backends.train.adapter import TrainConfig, find_videos, loss_curve_paths, train_adapter_on_videos
 
+    refuse_to_replace([args.out, *loss_curve_paths(args.out)], args.force)
     videos = find_videos(args.videos)
     encoder = cached_encoder(args.encoder)
     config = AdapterConfig(dim=encoder.dim, layers=args.layers)
@@ -180,11 +198,12 @@ def _register_grounding(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=positive_float, default=1.0, help="frame rate of the features (default 1)")
     p.add_argument("--num-clips", type=int, choices=(16, 32, 64, 128), default=16, help="map size N (default 16)")
     p.add_argument("--mask", choices=("dense", "sparse"), default="dense", help="valid cells (default dense)")
-    p.add_argument("--hidden", type=int, default=64, help="channels of the map convolutions (default 64)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    p.add_argument("--hidden", type=int_range(1, 1024), default=64, help="channels of the map convolutions (default 64)")
+    p.add_argument("--epochs", type=int_range(1, 10_000), default=30, help="epochs (default 30)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=output_file, required=True, help="checkpoint file to write")
+    add_force_arg(p)
     p.set_defaults(func=cmd_train_grounding)
 
 
@@ -200,6 +219,7 @@ def cmd_train_grounding(args: argparse.Namespace) -> int:
         raise MomentLensError("give either --annotations FILE or --pseudo --videos DIR.")
     if args.pseudo and not args.videos:
         raise MomentLensError("--pseudo needs --videos DIR (folders or files of unlabeled videos).")
+    refuse_to_replace([args.out], args.force)
     enc = cached_encoder(args.encoder)
     if args.pseudo:
         samples, pseudo, skipped = pq.pseudo_samples(args.videos, enc, args.num_clips, fps=args.fps)

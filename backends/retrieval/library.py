@@ -154,7 +154,8 @@ class SearchResult:
             return None
         names = ", ".join(Path(m).name for m in self.missing[:3]) + (" ..." if len(self.missing) > 3 else "")
         return (f"{len(self.missing)} indexed video(s) are gone from disk and were left out ({names}): "
-                "`momentlens index rebuild` drops them from the library.")
+                "`momentlens index rebuild` takes them out of the index (`index stats` lists them as gone), "
+                "`index remove PATH` forgets one.")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query": self.query, "encoder": self.encoder, "found": self.found,
