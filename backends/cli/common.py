@@ -32,32 +32,28 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
-    """argparse type of a whole number from `low` to `high` (inclusive; None: no upper bound)."""
+def _ranged(convert: Callable[[str], Any], noun: str, low: float, high: float | None) -> Callable[[str], Any]:
+    """argparse type: `convert(text)`, then refused outside [low, high] (high None: no upper bound)."""
 
-    def parse(text: str) -> int:
-        value = _integer(text)
+    def parse(text: str) -> Any:
+        value = convert(text)
         if value < low or (high is not None and value > high):
-            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-            raise argparse.ArgumentTypeError(f"must be a whole number {span}, got {text}")
+            span = f"from {low:,} to {high:,}".replace(",", "") if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"must be a {noun} {span}, got {text}")
         return value
 
-    parse.__name__ = "whole number"  # what argparse names in its "invalid ... value" message
+    parse.__name__ = noun  # what argparse names in its "invalid ... value" message
     return parse
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type of a whole number from `low` to `high` (inclusive; None: no upper bound)."""
+    return _ranged(_integer, "whole number", low, high)
 
 
 def float_range(low: float, high: float | None = None) -> Callable[[str], float]:
     """argparse type of a finite number from `low` to `high` (inclusive; None: no upper bound)."""
-
-    def parse(text: str) -> float:
-        value = _number(text)
-        if value < low or (high is not None and value > high):
-            span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
-            raise argparse.ArgumentTypeError(f"must be a number {span}, got {text}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
+    return _ranged(_number, "number", low, high)
 
 
 def finite_float(text: str) -> float:
