@@ -82,7 +82,7 @@ class EncoderComparison:
 
     def to_dict(self) -> dict:
         r = self.saliency_correlation
-        return {"video": self.a.video, "query": self.a.query, "duration": self.a.duration,
+        return {"video": self.a.video, "query": self.a.query, "duration": round(float(self.a.duration), 3),
                 "encoders": list(self.encoders), "a": self.a.to_dict(), "b": self.b.to_dict(),
                 "agreement": {"top1_iou": round(self.top1_iou, 4), "matched": self.matched,
                               "match_iou": MATCH_IOU, "mean_best_iou": round(self.mean_best_iou, 4),
