@@ -547,9 +547,9 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
     results = []
     for i, text in enumerate(texts):
         if nothing:
-            moments, tmap = [], map_scores(index, qvecs[i], scorer)
+            tmap = map_scores(index, qvecs[i], scorer)
             used = f"head:{Path(str(head)).name}" if head_model is not None else scorer or zs.DEFAULT_SCORER
-            results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, moments,
+            results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, [],
                                            feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
                                            blank=blank, blank_reasons=reasons, distinct=False, separation=None))
             continue
