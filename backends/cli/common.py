@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from backends.core.errors import MomentLensError
 from backends.io.video import DEFAULT_MAX_DURATION, probe
 
 
@@ -38,7 +39,7 @@ def _ranged(convert: Callable[[str], Any], noun: str, low: float, high: float | 
     def parse(text: str) -> Any:
         value = convert(text)
         if value < low or (high is not None and value > high):
-            span = f"from {low:,} to {high:,}".replace(",", "") if high is not None else f"of at least {low}"
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
             raise argparse.ArgumentTypeError(f"must be a {noun} {span}, got {text}")
         return value
 
@@ -88,10 +89,11 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=positive_float, default=1.0, help="frames sampled per second (0.5, 1, 2, 4; default 1)")
     p.add_argument("--max-duration", type=positive_float, default=DEFAULT_MAX_DURATION,
                    help="refuse videos longer than this many seconds (default 7200)")
+
+
 def check_video_length(args: argparse.Namespace) -> None:
     """`--max-duration` for commands that encode through the retrieval engine: the video's length is read from
     its header (milliseconds) and refused in one sentence before any frame is decoded."""
-
     probe(args.video, max_duration=args.max_duration)
 
 
@@ -141,8 +143,6 @@ def add_force_arg(p: argparse.ArgumentParser) -> None:
 
 def refuse_to_replace(paths: list[Path], force: bool, hint: str = "") -> None:
     """A trained model is hours of work: a run never replaces one unless asked (--force)."""
-    from backends.core.errors import MomentLensError
-
     there = [p for p in paths if p.exists()]
     if there and not force:
         raise MomentLensError(f"{there[0]} already exists (from an earlier run); pass --force to replace it{hint}, "
