@@ -327,8 +327,12 @@ def test_sigterm_stops_the_app_and_removes_its_work_folder(tmp_path):
                 time.sleep(0.5)
         new = set(Path(tempfile.gettempdir()).glob("momentlens-app-*")) - before
         assert len(new) == 1 and next(iter(new)).is_dir()
+        # the two start-up lines come just after the port opens: read them first ('' if the app ended; what
+        # readline buffered beyond them would be lost to communicate(), which reads the pipe directly)
+        first = (proc.stdout.readline() + proc.stdout.readline()) if proc.stdout else ""
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
+        out = first + out
     finally:
         if proc.poll() is None:
             proc.kill()
