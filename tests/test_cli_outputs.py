@@ -160,3 +160,8 @@ def test_predictions_that_match_no_query_are_an_error_not_a_zero(tmp_path, share
     err = _one_sentence(_cli("evaluate", str(shared_data / "realmix_dev.json"), "--predictions", str(preds),
                              "--protocol", "momentlens"))
     assert "has a prediction" in err and "same dataset" in err
+
+
+def test_augment_says_when_encoder_is_not_a_trained_video_encoder(clip):
+    err = _one_sentence(_cli("augment", str(clip), "--encoder", "conse-effnet-minilm"))
+    assert "conse-effnet-minilm is not one" in err and "video:PATH.safetensors" in err

@@ -82,8 +82,11 @@ def _enabled(args: argparse.Namespace) -> tuple[list[str], bool]:
 def run_augment(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.augment import save_images
-    from backends.views.augment import augment_view
+    from backends.views.augment import augment_view, training_augmentation
 
+    if args.encoder and training_augmentation(args.encoder) is None:  # never ignored without a word
+        raise AugmentError(f"--encoder shows the augmentation a trained video encoder saw; {args.encoder} is not one "
+                           "(give video:PATH.safetensors from `momentlens train cvrl`, or drop --encoder).")
     enabled, force = _enabled(args)
     config = CvrlConfig(crop_size=args.crop_size, strength=args.strength,
                         num_frames=args.frames, stride=args.stride)
