@@ -545,19 +545,16 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
     blank, reasons = feats.content_free()
     nothing = bool(blank.size) and bool(blank.all())  # every frame black, blank or a fade: nothing can be a moment
     results = []
+    used = f"head:{Path(str(head)).name}" if head_model is not None else scorer or zs.DEFAULT_SCORER
     for i, text in enumerate(texts):
-        if nothing:
-            tmap = map_scores(index, qvecs[i], scorer)
-            used = f"head:{Path(str(head)).name}" if head_model is not None else scorer or zs.DEFAULT_SCORER
-            results.append(RetrievalResult(str(video), float(feats.duration), feats.encoder_id, text, [],
-                                           feats.times.copy(), frame_sim[:, i].astype(np.float64), tmap, used,
-                                           blank=blank, blank_reasons=reasons, distinct=False, separation=None))
-            continue
-        if head_model is None:
+        moments: list[Moment]
+        if nothing:  # no window may be a moment, so none is scored (the map is still drawn)
+            moments, tmap = [], map_scores(index, qvecs[i], scorer)
+            sim = index.clip_features @ _unit(qvecs[i])
+        elif head_model is None:
             sim, scores = score_candidates(index, qvecs[i], scorer)
             moments = top_moments(index, scores, top_k, nms_threshold)
             tmap = map_scores(index, qvecs[i], scorer, sim, scores)
-            used = scorer or zs.DEFAULT_SCORER
         else:
             grid, tmap = _head_scores(head_model, index, qvecs[i])
             a, b = np.nonzero(index.map_mask)
@@ -566,9 +563,8 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
             if blank.any():  # the head's windows follow the same content rule as the zero-shot candidates
                 cells = np.where(_map_windows_with_content(index, blank, a, b), cells, -np.inf)
             moments = top_moments(sub, cells, top_k, nms_threshold)
-            used = f"head:{Path(str(head)).name}"
             sim = index.clip_features @ _unit(qvecs[i])
-        distinct: bool | None = None
+        distinct: bool | None = False if nothing else None  # judged below (judge says False for no moment)
         separation = top_separation(index, moments[0]) if moments else None
         if confidence:
             moments, distinct = judge(index, enc, sim, moments, scorer, separation)
