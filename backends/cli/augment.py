@@ -16,7 +16,7 @@ from typing import Any
 from backends.analysis.augment import METHODS
 from backends.analysis.clips import AugmentError
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
-from backends.cli.common import emit_json, float_range, int_range, output_dir, output_file, write_html
+from backends.cli.common import emit_json, float_range, int_range, output_dir, output_file, seed_value, write_html
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", type=Path, help="video file")
     p.add_argument("--method", choices=METHODS, default="cvrl", help="which view to compute (default cvrl)")
-    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed; the same seed gives the same output")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--json", action="store_true", help="print the sampled parameters as JSON on stdout")
     dest = p.add_mutually_exclusive_group()
     dest.add_argument("--html", type=output_file, metavar="FILE", help="write a standalone (offline) plotly HTML")
@@ -95,18 +95,18 @@ def run_augment(args: argparse.Namespace) -> int:
         inconsistent=args.inconsistent, background_path=args.background, start=args.start,
         max_frames=args.max_frames, encoder=args.encoder,
     )
-    args.wrote = write_html(fig, args.html) if args.html else None
+    wrote = write_html(fig, args.html) if args.html else None
     if args.out:
         written = save_images(result, args.out)
         log.info("wrote %d images into %s", len(written), args.out)
     if args.json:
         emit_json(result.to_dict())
     else:
-        _print_summary(result, args)
+        _print_summary(result, args, wrote)
     return 0
 
 
-def _print_summary(result: Any, args: argparse.Namespace) -> None:
+def _print_summary(result: Any, args: argparse.Namespace, wrote: str | None) -> None:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.augment import describe_cvrl_params
 
@@ -127,7 +127,7 @@ def _print_summary(result: Any, args: argparse.Namespace) -> None:
         part = getattr(result, name)
         if part is not None:
             print(f"{name}: " + ", ".join(f"{k} {val}" for k, val in part.to_dict().items()))
-    if args.wrote:
-        print(args.wrote)
+    if wrote:
+        print(wrote)
     if args.out:
         print(f"wrote images into {args.out}")

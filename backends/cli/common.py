@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from backends.analysis.cvrl import MAX_SEED
 from backends.core.errors import MomentLensError
 from backends.io.video import DEFAULT_MAX_DURATION, probe
 
@@ -55,6 +56,10 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
 def float_range(low: float, high: float | None = None) -> Callable[[str], float]:
     """argparse type of a finite number from `low` to `high` (inclusive; None: no upper bound)."""
     return _ranged(_number, "number", low, high)
+
+
+# argparse type of every --seed: the 32-bit seeds the backend takes (cvrl.MAX_SEED), refused outside in one sentence
+seed_value = int_range(0, MAX_SEED)
 
 
 def finite_float(text: str) -> float:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.cli.common import emit_json, int_range, output_file, replaced, unit_fraction
+from backends.cli.common import emit_json, int_range, output_file, replaced, seed_value, unit_fraction
 from backends.core.errors import AnnotationError, MomentLensError
 from backends.core.paths import shared_data_dir
 from backends.evaluation.annotations import (
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bl.add_argument("--test", type=Path, required=True, help="test annotations")
     bl.add_argument("--durations", type=Path, nargs="+", metavar="CSV",
                     help="Charades_v1_{train,test}.csv (default: those in the shared data folder)")
-    bl.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    bl.add_argument("--seed", type=seed_value, default=0, help="random seed (default 0)")
     bl.add_argument("--runs", type=int_range(1, 10_000), default=10, help="average over this many runs")
     bl.add_argument("--json", action="store_true", help="print the result as JSON")
     bl.set_defaults(func=cmd_baseline)

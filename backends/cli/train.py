@@ -15,6 +15,7 @@ from backends.cli.common import (
     output_file,
     positive_float,
     refuse_to_replace,
+    seed_value,
     unit_fraction,
 )
 from backends.core.errors import MomentLensError
@@ -62,7 +63,7 @@ def _register_cvrl(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--carl", type=float_range(0.0), default=None, metavar="WEIGHT",
                    help="weight of the CARL frame-level sequence contrastive loss (default 0 = off)")
     p.add_argument("--workers", type=int_range(0, 64), default=None, help="DataLoader worker processes decoding clips")
-    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=None, help="random seed (default 0)")
     p.add_argument("--save-every", type=int_range(1), default=None, help="steps between resume checkpoints")
     p.add_argument("--max-steps", type=int_range(1), default=None, help="stop after this many steps in total (resumable)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt")
@@ -125,7 +126,7 @@ def _register_adapter(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int_range(1, 24), default=4, help="temporal attention layers (default 4)")
     p.add_argument("--clip-frames", type=int_range(2, 64), default=8, help="frames per training clip (default 8)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed (default 0)")
     p.add_argument("--save-initial", action="store_true",
                    help="also write the untrained adapter as CKPT-stem.epoch0.pt (to overlay in `scaling`)")
     p.add_argument("--out", type=output_file, required=True, metavar="CKPT", help="checkpoint file to write")
@@ -201,7 +202,7 @@ def _register_grounding(train_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int_range(1, 1024), default=64, help="channels of the map convolutions (default 64)")
     p.add_argument("--epochs", type=int_range(1, 10_000), default=30, help="epochs (default 30)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=output_file, required=True, help="checkpoint file to write")
     add_force_arg(p)
     p.set_defaults(func=cmd_train_grounding)
