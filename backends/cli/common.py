@@ -154,9 +154,15 @@ def refuse_to_replace(paths: list[Path], force: bool, hint: str = "") -> None:
                               "or choose another --out.")
 
 
-def replaced(existed: bool) -> str:
-    """The tail of a "wrote FILE" line when the file was there before: an overwrite is said, never silent."""
-    return " (replacing the file that was there)" if existed else ""
+def replaced(path: Path) -> str:
+    """The tail of a "wrote FILE" line, computed before the write: an overwrite is said, never silent, and so is a
+    folder that the write creates (a typo in a folder name would otherwise go unnoticed)."""
+    if path.exists():
+        return " (replacing the file that was there)"
+    missing = path.parent
+    while not missing.parent.exists() and missing.parent != missing.parent.parent:
+        missing = missing.parent
+    return "" if missing.exists() else f" (creating the folder {missing})"
 
 
 @contextlib.contextmanager
@@ -176,7 +182,7 @@ def written_whole(path: Path) -> Iterator[Path]:
 
 def write_html(fig: Any, path: Path) -> str:
     """A figure as a standalone (offline) HTML file, written whole or not at all; returns the "wrote" line."""
-    existed = path.exists()
+    note = replaced(path)
     with written_whole(path) as tmp:
         fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
-    return f"wrote {path}{replaced(existed)}"
+    return f"wrote {path}{note}"

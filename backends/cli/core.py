@@ -100,7 +100,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
                          max_duration=args.max_duration)
     again = ""
     if args.out:  # written whole under exactly the name given (np.savez would add .npz to notes.txt)
-        again = replaced(args.out.exists())
+        again = replaced(args.out)
         with written_whole(args.out) as tmp, open(tmp, "wb") as f:
             np.savez(f, features=feats.features, times=feats.times)
     summary = {

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.cli.common import emit_json, int_range, output_file, replaced, seed_value, unit_fraction
+from backends.cli.common import (
+    emit_json,
+    int_range,
+    output_file,
+    replaced,
+    seed_value,
+    unit_fraction,
+    written_whole,
+)
 from backends.core.errors import AnnotationError, MomentLensError
 from backends.core.paths import shared_data_dir
 from backends.evaluation.annotations import (
@@ -90,6 +98,31 @@ def per_query_file(text: str) -> Path:
     return p
 
 
+def _check_annotation_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise AnnotationError(f"{path} is a folder; give the {what} itself (.txt, .jsonl or .json).")
+    if not path.is_file():
+        raise AnnotationError(f"{what} {path} does not exist.")
+
+
+def _check_options(args: argparse.Namespace, protocol: str) -> None:
+    """Refuse, before any work, an option that the chosen mode would silently ignore."""
+    if args.predictions is not None:
+        model_opts = [flag for flag, v in (("--encoder", args.encoder), ("--head", args.head),
+                                           ("--video-dir", args.video_dir)) if v is not None]
+        if model_opts:
+            raise MomentLensError(f"{', '.join(model_opts)} choose the model that runs, but --predictions scores "
+                                  "predictions made elsewhere: drop one or the other.")
+        if not args.predictions.is_file():
+            raise AnnotationError(f"predictions file {args.predictions} does not exist.")
+    if protocol == "qvhighlights":
+        ignored = [flag for flag, v in (("--per-query", args.per_query), ("--nms", args.nms),
+                                        ("--durations", args.durations)) if v is not None]
+        if ignored:
+            raise MomentLensError(f"{', '.join(ignored)} apply to the momentlens and charades-sta protocols only, "
+                                  "not to qvhighlights: drop them or pass --protocol momentlens.")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -98,9 +131,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.encoders import default_encoder_name
 
-    if not args.ground_truth.is_file():
-        raise AnnotationError(f"ground-truth file {args.ground_truth} does not exist.")
+    _check_annotation_file(args.ground_truth, "ground-truth file")
     name = args.protocol or _default_protocol(args.ground_truth, args.predictions is not None)
+    _check_options(args, name)
     if name == "qvhighlights":
         if args.predictions is None:
             raise MomentLensError("the qvhighlights protocol needs --predictions (a QVHighlights-format jsonl).")
@@ -124,8 +157,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         encoder = args.encoder or default_encoder_name()  # the model that ran, default resolved
     again = ""
     if args.per_query:
-        again = replaced(args.per_query.exists())
-        result.write_per_query(args.per_query)
+        again = replaced(args.per_query)
+        with written_whole(args.per_query) as tmp:
+            result.write_per_query(tmp, fmt=args.per_query.suffix)
     if args.json:
         out = {"encoder": encoder, "num_queries": result.num_queries, "protocol": protocol.to_dict(), "unit": "fraction",
                **{k: result.metrics[k] for k in metric_names(protocol)},
@@ -162,8 +196,6 @@ def _evaluate_qvhighlights(args: argparse.Namespace) -> int:
     from backends.evaluation.qvhighlights import evaluate_qvhighlights
 
     result = evaluate_qvhighlights(load_annotations(args.ground_truth), read_predictions(args.predictions))
-    if args.per_query:
-        raise MomentLensError("--per-query is available for the momentlens and charades-sta protocols only.")
     if args.json:
         _emit({**result, "unit": "percent"})
     else:
@@ -179,8 +211,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from backends.evaluation.baselines import run_baseline
 
     for p in (args.train, args.test):
-        if not p.is_file():
-            raise AnnotationError(f"annotation file {p} does not exist.")
+        _check_annotation_file(p, "annotation file")
     durations = _durations_for(args.durations, args.train, args.test)
     train = load_annotations(args.train, durations=durations)
     test = load_annotations(args.test, durations=durations)

@@ -81,9 +81,11 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     lib = Library(args.library)
     report = lib.add(args.paths, encoder=args.encoder, fps=args.fps, show_progress=None if not args.json else False,
                      ray=args.ray)
+    # nothing usable among the files given is a failure (exit 1), so that a script notices; the report still prints
+    rc = 1 if report.skipped and not report.added and not report.unchanged else 0
     if args.json:
         emit_json(report.to_dict())
-        return 0
+        return rc
     print(f"{len(report.added)} video(s) added, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped "
           f"in {report.seconds:.1f} s; library {lib.folder} ({lib.encoder} at {lib.fps:g} fps)")
     if report.ray is not None:
@@ -95,7 +97,9 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         print(f"  skipped {file}: {reason}")
     for file in report.dropped:
         print(f"  dropped {file}: gone from disk")
-    return 0
+    if rc:
+        print("none of the files given is a readable video: nothing was added (see the reasons above).")
+    return rc
 
 
 def cmd_index_stats(args: argparse.Namespace) -> int:

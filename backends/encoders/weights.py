@@ -14,6 +14,7 @@ from pathlib import Path
 
 from backends.core.contracts import ProgressFn, StopFn
 from backends.core.errors import UnknownEncoderError
+from backends.encoders.base import offline_encoder_names
 from backends.encoders.clip_encoder import CLIP_CACHE, clip_models, clip_weights_file
 from backends.encoders.video import TORCHVISION_ARCHS, kinetics_weights_file, kinetics_weights_url
 from backends.io.download import DownloadError, download
@@ -50,6 +51,9 @@ def weights_source(encoder: str, url: str | None = None, sha256: str | None = No
         official, target = kinetics_weights_url(arch), kinetics_weights_file(arch)
         published = official.rsplit("-", 1)[-1].split(".")[0]  # r3d_18-b3b3357e.pth -> b3b3357e
     if official is None or target is None:
+        if encoder in offline_encoder_names(test_only=True):
+            raise UnknownEncoderError(f"{encoder} needs no download: its weights come with the installed packages "
+                                      f"(use it as --encoder {encoder}).")
         raise UnknownEncoderError(f"no published weights for {encoder!r}; downloadable: {', '.join(downloadable())}.")
     return WeightsSource(encoder, url or official, (sha256 or published).lower(), target)
 
@@ -63,8 +67,9 @@ def get_weights(encoder: str, *, url: str | None = None, sha256: str | None = No
         return download(src.url, src.target, sha256=src.sha256, progress=progress, should_stop=should_stop)
     except DownloadError as err:
         first = str(err).rstrip(".")
-        raise DownloadError(f"{first}{'' if first.endswith('?') else '.'} To use {encoder} here, "
-                            + src.instructions()) from None
+        # placing the file by hand means the published file: a mirror or file:// URL that just failed is no advice
+        by_hand = weights_source(encoder).instructions() if url else src.instructions()
+        raise DownloadError(f"{first}{'' if first.endswith('?') else '.'} To use {encoder} here, " + by_hand) from None
 
 
 __all__ = ["CLIP_CACHE", "WeightsSource", "downloadable", "get_weights", "weights_source"]

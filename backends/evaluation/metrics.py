@@ -92,11 +92,12 @@ class EvaluationResult:
                 row[f"R{n}@{m:g}"] = int(_hit(r.best_iou.get(n, 0.0), m, self.protocol.strict))
         return row
 
-    def write_per_query(self, path: str | Path) -> Path:
-        """Write per-query results as CSV (`.csv`) or JSON (anything else)."""
+    def write_per_query(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Write per-query results as CSV or JSON: `fmt` ".csv" or ".json", by default the file's suffix (CSV for
+        `.csv`, JSON for anything else)."""
         path = Path(path)
         rows = [self._row(r) for r in self.per_query]
-        if path.suffix.lower() == ".csv":
+        if (fmt or path.suffix).lower() == ".csv":
             with path.open("w", newline="", encoding="utf-8") as fh:
                 cols = list(rows[0].keys()) if rows else ["qid"]
                 writer = csv.DictWriter(fh, fieldnames=cols)
