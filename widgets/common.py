@@ -39,10 +39,22 @@ def encoder_choices() -> list[str]:
     return list(dict.fromkeys([*offline_encoder_names(first=default_encoder_name()), *models]))
 
 
+def upload_name(name: str) -> str:
+    """A browser's file name as a safe file name: no folder part, not "." or "..", at most 120 bytes (the
+    suffix kept), so that the cache's own `.part` name still fits the file system's limit."""
+    base = Path(str(name).replace("\\", "/")).name.strip()
+    if base in ("", ".", "..") or base.startswith("."):
+        base = "upload" + (Path(base).suffix if base not in ("", ".", "..") else ".mp4")
+    stem, suffix = Path(base).stem, Path(base).suffix[:16]
+    while len((stem + suffix).encode()) > 120:
+        stem = stem[:-1]
+    return stem + suffix
+
+
 def save_upload(name: str, content: bytes) -> Path:
     """Write an uploaded file under the cache (`uploads/<content hash>/<name>`) and return its path."""
     digest = hashlib.sha1(content).hexdigest()[:16]
-    out = paths.cache_dir() / "uploads" / digest / (Path(name).name or "upload.mp4")
+    out = paths.cache_dir() / "uploads" / digest / upload_name(name)
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(out.suffix + ".part")
@@ -66,6 +78,10 @@ class VideoPicker(W.VBox):
         if default in samples.values():
             self.samples.value = default
         self.samples.observe(lambda ch: ch["new"] and setattr(self.path, "value", ch["new"]), names="value")
+        # a path typed or uploaded: the dropdown follows (a sample's name, or "(path below)"), so that picking
+        # the sample again is a change that loads it
+        self.path.observe(lambda ch: setattr(self.samples, "value", ch["new"] if ch["new"] in samples.values()
+                                             else ""), names="value")
         self.upload.observe(self._uploaded, names="value")
         super().__init__([W.HBox([self.samples, self.path, self.upload])])
 
@@ -111,6 +127,7 @@ class Runner(W.HBox):
         self._stop = threading.Event()
         self._generation = 0
         self._thread: threading.Thread | None = None
+        self._local = threading.local()  # the (generation, stop event) of the run this thread executes
         self.stop_button.on_click(lambda _: self.stop())
         super().__init__([self.bar, self.stop_button, self.status])
 
@@ -119,17 +136,33 @@ class Runner(W.HBox):
             self.status.value = "Nothing is running; Stop ends a computation at its next step."
             return
         self._stop.set()
+        self.status.value = "<span style='color:#b26b00'>Stopping at the next step…</span>"
+
+    def drop(self) -> None:
+        """Stop the run in flight and never show its result (its inputs changed: another clip or encoder)."""
+        self._stop.set()
+        self._generation += 1
+        self.bar.value = 0.0
+
+    def _current(self) -> bool:
+        """False in a run that was stopped or superseded (checked from the thread that executes it)."""
+        run = getattr(self._local, "run", None)
+        if run is None:
+            return not self._stop.is_set()
+        generation, stop = run
+        return generation == self._generation and not stop.is_set()
 
     def progress(self, frac: float, text: str = "") -> None:
-        """The backend's progress callback: moves the bar; after Stop it cancels the computation."""
-        if self._stop.is_set():
+        """The backend's progress callback: moves the bar; after Stop (or a newer run) it cancels the computation,
+        and a superseded run never writes the status line."""
+        if not self._current():
             raise CancelledError("Stopped; nothing partial was kept.")
         self.bar.value = max(0.0, min(1.0, float(frac)))
         if text:
             self.status.value = html.escape(text)
 
     def should_stop(self) -> bool:
-        return self._stop.is_set()
+        return not self._current()
 
     @property
     def busy(self) -> bool:
@@ -152,22 +185,26 @@ class Runner(W.HBox):
         started = time.perf_counter()
         in_thread = self.background if self.background is not None else bool(background)
 
+        def failed(colour: str, text: str) -> None:
+            if generation != self._generation:
+                return  # superseded: the newer run owns the status line
+            self.status.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
         def step():
+            self._local.run = (generation, stop)
             try:
                 result = work()
             except MomentLensError as err:  # CancelledError included
-                if generation == self._generation:
-                    colour = "#b26b00" if isinstance(err, CancelledError) else "#c0392b"
-                    self.status.value = f"<span style='color:{colour}'>{html.escape(str(err))}</span>"
+                failed("#b26b00" if isinstance(err, CancelledError) else "#c0392b", str(err))
                 return
             except Exception as err:
                 self.error = err
-                if generation == self._generation:
-                    self.status.value = (f"<span style='color:#c0392b'>Unexpected error ({type(err).__name__}): "
-                                         f"{html.escape(str(err))}</span>")
+                failed("#c0392b", f"Unexpected error ({type(err).__name__}): {err}")
                 if not in_thread:
                     raise
                 return
+            finally:
+                self._local.run = None
             if generation != self._generation:
                 return  # superseded by a newer run: its result will be shown instead
             if stop.is_set():
@@ -264,15 +301,18 @@ class VideoPlayer(anywidget.AnyWidget):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.path: Path | None = None
+        self._stamp: tuple[int, int] | None = None  # (mtime, size) of the file whose bytes were sent
         self.note = ""
 
     def load(self, video: str | Path) -> None:
         """Show `video` (transcoded once to H.264 by the backend when the browser cannot play it)."""
 
         playable = Path(playable_path(video))
-        if playable == self.path:
-            return
-        size = playable.stat().st_size
+        st = playable.stat()
+        if playable == self.path and (st.st_mtime_ns, st.st_size) == self._stamp:
+            return  # the same file, unchanged: its bytes are in the browser already
+        self._stamp = (st.st_mtime_ns, st.st_size)
+        size = st.st_size
         if size > MAX_PLAYER_BYTES:
             self.value, self.path = b"", None
             self.note = f"{playable.name} is {size / 2**20:.0f} MB, too large to send to the browser."

@@ -5,7 +5,8 @@
     panel.query.value = "a dog runs"                          # recomputes (continuous_update=False)
     panel.result                                              # the last result as plain Python data
 
-Every panel has `.widget` (what is displayed), `.result` (plain data of the last run, None before),
+Every panel has `.widget` (what is displayed), `.result` (plain data of what the panel shows: the last run that
+succeeded, None before and after a change of clip or encoder; a failed run leaves it, and `.runner.status` says why),
 `.run()` (recompute from the controls), `.runner` (progress bar, Stop, status line) and `.wait()`.
 """
 
@@ -25,14 +26,16 @@ from IPython.display import display
 from backends.analysis.augment import METHODS as AUGMENT_METHODS
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.analysis.gradcam_options import METHODS as CAM_METHODS
-from backends.core.errors import WindowError
+from backends.core.errors import MomentLensError, QueryError, WindowError
 from backends.core.paths import cache_dir
 from backends.figures.compare import ENCODER_COLOURS
 from backends.figures.retrieval import saliency_figure, temporal_map_figure
+from backends.io.playback import playable_path
 from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip
 from backends.retrieval.library import CONFIDENCE_MEANING
 from backends.train.adapter import (
     adapter_training_videos,
+    loss_curve_paths,
     train_adapter_on_videos,
 )
 from backends.views.augment import augment_view
@@ -63,8 +66,14 @@ class Panel:
         self.go_button.on_click(lambda _: self.run(background=True))
         header = [self.source] if with_source and not self.shared_source else []
         self.widget = W.VBox(header + [*self.build(), W.HBox([self.go_button, self.runner])])
-        # another clip: every output computed on the previous one goes (nothing stale stays on screen)
-        self.video.path.observe(lambda _change: self.clear(), names="value")
+        # another clip or encoder: a run in flight is dropped, and every output computed on the previous one goes
+        # (nothing stale stays on screen)
+        self.video.path.observe(lambda _change: self._inputs_changed(), names="value")
+        self.encoder.observe(lambda _change: self._inputs_changed(), names="value")
+
+    def _inputs_changed(self) -> None:
+        self.runner.drop()
+        self.clear()
 
     def build(self) -> list[W.Widget]:  # controls and outputs, defined by each panel
         return []
@@ -121,7 +130,10 @@ class RetrievalPanel(Panel):
         W.link((self.loop, "value"), (self.player, "loop"))
         self.on_result: list = []  # callables(RetrievalResult) run after each retrieval (the Explorer links Grad-CAM)
         self.on_moment: list = []  # callables(start, end) run when a moment button is pressed
-        self._rerun_on(self.query, self.clip, self.top_k, self.nms, self.gt)
+        self._rerun_on(self.top_k, self.nms, self.fps, self.head, self.gt)
+        # a text query or a clip, whichever was typed last: the other box empties, so what ran is what is shown
+        self.query.observe(lambda ch: self._either(ch, self.clip), names="value")
+        self.clip.observe(lambda ch: self._either(ch, self.query), names="value")
         return [W.HBox([self.query, self.clip, self.top_k]), W.HBox([self.nms, self.fps, self.head, self.gt]),
                 W.HBox([self.chips, self.loop]), W.HBox([self.player, self.table]), self.saliency, self.map]
 
@@ -131,6 +143,17 @@ class RetrievalPanel(Panel):
             fig.data = ()
         self.chips.children, self.table.value = [], ""
         self.player.clear()
+
+    def _either(self, change: dict, other: W.Text) -> None:
+        if self._quiet:
+            return
+        if change["new"].strip() and other.value.strip():
+            self._quiet = True
+            try:
+                other.value = ""
+            finally:
+                self._quiet = False
+        self.run(background=from_browser(change))
 
     def _ground_truth(self, duration: float) -> tuple[float, float] | None:
         window = _typed_window(self.gt.value, "the ground truth")
@@ -148,6 +171,9 @@ class RetrievalPanel(Panel):
 
         def work():
             moment = self._query_clip()
+            if moment is not None and head is not None:
+                raise QueryError("a grounding head scores text queries, not clips: empty the head box, or the clip box "
+                                 "to search by text.")
             if moment is not None:
                 r = retrieve_by_clip(video, moment=moment, progress=runner.progress, should_stop=runner.should_stop,
                                      **options)
@@ -155,11 +181,12 @@ class RetrievalPanel(Panel):
                 r = retrieve(video, query, head=head, progress=runner.progress, should_stop=runner.should_stop,
                              **options)
             gt = self._ground_truth(r.duration)
-            self.player.load(video)
+            playable_path(video)  # a browser-playable copy is made here, off the kernel's thread
             return r, gt
 
         def done(out):
             r, gt = out
+            self.player.load(video)
             show_figure(self.saliency, saliency_figure(r, top=min(3, len(r.moments))), on_click=lambda x, _y: self.seek(x))
             show_figure(self.map, temporal_map_figure(r.map, r.moments, gt=gt, title=f"2D temporal map, N = {r.map.num_clips}"),
                         on_click=lambda x, _y: self.seek(x))
@@ -200,7 +227,7 @@ def _typed_window(value: str, what: str) -> tuple[float, float] | None:
         window = tuple(float(v) for v in text)
     except ValueError:
         window = ()
-    if len(window) != 2:
+    if len(window) != 2 or not all(np.isfinite(window)):
         raise WindowError(f"{what} {value!r} is not two numbers; type 'start end' in seconds.")
     return window[0], window[1]
 
@@ -229,11 +256,13 @@ class SelfSimilarityPanel(Panel):
         self.t2 = W.FloatText(value=10.0, description="t2 (s)", layout=W.Layout(width="160px"))
         self.frames = W.HBox([W.Image(format="png", width=320), W.Image(format="png", width=320)],
                              layout=W.Layout(display="none"))  # shown once there are frames
-        self._rerun_on(self.kind, self.features)
+        self._rerun_on(self.kind, self.features, self.fps)
+        # the frames have their own runner: looking at a cell never cancels a Compute in flight
+        self.frame_runner = Runner(self.runner.background)
         for t in (self.t1, self.t2):
             t.observe(lambda change: self.show_frames(background=from_browser(change)), names="value")
         return [W.HBox([self.kind, self.features, self.fps]), self.summary, self.figure,
-                W.HBox([self.t1, self.t2]), self.frames]
+                W.HBox([self.t1, self.t2, self.frame_runner]), self.frames]
 
     def run(self, background: bool = False) -> None:
 
@@ -253,6 +282,8 @@ class SelfSimilarityPanel(Panel):
 
     def clear(self) -> None:
         super().clear()
+        self.frame_runner.drop()
+        self.frame_runner.status.value = ""
         self.figure.data, self.summary.value = (), ""
         self.frames.layout.display = "none"
 
@@ -270,7 +301,7 @@ class SelfSimilarityPanel(Panel):
                 img.value = png_bytes(rgb)
             self.frames.layout.display = "flex"
 
-        self.runner.run(lambda: frames_at(video, t1, t2, size=240), done, background)
+        self.frame_runner.run(lambda: frames_at(video, t1, t2, size=240), done, background)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -311,9 +342,8 @@ class AugmentationPanel(Panel):
 
     def run(self, background: bool = False) -> None:
 
-        video = self.video.value
+        video, strength = self.video.value, float(self.strength.value)
         options = dict(method=self.method.value, seed=int(self.seed.value), enabled=tuple(self.enabled.value),
-                       config=CvrlConfig(strength=float(self.strength.value)),
                        inconsistent=bool(self.inconsistent.value), start=float(self.start.value),
                        encoder=self.encoder.value if self.as_trained.value else None)
 
@@ -324,7 +354,8 @@ class AugmentationPanel(Panel):
             text = json.dumps(self.result, indent=1, default=str)
             self.params.value = f"<pre style='font-size:11px;max-height:400px;overflow:auto'>{html.escape(text)}</pre>"
 
-        self.runner.run(lambda: augment_view(video, **options), done, background)
+        # the settings are checked in the run (a bad one is the status line's sentence, not a traceback)
+        self.runner.run(lambda: augment_view(video, config=CvrlConfig(strength=strength), **options), done, background)
 
 
 class GradCamPanel(Panel):
@@ -375,10 +406,16 @@ class GradCamPanel(Panel):
     def run(self, background: bool = False) -> None:
 
         video, query = self.video.value, self.query.value
-        window = {} if self.end.value <= self.start.value else {"start": float(self.start.value),
-                                                                 "end": float(self.end.value)}
+        start, end = float(self.start.value), float(self.end.value)
         options = dict(encoder=self.encoder.value, frames=int(self.num_frames.value), method=self.method.value,
-                       opacity=float(self.opacity.value), **window)
+                       opacity=float(self.opacity.value))
+
+        def work():
+            window = {} if start == end == 0 else {"start": start, "end": end}
+            if window and not (np.isfinite(start) and np.isfinite(end) and end > start):
+                raise WindowError(f"the window from {start:g} s to {end:g} s is empty; 'to' must be after 'from' "
+                                  "(0 and 0: the whole clip).")
+            return gradcam_view(video, query, progress=self.runner.progress, **options, **window)
 
         def done(out):
             result, _fig = out
@@ -388,7 +425,7 @@ class GradCamPanel(Panel):
                            "times": [float(t) for t in result.times], "frames": result.summary()}
             self.redraw()
 
-        self.runner.run(lambda: gradcam_view(video, query, progress=self.runner.progress, **options), done, background)
+        self.runner.run(work, done, background)
 
     def redraw(self) -> None:
         if self._last is None:
@@ -413,6 +450,8 @@ class ComparePanel(Panel):
         super().__init__(video, encoder or (self._wanted[0] if self._wanted else None), **kwargs)
 
     def build(self):
+        if not self.shared_source:  # A and B are this panel's encoders: the source's own list would be ignored
+            self.encoder.layout.display = "none"
         choices = list(dict.fromkeys([*self._wanted, *self.encoder.options]))
         first = self._wanted[0] if self._wanted else self.encoder.value
         other = self._wanted[1] if len(self._wanted) > 1 else next((c for c in choices if c != first), None)
@@ -449,13 +488,17 @@ class ComparePanel(Panel):
         top_k = int(self.top_k.value)
 
         def work():
+            if encoders[1] is None or encoders[0] == encoders[1]:
+                raise QueryError(f"Compare needs two different encoders; only {encoders[0]} is offered here (train "
+                                 "an adapter, or fetch CLIP weights with `momentlens weights get clip:ViT-B/32`).")
             out = compare_view(video, query, encoders, top_k=top_k, progress=runner.progress,
                                should_stop=runner.should_stop)
-            self.player.load(video)
+            playable_path(video)
             return out
 
         def done(out):
             cmp, figs = out
+            self.player.load(video)
             show_figure(self.saliency, figs["saliency"], on_click=lambda x, _y: self.player.seek(x))
             for (header, chips, fig), r, best, key, colour, letter in zip(
                     self.columns, (cmp.a, cmp.b), (cmp.best_iou_a, cmp.best_iou_b), ("map_a", "map_b"),
@@ -519,7 +562,7 @@ class LibraryPanel(Panel):
                                   tooltip=f"{hit.video}: play {hit.start:.2f}-{hit.end:.2f} s (score {hit.score:.3f}, "
                                           f"confidence {hit.confidence:.2f}: {CONFIDENCE_MEANING})",
                                   layout=W.Layout(width="196px"))
-                button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end))
+                button.on_click(lambda _b, h=hit: self.open(h.video, h.start, h.end, background=True))
                 cells.append(W.VBox([image, label, button]))
             self.grid.children = cells
             self.caveat.value = "<br>".join(f"<b>⚠</b> {html.escape(n)}" for n in result.notes())
@@ -527,10 +570,15 @@ class LibraryPanel(Panel):
 
         self.runner.run(lambda: library_search_view(query, self.library, top_k=k), done, background)
 
-    def open(self, video: str, start: float, end: float) -> None:
-        """Load a library video into the player and play one of its moments (it stops at `end`)."""
-        self.player.load(video)
-        self.player.play_moment(start, end)
+    def open(self, video: str, start: float, end: float, background: bool = False) -> None:
+        """Load a library video into the player and play one of its moments (it stops at `end`); a video gone
+        since it was indexed is said in the status line."""
+
+        def done(_playable):
+            self.player.load(video)
+            self.player.play_moment(start, end)
+
+        self.runner.run(lambda: playable_path(video), done, background)
 
 
 class ScalingPanel(Panel):
@@ -578,14 +626,21 @@ class ScalingPanel(Panel):
         self.summary.value = " · ".join(f"{html.escape(Path(g['checkpoint']).name)}: {len(g['layers'])} scales"
                                         for g in groups)
 
-    def train(self, background: bool = False, out: str | Path | None = None) -> None:
-        """Train a temporal adapter (progress bar, Stop), add its checkpoint to the list and plot the scales."""
+    def train(self, background: bool = False, out: str | Path | None = None, overwrite: bool = False) -> None:
+        """Train a temporal adapter on the chosen clip plus the package-shipped ones (progress bar, Stop), add its
+        checkpoint to the list and plot the scales. The checkpoint goes to `out`, which must not exist unless
+        `overwrite`; by default to a new file under the cache's adapters folder (never one trained before)."""
 
-        videos = adapter_training_videos(self.video.value)
-        encoder, epochs, runner = self.encoder.value, int(self.epochs.value), self.runner
-        target = Path(out) if out else cache_dir() / "adapters" / f"{Path(self.video.value).stem}-{epochs}ep.pt"
+        video, encoder, epochs, runner = self.video.value, self.encoder.value, int(self.epochs.value), self.runner
 
         def work():
+            videos = adapter_training_videos(video)  # the chosen clip unreadable: said, not skipped
+            target = Path(out).expanduser() if out else new_adapter_path(video, encoder, epochs)
+            if out and not overwrite:
+                there = [p for p in (target, *loss_curve_paths(target)) if p.exists()]
+                if there:
+                    raise MomentLensError(f"{there[0]} already exists: pass another out=, or overwrite=True to "
+                                          "replace it.")
             ckpt = train_adapter_on_videos(videos, target, encoder=encoder, epochs=epochs, progress=runner.progress,
                                            should_stop=runner.should_stop, show_progress=False)
             paths = list(dict.fromkeys([*self.checkpoint_paths(), str(ckpt)]))
@@ -597,6 +652,19 @@ class ScalingPanel(Panel):
             self._show_scales(view)
 
         runner.run(work, done, background)
+
+
+def new_adapter_path(video: str, encoder: str, epochs: int) -> Path:
+    """`<cache>/adapters/<clip>-<encoder>-<epochs>ep.pt`, numbered (-2, -3, ...) past the files already there: a
+    training from the panel never replaces an adapter trained before."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder)[-40:].strip("_")
+    stem = f"{Path(video).stem or 'clip'}-{slug}-{epochs}ep"
+    folder = cache_dir() / "adapters"
+    target, n = folder / f"{stem}.pt", 1
+    while target.exists() or any(p.exists() for p in loss_curve_paths(target)):
+        n += 1
+        target = folder / f"{stem}-{n}.pt"
+    return target
 
 
 class Explorer:

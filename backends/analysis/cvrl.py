@@ -59,8 +59,8 @@ class CvrlConfig:
             raise AugmentError(f"aspect range {self.aspect_range} must satisfy 0 < min <= max.")
         if self.crop_size < 8:
             raise AugmentError(f"crop size {self.crop_size} is too small; use at least 8 pixels.")
-        if self.strength < 0:
-            raise AugmentError(f"jitter strength {self.strength} must be >= 0.")
+        if not 0 <= self.strength <= 10:  # also NaN
+            raise AugmentError(f"jitter strength {self.strength} must be a number from 0 to 10.")
         if self.num_frames < 2 or self.stride < 1:
             raise AugmentError("a clip needs at least 2 frames and a stride of at least 1.")
         if self.gap_power <= 0:

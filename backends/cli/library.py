@@ -14,15 +14,9 @@ def _add_library_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _existing_library(folder: Path | None):
-    """The library of a command that only reads or edits one: a --library folder that does not exist is a typo,
-    said in one sentence, not an empty library made on the spot (the default folder may not exist yet)."""
-    from backends.retrieval.library import Library, LibraryError
+    from backends.retrieval.library import existing_library
 
-    if folder is not None and not (Path(folder).expanduser() / "library.sqlite").is_file():
-        what = "holds no library" if Path(folder).expanduser().is_dir() else "does not exist"
-        raise LibraryError(f"{folder} {what} (no library.sqlite in it): check the path, or build one with "
-                           f"`momentlens index add DIR --library {folder}`.")
-    return Library(folder)
+    return existing_library(folder)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -90,6 +90,8 @@ def _looks_like_container(path: Path) -> bool:
 
 def resolve_video_path(path: str | os.PathLike) -> Path:
     """Check that `path` is a readable non-empty file; gunzip `*.gz` clips into the cache once."""
+    if not str(path).strip():  # Path("") is ".", the working folder: say what is really wrong
+        raise VideoNotFoundError("No video was chosen: pick a sample clip, type a video's path or upload one.")
     p = Path(path).expanduser()
     if not p.exists():
         raise VideoNotFoundError(f"No such video file: {p}; check the path.")
@@ -344,8 +346,8 @@ def read_frames(
     For short excerpts (augmentations, Grad-CAM, thumbnails); whole videos go through `VideoReader`.
     `fps=None` keeps every frame at the native rate.
     """
-    if not start >= 0:  # also NaN
-        raise WindowError(f"the start time must be 0 s or later, got {start:g} s.")
+    if not 0 <= start < math.inf:  # also NaN
+        raise WindowError(f"the start time must be a number of seconds from 0 on, got {start:g}.")
     frames, times = [], []
     reader = VideoReader(path, fps=fps, start=start, end=end, size=size, max_duration=max_duration)
     for t, rgb in reader:

@@ -144,7 +144,9 @@ def check_window(window: Sequence[float], duration: float, what: str = "the wind
     except (TypeError, ValueError, IndexError):
         raise OutsideVideoError(f"{what} must be two numbers START END in seconds.") from None
     tol = 1e-3
-    if not (np.isfinite(start) and np.isfinite(end)) or end <= start:
+    if not (np.isfinite(start) and np.isfinite(end)):
+        raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is not two finite numbers; give START END in seconds.")
+    if end <= start:
         raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is empty; END must be greater than START.")
     if start < -tol or end > duration + tol:
         where = "lies outside" if start >= duration or end <= 0 else "reaches past the ends of"
@@ -535,6 +537,8 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
     texts = [check_query(q) for q in queries]
     if top_k < 1:
         raise QueryError(f"top-k must be at least 1, got {top_k}.")
+    if not 0 <= nms_threshold <= 1:  # also NaN, which would switch NMS off without a word
+        raise QueryError(f"the NMS IoU threshold must be a number from 0 to 1, got {nms_threshold:g}.")
     enc, feats = _video_features(video, encoder, fps, progress, should_stop)
     head_model = load_head(head, feats.features.shape[1]) if head else None
     if head_model is not None:  # the head scores the map size and mask it was trained on
@@ -673,6 +677,8 @@ def retrieve_by_clip(video: str | os.PathLike, *, moment: Sequence[float] | None
         raise QueryError("give the query clip either as a moment of the video (start, end) or as another video.")
     if top_k < 1:
         raise QueryError(f"top-k must be at least 1, got {top_k}.")
+    if not 0 <= nms_threshold <= 1:  # also NaN, which would switch NMS off without a word
+        raise QueryError(f"the NMS IoU threshold must be a number from 0 to 1, got {nms_threshold:g}.")
     enc, feats = _video_features(video, encoder, fps, progress, should_stop)
     # Clips are compared in the encoder's visual feature space (no text involved: the raw pooled features
     # tell scenes apart better than a text-joint space), centred on the searched video's mean feature so

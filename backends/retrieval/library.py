@@ -82,6 +82,21 @@ def library_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "library"
 
 
+def existing_library(folder: str | os.PathLike | None) -> Library:
+    """The library of a search or an edit: a folder given that holds no library.sqlite is a typo (or a video folder
+    given by mistake), said in one sentence, not an empty library created on the spot. `None` is the default
+    library, which may not exist yet (its search then says it is empty)."""
+    if folder is not None:
+        p = Path(folder).expanduser()
+        if not str(folder).strip() or not (p / "library.sqlite").is_file():
+            what = ("is not a folder" if p.exists() and not p.is_dir() else
+                    "holds no library" if p.is_dir() else "does not exist")
+            shown = str(folder) if str(folder).strip() else "(empty)"
+            raise LibraryError(f"{shown} {what} (no library.sqlite in it): check the path, or build one with "
+                               f"`momentlens index add VIDEOS --library {shown}`.")
+    return Library(folder)
+
+
 @dataclass
 class AddReport:
     added: list[str] = field(default_factory=list)  # encoded now (new or changed files)

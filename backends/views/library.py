@@ -11,10 +11,11 @@ import numpy as np
 from backends.core.contracts import ProgressFn, StopFn
 from backends.core.errors import VideoError
 from backends.io.video import read_frames
-from backends.retrieval.library import AddReport, Library, SearchResult
+from backends.retrieval.library import AddReport, Library, SearchResult, existing_library
 
 
 def open_library(library: Library | str | os.PathLike | None) -> Library:
+    """The library to add to (a new folder becomes an empty library)."""
     return library if isinstance(library, Library) else Library(library)
 
 
@@ -22,7 +23,8 @@ def library_search_view(query: str, library: Library | str | os.PathLike | None 
                         videos: int = 10, thumb_size: int = 180) -> tuple[SearchResult, list[np.ndarray | None]]:
     """`Library.search` plus one thumbnail per hit (uint8 RGB, shorter side `thumb_size`; None where the
     frame cannot be read any more, e.g. a file moved since it was indexed)."""
-    result = open_library(library).search(query, top_k=top_k, videos=videos)
+    lib = library if isinstance(library, Library) else existing_library(library)  # a typo never makes a library
+    result = lib.search(query, top_k=top_k, videos=videos)
     thumbs: list[np.ndarray | None] = []
     for hit in result.results:
         try:

@@ -60,7 +60,10 @@ def frames_at(video_path: str | Path, t1: float, t2: float, size: int | tuple[in
     """The frames at `t1` and `t2` seconds (uint8 RGB) for a clicked TSM cell; `size` as in `read_frames`."""
 
     def one(t: float) -> np.ndarray:  # a time past the end: read_frames' WindowError says so, with the length
-        frames, _ = read_frames(video_path, fps=None, start=max(0.0, float(t)), max_frames=1, size=size)
+        t = float(t)
+        if t < 0 and t > -0.05:  # a click on the first cell's edge
+            t = 0.0
+        frames, _ = read_frames(video_path, fps=None, start=t, max_frames=1, size=size)
         return frames[0]
 
     return one(t1), one(t2)
