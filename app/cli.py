@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from backends.cli.common import add_encoder_arg, int_range
 from backends.core.errors import MomentLensError
@@ -87,6 +88,17 @@ def launch_message(local_url: str | None, share_url: str | None, share_asked: bo
     return "\n".join(lines)
 
 
+def check_library(folder: str) -> None:
+    """`--library DIR` must name a library, or an empty folder to start one in (from the Library tab): a typo, or a
+    video folder given by mistake, is one sentence at start-up, not an empty library made on the spot."""
+    from backends.retrieval.library import existing_library  # deferred: see build_app
+
+    p = Path(folder).expanduser()
+    if (p / "library.sqlite").is_file() or (p.is_dir() and not any(p.iterdir())):
+        return
+    existing_library(folder)  # raises the sentence: does not exist, is a file, or holds other files but no library
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from app import build_app  # deferred: Gradio takes seconds to import, and `momentlens --help` must not wait
 
@@ -96,6 +108,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests are not news
     local = args.host in ("127.0.0.1", "localhost") and not args.share  # only the machine's own user may download
     library = args.library
+    if library is not None:
+        check_library(library)
     if library is None and local:
         from backends.retrieval.library import library_dir  # deferred: see build_app
 

@@ -13,6 +13,7 @@ import gradio as gr
 
 from app.common import GPU_QUEUE, AppContext, count, progress_bridge, query_validator, require_text, user_errors
 from app.source import Source, _remember
+from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
 from backends.io.playback import playable_path
 from backends.retrieval.library import CONFIDENCE_MEANING
@@ -56,8 +57,11 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         gr.Markdown("No library is served by this app. Start it with `momentlens app --library DIR` to search one "
                     "(build it with `momentlens index add FOLDER`).", elem_classes=["ml-note"], elem_id="ml-library-stats")
         return
-    stats = gr.Markdown(_stats_line({**open_library(library).stats(), "can_add": ctx.local}),
-                        elem_classes=["ml-note"], elem_id="ml-library-stats")
+    try:
+        first = _stats_line({**open_library(library).stats(), "can_add": ctx.local})
+    except MomentLensError as err:  # e.g. a damaged catalogue: said here, and every other tab still serves
+        first = f"The library cannot be used: {err}"
+    stats = gr.Markdown(first, elem_classes=["ml-note"], elem_id="ml-library-stats")
     if ctx.local:
         with gr.Row(equal_height=True):
             folder = gr.Textbox(label="Add a folder or a video file of this machine (searched recursively)", scale=5,

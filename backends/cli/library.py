@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    '"status", "reason"}]}')
     p.set_defaults(func=cmd_index_list)
 
-    p = what.add_parser("remove", help="drop a video from the library")
-    p.add_argument("path", metavar="FILE")
+    p = what.add_parser("remove", help="drop a video (or every video under a folder) from the library")
+    p.add_argument("path", metavar="FILE_OR_FOLDER")
     _add_library_arg(p)
     p.set_defaults(func=cmd_index_remove)
 
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_library_arg(p)
     p.add_argument("--json", action="store_true", help='print {"query", "encoder", "found", "results": [{"video", '
                    '"start", "end", "score", "confidence", "video_rank"}], "caveat" (when not found), "missing" (indexed '
-                   'files gone from disk)}')
+                   'files gone from disk), "left_out": [{"video", "reason"}] (changed since indexed, or unreadable)}')
     p.set_defaults(func=cmd_search)
 
 
@@ -124,8 +124,8 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 
 def cmd_index_remove(args: argparse.Namespace) -> int:
-    _existing_library(args.library).remove(args.path)
-    print(f"removed {args.path}")
+    n = _existing_library(args.library).remove(args.path)
+    print(f"removed {args.path}" + (f" ({n} videos under it)" if n > 1 else ""))
     return 0
 
 

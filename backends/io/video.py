@@ -57,13 +57,25 @@ def is_video_name(path: str | os.PathLike) -> bool:
     return name.endswith(VIDEO_EXTENSIONS)
 
 
-def list_videos(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
-    """The video files of a folder (sorted; hidden files skipped), or VideoNotFoundError with one sentence."""
+def list_videos(folder: str | os.PathLike, *, recursive: bool = False,
+                unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+    """The video files of a folder (sorted; hidden files skipped), or VideoNotFoundError with one sentence. An entry
+    that cannot be looked at (no permission) is passed over, and listed in `unreadable` as (path, reason)."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise VideoNotFoundError(f"{root} is not a folder of videos; pass a folder that holds video files.")
     files = root.rglob("*") if recursive else root.iterdir()
-    videos = sorted(p for p in files if p.is_file() and not p.name.startswith(".") and is_video_name(p))
+    videos = []
+    for p in files:
+        if p.name.startswith(".") or not is_video_name(p):
+            continue
+        try:
+            if p.is_file():
+                videos.append(p)
+        except OSError as err:  # e.g. a link into a folder this user may not read
+            if unreadable is not None:
+                unreadable.append((str(p), f"{p.name} cannot be looked at ({err.strerror or err}); it was passed over."))
+    videos.sort()
     if not videos:
         raise VideoNotFoundError(f"{root} holds no videos ({', '.join(VIDEO_EXTENSIONS)}, or any of them .gz).")
     return videos

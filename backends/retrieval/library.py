@@ -138,6 +138,9 @@ class SearchResult:
     # indexed videos the first stage chose whose files are gone from disk: left out (`momentlens index rebuild`
     # or `index add` of their folder drops them from the library)
     missing: list[str] = field(default_factory=list)
+    # indexed videos the first stage chose that changed on disk since they were indexed, or cannot be decoded now:
+    # (path, one-sentence reason), left out rather than answered from what they held before
+    left_out: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def best_confidence(self) -> float | None:
@@ -161,7 +164,7 @@ class SearchResult:
 
     def notes(self) -> list[str]:
         """The sentences every front end shows above the hits: the caveat, then the missing files' note."""
-        return [n for n in (self.caveat(), self.missing_note()) if n]
+        return [n for n in (self.caveat(), self.missing_note(), self.left_out_note()) if n]
 
     def missing_note(self) -> str | None:
         """One sentence when videos of the library are gone from disk and were left out, else None."""
@@ -172,6 +175,15 @@ class SearchResult:
                 "`momentlens index rebuild` takes them out of the index (`index stats` lists them as gone), "
                 "`index remove PATH` forgets one.")
 
+    def left_out_note(self) -> str | None:
+        """One sentence when videos were left out because they changed since indexing or cannot be read, else None."""
+        if not self.left_out:
+            return None
+        first, why = self.left_out[0]
+        more = f" and {len(self.left_out) - 1} more" if len(self.left_out) > 1 else ""
+        return (f"{Path(first).name}{more} left out: {why} `momentlens index add` of its folder indexes what it "
+                "holds now (`index remove PATH` forgets it).")
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query": self.query, "encoder": self.encoder, "found": self.found,
                                "results": [h.to_dict() for h in self.results]}
@@ -179,6 +191,8 @@ class SearchResult:
             out["caveat"] = caveat
         if self.missing:
             out["missing"] = list(self.missing)
+        if self.left_out:
+            out["left_out"] = [{"video": v, "reason": r} for v, r in self.left_out]
         return out
 
 
@@ -202,6 +216,33 @@ def clip_vectors(feats: VideoFeatures, seconds: float = CLIP_SECONDS) -> tuple[n
     return np.asarray(vecs, np.float32).reshape(-1, f.shape[1]), np.asarray(s_out), np.asarray(e_out)
 
 
+def catalogue_path(path: str | os.PathLike) -> Path:
+    """The path a video is catalogued (and searched, and removed) under: absolute, as the user reached it. A link is
+    not replaced by its target, so that deleting the link takes the video out of its folder's library."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+@contextmanager
+def _writer_lock(folder: Path) -> Iterator[None]:
+    """Hold the library's writer lock (one `index add` / `remove` at a time on a library: a second one waits,
+    instead of encoding the same files again or interleaving its index with the first one's)."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only; elsewhere writers are not serialised
+    except ImportError:
+        yield
+        return
+    with open(folder / ".writer.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another `index add` or `index remove` is working on %s; waiting for it to finish", folder)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Library:
     """One library folder: `library.sqlite` (the catalogue) and `clips.faiss` + `clips.npz` (the index)."""
 
@@ -216,10 +257,15 @@ class Library:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
-            db.row_factory = sqlite3.Row
-            with db:  # one transaction: committed on success, rolled back on an exception
-                yield db
+        try:
+            with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
+                db.row_factory = sqlite3.Row
+                with db:  # one transaction: committed on success, rolled back on an exception
+                    yield db
+        except sqlite3.DatabaseError as err:  # truncated, overwritten, not a database, a folder of that name
+            raise LibraryError(f"the library catalogue {self.db_path} cannot be read ({err}): move it away and run "
+                               "`momentlens index add` on your folders again (features already computed are reused "
+                               "from the cache).") from None
 
     def _meta(self, key: str) -> str | None:
         with self._db() as db:
@@ -244,10 +290,15 @@ class Library:
         """Encode and catalogue the videos of `paths` (folders searched recursively); files already there and
         unchanged are skipped; unreadable ones are recorded with their reason. Rebuilds the index at the end.
         `ray` ("local" or a cluster address) encodes the new files on Ray (`retrieval.distributed`) first."""
-        t0 = time.perf_counter()
         absent = [str(p) for p in paths if not Path(p).expanduser().exists()]
         if absent:
             raise LibraryError(f"{absent[0]} does not exist: check the path (nothing was added).")
+        with _writer_lock(self.folder):
+            return self._add(paths, encoder, fps, progress, should_stop, show_progress, ray)
+
+    def _add(self, paths: Sequence[str | os.PathLike], encoder: str | None, fps: float, progress: ProgressFn | None,
+             should_stop: StopFn | None, show_progress: bool | None, ray: str | None) -> AddReport:
+        t0 = time.perf_counter()
         files, skipped = _expand(paths)
         name = self._check_encoder(encoder, fps)
         report = AddReport(skipped=skipped)
@@ -311,7 +362,7 @@ class Library:
 
     def _gone_under(self, paths: Sequence[str | os.PathLike]) -> list[str]:
         """Catalogued videos inside the folders of `paths` (or equal to a file of them) whose files are gone."""
-        roots = [Path(p).expanduser().resolve() for p in paths]
+        roots = [catalogue_path(p) for p in paths]
         out = []
         for v in self.videos(None):
             path = Path(v["path"])  # only the videos under `paths` are looked up on disk
@@ -332,7 +383,7 @@ class Library:
             return db.execute("SELECT size, mtime_ns, status FROM videos WHERE path = ?", (str(path),)).fetchone()
 
     @staticmethod
-    def _changed(row: sqlite3.Row | None, st: os.stat_result) -> bool:
+    def _changed(row: sqlite3.Row | dict[str, Any] | None, st: os.stat_result) -> bool:
         """Whether a file is new to the catalogue or changed since (size or modification time)."""
         return row is None or row["size"] != st.st_size or row["mtime_ns"] != st.st_mtime_ns
 
@@ -350,7 +401,7 @@ class Library:
         name = canonical_encoder_name(encoder or self.encoder or default_encoder_name())
         if not fps > 0:
             raise LibraryError(f"fps must be positive, got {fps}.")
-        if self.encoder is not None and (self.encoder != name or abs(self.fps - fps) > 1e-9):
+        if self.encoder is not None and (self.encoder != name or abs(self.fps - fps) > 1e-9) and self._holds_videos():
             raise LibraryError(f"this library was built with {self.encoder} at {self.fps:g} fps; add with the same "
                                "encoder and --fps, or use another library folder (--library DIR).")
         with self._db() as db:
@@ -358,18 +409,34 @@ class Library:
             self._set_meta(db, "fps", repr(float(fps)))
         return name
 
+    def _holds_videos(self) -> bool:
+        """Whether anything is catalogued (a first add that failed or was stopped before its first file does not bind
+        the library to its encoder and fps)."""
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM videos LIMIT 1").fetchone() is not None
+
     def videos(self, status: str | None = "ok") -> list[dict[str, Any]]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM videos" + (" WHERE status = ?" if status else "") + " ORDER BY path",
                               (status,) if status else ()).fetchall()
         return [dict(r) for r in rows]
 
-    def remove(self, path: str | os.PathLike) -> bool:
-        """Drop a video from the library (its cached features stay in the feature cache); rebuilds the index."""
-        if not self._forget([str(Path(path).expanduser().resolve())]):
-            raise LibraryError(f"{path} is not in the library (`momentlens index list` lists what is).")
-        self.rebuild()
-        return True
+    def remove(self, path: str | os.PathLike) -> int:
+        """Drop a video, or every video under a folder, from the library (their cached features stay in the feature
+        cache); rebuilds the index. Returns how many videos were dropped."""
+        target = catalogue_path(path)
+        with _writer_lock(self.folder):
+            under = [v["path"] for v in self.videos(None)
+                     if Path(v["path"]) == target or target in Path(v["path"]).parents]
+            if not under:  # catalogued before paths were kept as given: by the link's target
+                resolved = Path(path).expanduser().resolve()
+                under = [v["path"] for v in self.videos(None)
+                         if Path(v["path"]) == resolved or resolved in Path(v["path"]).parents]
+            if not self._forget(under):
+                raise LibraryError(f"{path} is not in the library, nor any video under it (`momentlens index list` "
+                                   "lists what is).")
+            self.rebuild()
+        return len(under)
 
     def stats(self) -> dict[str, Any]:
         ok, errors = self.videos("ok"), self.videos("error")
@@ -388,9 +455,11 @@ class Library:
                 "index_current": self._index_current(), "index_bytes": size}
 
     # --- index ----------------------------------------------------------------------------------------
-    def _version(self) -> str:
+    def _version(self, videos: Sequence[dict[str, Any]] | None = None) -> str:
+        """A digest of the catalogue's usable videos (or of `videos`, those an index was built from): an index is
+        current when the digest it was written under is the catalogue's now."""
         digest = hashlib.sha1(f"{self.encoder}|{self.fps}|{CLIP_SECONDS}".encode())
-        for v in self.videos("ok"):
+        for v in sorted(self.videos("ok") if videos is None else videos, key=lambda v: v["path"]):
             digest.update(f"|{v['path']}:{v['content_hash']}".encode())
         return digest.hexdigest()[:16]
 
@@ -415,8 +484,15 @@ class Library:
         enc = cached_encoder(name)
         vecs, vid, starts, ends = [], [], [], []
         for k, v in enumerate(videos):
+            st = Path(v["path"]).stat()
             feats = encode_video(v["path"], enc, fps=self.fps, show_progress=False)
             x, s, e = clip_vectors(feats)
+            if self._changed(v, st):  # changed on disk since it was catalogued: the catalogue learns what it holds now
+                with self._db() as db:
+                    db.execute("UPDATE videos SET size = ?, mtime_ns = ?, content_hash = ?, duration = ?, clips = ? "
+                               "WHERE path = ?", (st.st_size, st.st_mtime_ns, feats.content_hash, feats.duration,
+                                                  len(x), v["path"]))
+                v.update(content_hash=feats.content_hash)
             vecs.append(x)
             vid.append(np.full(len(x), k))
             starts.append(s)
@@ -431,7 +507,8 @@ class Library:
             index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.add(matrix)
         self._write_index(index, {"video": np.concatenate(vid), "start": np.concatenate(starts),
-                                  "end": np.concatenate(ends), "paths": np.array([v["path"] for v in videos])}, kind)
+                                  "end": np.concatenate(ends), "paths": np.array([v["path"] for v in videos])}, kind,
+                          self._version(videos))
         log.info("library index: %d clips of %d videos (%s)", len(matrix), len(videos), kind)
         return len(matrix)
 
@@ -445,12 +522,12 @@ class Library:
             self._set_meta(db, "version", None)
         log.warning("%d indexed video(s) gone from disk: left out of the library index", len(paths))
 
-    def _write_index(self, index: Any, rows: dict[str, np.ndarray], kind: str) -> None:
-        """Write the index and its rows under the catalogue's current version, each to a temporary file renamed
-        into place (a reader never sees half), then record that version."""
+    def _write_index(self, index: Any, rows: dict[str, np.ndarray], kind: str, version: str) -> None:
+        """Write the index and its rows under `version` (that of the videos it was built from: a video another
+        process catalogued meanwhile makes it stale, so the next search rebuilds it), each to a temporary file
+        renamed into place (a reader never sees half), then record that version."""
         import faiss  # noqa: PLC0415 - deferred: see rebuild
 
-        version = self._version()
         tmp_index = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
         tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
         try:
@@ -487,7 +564,8 @@ class Library:
             rows["end"] = np.concatenate([rows["end"], ends])
             paths.append(path)
         rows["paths"] = np.array(paths)
-        self._write_index(index, rows, "flat")
+        indexed = set(paths)
+        self._write_index(index, rows, "flat", self._version([v for v in self.videos("ok") if v["path"] in indexed]))
         log.info("library index: %d clips of %d new videos appended", sum(len(v) for _, v, _, _ in new), len(new))
 
     def _load_index(self) -> tuple[Any, dict[str, np.ndarray], bool]:
@@ -530,26 +608,41 @@ class Library:
         _, found = index.search(q, k)
         order: list[int] = []
         missing: list[str] = []
+        left_out: list[tuple[str, str]] = []
+        seen: set[int] = set()
+        catalogue = {v["path"]: v for v in self.videos("ok")}
         for row in found[0]:
             if row < 0:
                 continue
             v = int(rows["video"][row])
             path = str(rows["paths"][v])
-            if v in order or path in missing:
+            if v in seen:
                 continue
+            seen.add(v)
             if not Path(path).is_file():  # moved or deleted since it was indexed: nothing to score or play
                 missing.append(path)
+                continue
+            if path not in catalogue or self._changed(catalogue[path], Path(path).stat()):
+                # the index holds what the file was: answering from it would show moments of another video
+                left_out.append((path, "it changed on disk since it was indexed."))
                 continue
             order.append(v)
             if len(order) == videos:
                 break
         hits: list[LibraryHit] = []
-        candidates = [str(rows["paths"][v]) for v in order]
-        for rank, (v, path) in enumerate(zip(order, candidates), start=1):
+        candidates: list[str] = []
+        for v in order:
+            path = str(rows["paths"][v])
             # the library ranks by clip cosine across videos; per-video confidences are not needed (and their
             # null, 48 queries per video, would be recomputed for every candidate: most of a search's time)
-            result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps,
-                              confidence=False)
+            try:
+                result = retrieve(path, text, encoder=enc, top_k=2 * top_k, nms_threshold=nms_threshold, fps=self.fps,
+                                  confidence=False)
+            except VideoError as err:  # one unreadable file never stops the search of the others
+                left_out.append((path, f"it cannot be read now ({str(err).rstrip('.')})."))
+                continue
+            candidates.append(path)
+            rank = len(candidates)
             mine = np.nonzero(rows["video"] == v)[0]
             vecs = index.reconstruct_batch(mine)
             clip_cos = vecs @ q[0]
@@ -568,7 +661,7 @@ class Library:
                 best = min(best, float(clip_cos[j]))
                 hits.append(LibraryHit(path, m.start, m.end, best, rank, hit_confidence(vecs[j], q[0], bank)))
         hits.sort(key=lambda h: -h.score)
-        return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt, missing)
+        return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt, missing, left_out)
 
 
 def moment_clip(clip_starts: np.ndarray, clip_ends: np.ndarray, clip_cos: np.ndarray, start: float,
@@ -623,14 +716,15 @@ def distinct_hits(hits: Sequence[LibraryHit], top_k: int) -> list[LibraryHit]:
 
 
 def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Video files of `paths` (folders recursively), resolved and without repeats; what is not one is skipped."""
+    """Video files of `paths` (folders recursively), as catalogue paths and without repeats; what is not one is
+    skipped."""
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for p in paths:
         path = Path(p).expanduser()
         if path.is_dir():
             try:
-                files += list_videos(path, recursive=True)
+                files += list_videos(path, recursive=True, unreadable=skipped)
             except VideoError as err:
                 skipped.append((str(path), str(err)))
         elif path.is_file() and is_video_name(path):
@@ -639,6 +733,6 @@ def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[
             skipped.append((str(path), f"{path.name} is not a video file ({', '.join(VIDEO_EXTENSIONS)})."))
         else:
             skipped.append((str(path), f"{path} does not exist."))
-    unique = list(dict.fromkeys(f.resolve() for f in files))
+    unique = list(dict.fromkeys(catalogue_path(f) for f in files))
     return unique, skipped
 
