@@ -9,16 +9,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
 from backends.analysis.augment import METHODS
 from backends.analysis.clips import AugmentError
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
-from backends.cli.common import emit_json, float_range, int_range, output_dir, output_file, seed_value, write_html
-
-log = logging.getLogger(__name__)
+from backends.cli.common import clear_earlier_run, emit_json, float_range, int_range, output_dir, output_file, seed_value, write_html
 
 
 def _augmentation_names(text: str) -> list[str]:
@@ -100,11 +97,8 @@ def run_augment(args: argparse.Namespace) -> int:
     )
     wrote = write_html(fig, args.html) if args.html else None
     if args.out:  # an earlier run's images go first: the folder never mixes two runs
-        earlier = earlier_images(args.out)
-        for old in earlier:
-            old.unlink()
+        again = clear_earlier_run(earlier_images(args.out), "images")
         written = save_images(result, args.out)
-        again = f" (replacing the {len(earlier)} images of an earlier run)" if earlier else ""
         wrote = f"wrote {len(written)} images into {args.out}{again}"
     if args.json:
         emit_json(result.to_dict())

@@ -108,11 +108,17 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _writable_place(p: Path) -> None:
-    """Refuse, before any work, an output whose nearest existing folder is a file or cannot be written."""
+def _nearest_existing(p: Path) -> Path:
+    """The closest folder above `p` that exists (or the root)."""
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    return parent
+
+
+def _writable_place(p: Path) -> None:
+    """Refuse, before any work, an output whose nearest existing folder is a file or cannot be written."""
+    parent = _nearest_existing(p)
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"{p} would be inside {parent}, which is a file, not a folder")
     if not os.access(parent, os.W_OK):
@@ -159,10 +165,20 @@ def replaced(path: Path) -> str:
     folder that the write creates (a typo in a folder name would otherwise go unnoticed)."""
     if path.exists():
         return " (replacing the file that was there)"
-    missing = path.parent
-    while not missing.parent.exists() and missing.parent != missing.parent.parent:
-        missing = missing.parent
-    return "" if missing.exists() else f" (creating the folder {missing})"
+    if path.parent.exists():
+        return ""
+    nearest, top = _nearest_existing(path), path.parent
+    while top.parent != nearest:  # up to the outermost folder the write creates
+        top = top.parent
+    return f" (creating the folder {top})"
+
+
+def clear_earlier_run(files: list[Path], noun: str) -> str:
+    """Delete the files an earlier run left in an output folder (so that it never mixes two runs) and return the
+    tail of the "wrote" line that says so ("" when there were none)."""
+    for old in files:
+        old.unlink()
+    return f" (replacing the {len(files)} {noun} of an earlier run)" if files else ""
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from pathlib import Path
 from backends.analysis.gradcam_options import FITS, METHODS
 from backends.cli.common import (
     add_encoder_arg,
+    clear_earlier_run,
     emit_json,
     float_range,
     int_range,
@@ -56,11 +57,10 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=args.frames,
                                method=args.method, opacity=args.opacity, fit=args.fit,
                                start=args.start, end=args.end)
-    written, earlier = [], []
+    written, again = [], ""
     if args.out:  # an earlier run's PNGs go first: the folder never mixes two runs
-        earlier = sorted({*args.out.glob("frame_[0-9][0-9][0-9]_*s.png"), *args.out.glob("heat_[0-9][0-9][0-9].png")})
-        for old in earlier:
-            old.unlink()
+        again = clear_earlier_run(sorted({*args.out.glob("frame_[0-9][0-9][0-9]_*s.png"),
+                                          *args.out.glob("heat_[0-9][0-9][0-9].png")}), "PNGs")
         written = save_pngs(result, args.out, args.opacity)
     wrote_html = write_html(fig, args.html) if args.html else None
     if args.json:
@@ -74,7 +74,6 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
         print(f"{row['time']:8.2f} s{score}  peak at {row['peak_norm']}  mean heat {row['mean']:.3f}  "
               f"hot area {row['hot_fraction']:.1%}")
     if args.out:
-        again = f" (replacing the {len(earlier)} PNGs of an earlier run)" if earlier else ""
         print(f"wrote {len(written)} PNGs into {args.out}{again}")
     if wrote_html:
         print(wrote_html)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from backends.analysis.similarity import (
@@ -27,8 +26,6 @@ from backends.cli.common import (
     positive_float,
     write_html,
 )
-
-log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

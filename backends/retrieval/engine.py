@@ -527,6 +527,14 @@ def _index_for(feats: VideoFeatures, fps: float, num_clips: int | None, mask: st
     return index
 
 
+def _check_ranking(top_k: int, nms_threshold: float) -> None:
+    """The ranking options of every retrieval, refused in one sentence before any encoding."""
+    if top_k < 1:
+        raise QueryError(f"top-k must be at least 1, got {top_k}.")
+    if not 0 <= nms_threshold <= 1:  # also NaN, which would switch NMS off without a word
+        raise QueryError(f"the NMS IoU threshold must be a number from 0 to 1, got {nms_threshold:g}.")
+
+
 def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: Encoder | str | None = None,
                   head: str | os.PathLike | None = None, top_k: int = 5, nms_threshold: float = 0.5, fps: float = 1.0,
                   num_clips: int | None = None, mask: str = "auto", progress: ProgressFn | None = None,
@@ -535,10 +543,7 @@ def retrieve_many(video: str | os.PathLike, queries: Sequence[str], *, encoder: 
     """Retrieve moments for several queries, encoding the video once (`should_stop()` -> True cancels).
     `confidence=False` skips the confidences and `distinct` (the null of 48 queries, computed once per video)."""
     texts = [check_query(q) for q in queries]
-    if top_k < 1:
-        raise QueryError(f"top-k must be at least 1, got {top_k}.")
-    if not 0 <= nms_threshold <= 1:  # also NaN, which would switch NMS off without a word
-        raise QueryError(f"the NMS IoU threshold must be a number from 0 to 1, got {nms_threshold:g}.")
+    _check_ranking(top_k, nms_threshold)
     enc, feats = _video_features(video, encoder, fps, progress, should_stop)
     head_model = load_head(head, feats.features.shape[1]) if head else None
     if head_model is not None:  # the head scores the map size and mask it was trained on
@@ -675,10 +680,7 @@ def retrieve_by_clip(video: str | os.PathLike, *, moment: Sequence[float] | None
     not an answer to itself: windows that overlap it are left out."""
     if (moment is None) == (query_video is None):
         raise QueryError("give the query clip either as a moment of the video (start, end) or as another video.")
-    if top_k < 1:
-        raise QueryError(f"top-k must be at least 1, got {top_k}.")
-    if not 0 <= nms_threshold <= 1:  # also NaN, which would switch NMS off without a word
-        raise QueryError(f"the NMS IoU threshold must be a number from 0 to 1, got {nms_threshold:g}.")
+    _check_ranking(top_k, nms_threshold)
     enc, feats = _video_features(video, encoder, fps, progress, should_stop)
     # Clips are compared in the encoder's visual feature space (no text involved: the raw pooled features
     # tell scenes apart better than a text-joint space), centred on the searched video's mean feature so
