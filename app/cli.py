@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from backends.cli.common import add_encoder_arg, int_range
 from backends.core.errors import MomentLensError
@@ -93,10 +92,7 @@ def check_library(folder: str) -> None:
     video folder given by mistake, is one sentence at start-up, not an empty library made on the spot."""
     from backends.retrieval.library import existing_library  # deferred: see build_app
 
-    p = Path(folder).expanduser()
-    if (p / "library.sqlite").is_file() or (p.is_dir() and not any(p.iterdir())):
-        return
-    existing_library(folder)  # raises the sentence: does not exist, is a file, or holds other files but no library
+    existing_library(folder, empty_ok=True)  # the sentence: does not exist, is a file, or holds files but no library
 
 
 def cmd_app(args: argparse.Namespace) -> int:

@@ -82,13 +82,15 @@ def library_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "library"
 
 
-def existing_library(folder: str | os.PathLike | None) -> Library:
+def existing_library(folder: str | os.PathLike | None, *, empty_ok: bool = False) -> Library:
     """The library of a search or an edit: a folder given that holds no library.sqlite is a typo (or a video folder
     given by mistake), said in one sentence, not an empty library created on the spot. `None` is the default
-    library, which may not exist yet (its search then says it is empty)."""
+    library, which may not exist yet (its search then says it is empty). `empty_ok`: an empty folder is where a
+    new library starts (the app's Library tab adds to it)."""
     if folder is not None:
         p = Path(folder).expanduser()
-        if not str(folder).strip() or not (p / "library.sqlite").is_file():
+        fresh = empty_ok and p.is_dir() and not any(p.iterdir())
+        if not str(folder).strip() or not ((p / "library.sqlite").is_file() or fresh):
             what = ("is not a folder" if p.exists() and not p.is_dir() else
                     "holds no library" if p.is_dir() else "does not exist")
             shown = str(folder) if str(folder).strip() else "(empty)"
@@ -360,15 +362,19 @@ class Library:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _gone_under(self, paths: Sequence[str | os.PathLike]) -> list[str]:
-        """Catalogued videos inside the folders of `paths` (or equal to a file of them) whose files are gone."""
-        roots = [catalogue_path(p) for p in paths]
+    def _catalogued_under(self, roots: Sequence[Path]) -> list[str]:
+        """Catalogued videos (any status) that are one of `roots` or lie inside one of them."""
         out = []
         for v in self.videos(None):
-            path = Path(v["path"])  # only the videos under `paths` are looked up on disk
-            if any(path == r or r in path.parents for r in roots) and not path.is_file():
+            path = Path(v["path"])
+            if any(path == r or r in path.parents for r in roots):
                 out.append(v["path"])
         return out
+
+    def _gone_under(self, paths: Sequence[str | os.PathLike]) -> list[str]:
+        """Catalogued videos inside the folders of `paths` (or equal to a file of them) whose files are gone."""
+        # only the videos under `paths` are looked up on disk
+        return [v for v in self._catalogued_under([catalogue_path(p) for p in paths]) if not Path(v).is_file()]
 
     def _forget(self, paths: Sequence[str]) -> int:
         """Delete catalogued videos (one transaction; the index is then out of date): how many there were."""
@@ -424,14 +430,10 @@ class Library:
     def remove(self, path: str | os.PathLike) -> int:
         """Drop a video, or every video under a folder, from the library (their cached features stay in the feature
         cache); rebuilds the index. Returns how many videos were dropped."""
-        target = catalogue_path(path)
         with _writer_lock(self.folder):
-            under = [v["path"] for v in self.videos(None)
-                     if Path(v["path"]) == target or target in Path(v["path"]).parents]
-            if not under:  # catalogued before paths were kept as given: by the link's target
-                resolved = Path(path).expanduser().resolve()
-                under = [v["path"] for v in self.videos(None)
-                         if Path(v["path"]) == resolved or resolved in Path(v["path"]).parents]
+            # catalogued before paths were kept as given (a link under its target's path): found by the target
+            under = (self._catalogued_under([catalogue_path(path)])
+                     or self._catalogued_under([Path(path).expanduser().resolve()]))
             if not self._forget(under):
                 raise LibraryError(f"{path} is not in the library, nor any video under it (`momentlens index list` "
                                    "lists what is).")

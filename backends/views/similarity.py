@@ -61,7 +61,7 @@ def frames_at(video_path: str | Path, t1: float, t2: float, size: int | tuple[in
 
     def one(t: float) -> np.ndarray:  # a time past the end: read_frames' WindowError says so, with the length
         t = float(t)
-        if t < 0 and t > -0.05:  # a click on the first cell's edge
+        if -0.05 < t < 0:  # a click on the first cell's edge
             t = 0.0
         frames, _ = read_frames(video_path, fps=None, start=t, max_frames=1, size=size)
         return frames[0]
