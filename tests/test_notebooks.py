@@ -53,4 +53,9 @@ def test_notebook_runs(path, shared_data, kernel_env, tmp_path, monkeypatch):
         nbformat.write(nb, tmp_path / path.name)  # the executed copy, for a look when debugging
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    # the saved copy keeps its widgets' state (nbclient's default, as `jupyter nbconvert --execute` does): plotly's
+    # code once, not once per figure (a notebook with an Explorer was ~44 MB)
+    size = (tmp_path / path.name).stat().st_size
+    print(f"{path.name}: {size / 2**20:.1f} MiB saved")
+    assert size < 12 * 2**20, f"{path.name} saved at {size / 2**20:.1f} MiB"
     assert any(o.output_type == "stream" for o in outputs)  # every notebook prints what it found

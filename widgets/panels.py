@@ -20,7 +20,6 @@ from pathlib import Path
 import cv2
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 from IPython.display import display
 
 from backends.analysis.augment import METHODS as AUGMENT_METHODS
@@ -44,7 +43,7 @@ from backends.views.gradcam import gradcam_view
 from backends.views.library import library_search_view
 from backends.views.scaling import scaling_view
 from backends.views.similarity import frames_at, self_similarity_view
-from widgets.common import Runner, Source, VideoPlayer, from_browser, show_figure
+from widgets.common import Runner, Source, VideoPlayer, figure_widget, from_browser, show_figure
 
 
 class Panel:
@@ -124,8 +123,8 @@ class RetrievalPanel(Panel):
         self.chips = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.table = W.HTML()
         self.player = VideoPlayer()
-        self.saliency = go.FigureWidget(layout=dict(height=320, title="saliency"))
-        self.map = go.FigureWidget(layout=dict(height=560, width=700, title="2D temporal map"))
+        self.saliency = figure_widget(height=320, title="saliency")
+        self.map = figure_widget(height=560, width=700, title="2D temporal map")
         self.loop = W.Checkbox(value=False, description="loop a moment", indent=False, layout=W.Layout(width="140px"))
         W.link((self.loop, "value"), (self.player, "loop"))
         self.on_result: list = []  # callables(RetrievalResult) run after each retrieval (the Explorer links Grad-CAM)
@@ -250,7 +249,7 @@ class SelfSimilarityPanel(Panel):
         self.kind = W.ToggleButtons(options=["repnet", "cosine"], value="repnet", description="kind")
         self.features = W.ToggleButtons(options=["visual", "joint"], value="visual", description="features")
         self.fps = W.Dropdown(options=[0.5, 1.0, 2.0], value=1.0, description="fps", layout=W.Layout(width="160px"))
-        self.figure = go.FigureWidget(layout=dict(height=700))
+        self.figure = figure_widget(height=700)
         self.summary = W.HTML()
         self.t1 = W.FloatText(value=0.0, description="t1 (s)", layout=W.Layout(width="160px"))
         self.t2 = W.FloatText(value=10.0, description="t2 (s)", layout=W.Layout(width="160px"))
@@ -327,7 +326,7 @@ class AugmentationPanel(Panel):
                                         description="allowed", layout=W.Layout(width="220px"))
         self.inconsistent = W.Checkbox(value=False, description="per-frame draws (inconsistent)")
         self.as_trained = W.Checkbox(value=True, description="as the encoder was trained (video: checkpoints)")
-        self.figure = go.FigureWidget(layout=dict(height=900))
+        self.figure = figure_widget(height=900)
         self.params = W.HTML()
         self.params_box = W.Accordion(children=[self.params], selected_index=None)
         self.params_box.set_title(0, "sampled parameters (JSON)")
@@ -460,11 +459,11 @@ class ComparePanel(Panel):
         self.top_k = W.IntSlider(value=5, min=1, max=10, description="top-k", continuous_update=False)
         self.summary = W.HTML()
         self.player = VideoPlayer()
-        self.saliency = go.FigureWidget(layout=dict(height=320, title="saliency of both encoders"))
+        self.saliency = figure_widget(height=320, title="saliency of both encoders")
         self.columns = []
         for letter in "AB":
             header, chips = W.HTML(f"<b>{letter}</b>"), W.HBox(layout=W.Layout(flex_flow="row wrap"))
-            fig = go.FigureWidget(layout=dict(height=460, width=520, title=f"{letter}: 2D temporal map"))
+            fig = figure_widget(height=460, width=520, title=f"{letter}: 2D temporal map")
             self.columns.append((header, chips, fig))
         self._rerun_on(self.query, self.top_k)
         cols = [W.VBox(list(c), layout=W.Layout(width="50%")) for c in self.columns]
@@ -597,7 +596,7 @@ class ScalingPanel(Panel):
         self.epochs = W.IntSlider(value=5, min=1, max=30, description="epochs", continuous_update=False)
         self.train_button = W.Button(description="Train adapter", tooltip="self-supervised, CVRL-style InfoNCE")
         self.train_button.on_click(lambda _: self.train(background=True))
-        self.figure = go.FigureWidget(layout=dict(height=420))
+        self.figure = figure_widget(height=420)
         self.summary = W.HTML()
         return [self.checkpoints, W.HBox([self.epochs, self.train_button]), self.summary, self.figure]
 
