@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,36 @@ def built(folder, tmp_path) -> Path:
     lib = Library(tmp_path / "lib")
     lib.add([folder], encoder=TINY)
     return lib.folder
+
+
+def test_the_index_is_read_once_and_never_served_stale(built, monkeypatch):
+    """Searches keep the loaded index in memory (at 100k clips reading it costs more than searching it), shared by
+    every Library of that folder in the process; a change to the catalogue by anyone (here raw SQL, as another
+    process or an older version would write) or to the index files makes the next search read it again."""
+    import sqlite3
+
+    import faiss
+
+    reads = []
+    real_read = faiss.read_index
+    monkeypatch.setattr(faiss, "read_index", lambda path: reads.append(path) or real_read(path))
+    lib = Library(built)
+    first = lib.search("people walking on a lawn", top_k=6)
+    assert len(reads) == 1 and not first.index_rebuilt
+    again = Library(built).search("people walking on a lawn", top_k=6)
+    assert len(reads) == 1 and again.to_dict() == first.to_dict()
+
+    dropped = first.results[0].video
+    with closing(sqlite3.connect(lib.db_path)) as db, db:
+        db.execute("UPDATE videos SET status = 'error', reason = 'dropped by hand' WHERE path = ?", (dropped,))
+    after = lib.search("people walking on a lawn", top_k=6)
+    assert len(reads) >= 2 and after.index_rebuilt  # stale: rebuilt from the catalogue, not served
+    assert dropped not in {h.video for h in after.results} | set(after.candidates)
+
+    lib.rows_path.touch()  # the files changed under the same name: read again (and found current)
+    n = len(reads)
+    lib.search("people walking on a lawn", top_k=6)
+    assert len(reads) == n + 1
 
 
 def test_library_panel_shows_moments_and_plays_one(built):

@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -70,6 +71,19 @@ CREATE TABLE IF NOT EXISTS videos (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+# Every change to the catalogue, by any process or version of this code that opened it since, bumps meta
+# "generation": a search compares one number instead of digesting the whole catalogue to know its index is current.
+_BUMP = ("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', "
+         "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'), 0) + 1)")
+GENERATION_TRIGGERS = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS videos_{event.lower()} AFTER {event} ON videos BEGIN {_BUMP}; END;\n"
+    for event in ("INSERT", "UPDATE", "DELETE"))
+# Loaded indexes, kept between searches (reading a 100k-clip index anew costs more than searching it:
+# benchmarks/library.py): library folder -> (stamp, index, rows); the stamp (`Library._index_stamp`) changes
+# with the catalogue and with the index files.
+_LOADED: dict[str, tuple[tuple[Any, ...], Any, dict[str, np.ndarray]]] = {}
+_LOADED_LOCK = threading.Lock()
+LOADED_MAX = 4  # libraries kept loaded at once (a 100k-clip one holds ~150 MB)
 
 
 class LibraryError(MomentLensError):
@@ -256,6 +270,11 @@ class Library:
         self.rows_path = self.folder / "clips.npz"
         with self._db() as db:
             db.executescript(SCHEMA)
+            if not self._has_triggers(db):
+                try:
+                    db.executescript(GENERATION_TRIGGERS)
+                except sqlite3.OperationalError:  # a catalogue this user may only read: no writer can change it
+                    pass
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -268,6 +287,11 @@ class Library:
             raise LibraryError(f"the library catalogue {self.db_path} cannot be read ({err}): move it away and run "
                                "`momentlens index add` on your folders again (features already computed are reused "
                                "from the cache).") from None
+
+    @staticmethod
+    def _has_triggers(db: sqlite3.Connection) -> bool:
+        return db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'videos_%'"
+                          ).fetchone()[0] == 3
 
     def _meta(self, key: str) -> str | None:
         with self._db() as db:
@@ -383,6 +407,19 @@ class Library:
             if n:
                 self._set_meta(db, "version", None)
         return n
+
+    def _catalogue_rows(self, paths: set[str]) -> dict[str, sqlite3.Row]:
+        """The usable ("ok") catalogue rows of `paths` (a search's candidates), by path."""
+        found: dict[str, sqlite3.Row] = {}
+        ordered = sorted(paths)
+        with self._db() as db:
+            for i in range(0, len(ordered), 500):  # under SQLite's limit on query parameters
+                chunk = ordered[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(f"SELECT path, size, mtime_ns FROM videos WHERE status = 'ok' AND path IN ({marks})",
+                                      chunk):
+                    found[row["path"]] = row
+        return found
 
     def _row(self, path: Path) -> sqlite3.Row | None:
         with self._db() as db:
@@ -570,11 +607,33 @@ class Library:
         self._write_index(index, rows, "flat", self._version([v for v in self.videos("ok") if v["path"] in indexed]))
         log.info("library index: %d clips of %d new videos appended", sum(len(v) for _, v, _, _ in new), len(new))
 
+    def _index_stamp(self) -> tuple[Any, ...] | None:
+        """What changes whenever the catalogue or the index files change (the catalogue's generation and recorded
+        version, the files' identity, size and modification time); None when it cannot tell (no index files, or
+        a catalogue without the generation triggers, e.g. one this user may only read, made by an older version)."""
+        try:
+            files = tuple((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                          for st in (self.index_path.stat(), self.rows_path.stat()))
+        except OSError:
+            return None
+        with self._db() as db:
+            if not self._has_triggers(db):
+                return None
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'version')").fetchall())
+        return meta.get("generation"), meta.get("version"), files
+
     def _load_index(self) -> tuple[Any, dict[str, np.ndarray], bool]:
-        """(faiss index, rows, rebuilt): the stored index when it is readable and current, else a rebuilt one."""
+        """(faiss index, rows, rebuilt): the stored index when it is readable and current, else a rebuilt one.
+        An index loaded before is served from memory while its stamp holds (`_LOADED`)."""
         import faiss  # noqa: PLC0415 - deferred: see rebuild
 
+        key = str(self.folder.resolve())
         for attempt in (0, 1):
+            stamp = self._index_stamp()
+            with _LOADED_LOCK:
+                kept = _LOADED.get(key)
+            if stamp is not None and kept is not None and kept[0] == stamp:
+                return kept[1], kept[2], attempt == 1
             try:
                 with np.load(self.rows_path) as z:
                     rows = {k: z[k] for k in ("video", "start", "end", "paths", "version")}
@@ -582,6 +641,14 @@ class Library:
                 if hasattr(index, "hnsw"):
                     index.hnsw.efSearch = HNSW_EF_SEARCH
                 if str(rows["version"]) == self._meta("version") == self._version() and index.ntotal == len(rows["video"]):
+                    with _LOADED_LOCK:
+                        if stamp is not None and stamp == self._index_stamp():  # nothing changed while it loaded
+                            _LOADED.pop(key, None)
+                            _LOADED[key] = (stamp, index, rows)
+                            while len(_LOADED) > LOADED_MAX:  # the least recently loaded goes first
+                                _LOADED.pop(next(iter(_LOADED)))
+                        else:
+                            _LOADED.pop(key, None)
                     return index, rows, attempt == 1
                 reason = "it does not match the catalogue"
             except (OSError, ValueError, KeyError, RuntimeError, EOFError) as err:  # missing, truncated, not faiss
@@ -612,7 +679,7 @@ class Library:
         missing: list[str] = []
         left_out: list[tuple[str, str]] = []
         seen: set[int] = set()
-        catalogue = {v["path"]: v for v in self.videos("ok")}
+        catalogue = self._catalogue_rows({str(rows["paths"][int(rows["video"][r])]) for r in found[0] if r >= 0})
         for row in found[0]:
             if row < 0:
                 continue
