@@ -6,6 +6,8 @@ cache key. `benchmarks/letterbox.py` measures what it does to retrieval."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -19,10 +21,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from backends.analysis.borders import Borders, detect_borders
+from backends.analysis.borders import AGREE, DARK, FLAT, MAX_SIDE, MIN_BAR, Borders, detect_borders
 from backends.analysis.content import content_free, frame_stats
 from backends.core.contracts import ProgressFn
 from backends.core.errors import CancelledError, VideoError
+from backends.core.paths import cache_dir
 from backends.encoders import Encoder, cached_encoder
 from backends.io.cache import CacheKey, FeatureCache, file_content_hash
 from backends.io.video import DEFAULT_MAX_DURATION, VideoReader, probe, resolve_video_path, sample_frames_by_seek
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 CROP_BORDERS = os.environ.get("MOMENTLENS_CROP_BORDERS", "1") not in ("0", "false", "no")
 _BORDERS: dict[str, Borders] = {}  # content hash -> borders (a cache hit must not seek the video again)
 _BORDERS_LOCK = threading.Lock()
+BORDER_SAMPLES = 12  # frames sampled across a video to find its bars
 
 
 def borders_to_crop(path: str | os.PathLike, crop_borders: bool | None = None, content_hash: str | None = None) -> Borders:
@@ -41,20 +45,39 @@ def borders_to_crop(path: str | os.PathLike, crop_borders: bool | None = None, c
     return video_borders(path, content_hash) if on else Borders()
 
 
+def _borders_file(content_hash: str) -> Path:
+    """Where a video's detected bars are kept between processes (with the detector's settings in the name: other
+    settings detect anew). Under the cache's "hashes" folder: derived, cleared with it."""
+    settings = hashlib.sha1(repr((DARK, FLAT, AGREE, MAX_SIDE, MIN_BAR, BORDER_SAMPLES)).encode()).hexdigest()[:8]
+    return cache_dir() / "hashes" / "borders" / f"{content_hash}.{settings}.json"
+
+
 def video_borders(path: str | os.PathLike, content_hash: str | None = None) -> Borders:
-    """The constant bars of a video, in pixels of its frames (12 frames sampled across it; memoised)."""
+    """The constant bars of a video, in pixels of its frames (BORDER_SAMPLES frames sampled across it); memoised
+    in the process and in the cache (a search's candidates are not sought again by every new process)."""
     src = resolve_video_path(path)
     key = content_hash or file_content_hash(src)
     with _BORDERS_LOCK:
         hit = _BORDERS.get(key)
     if hit is not None:
         return hit
-    info = probe(src)
+    kept = _borders_file(key)
     try:
-        small = sample_frames_by_seek(src, 12, size=min(720, info.width, info.height))  # exact up to 720p
-    except VideoError:  # e.g. a truncated file: nothing to crop; decoding it says what is wrong
-        return Borders()
-    found = detect_borders(small).scaled(small.shape[1:3], (info.height, info.width))
+        found = Borders(**{side: int(v) for side, v in json.loads(kept.read_text()).items()})
+    except (OSError, ValueError, TypeError):  # absent, or not what this code writes: detect
+        info = probe(src)
+        try:
+            small = sample_frames_by_seek(src, BORDER_SAMPLES, size=min(720, info.width, info.height))  # exact to 720p
+        except VideoError:  # e.g. a truncated file: nothing to crop; decoding it says what is wrong
+            return Borders()
+        found = detect_borders(small).scaled(small.shape[1:3], (info.height, info.width))
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(found.to_dict()))
+            os.replace(tmp, kept)
+        except OSError:  # a read-only cache: detected again next time
+            pass
     with _BORDERS_LOCK:
         if len(_BORDERS) > 4096:
             _BORDERS.clear()

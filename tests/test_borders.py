@@ -83,3 +83,23 @@ def test_retrieval_and_gradcam_follow_the_crop(tmp_path, bikes_frames):
     assert result.maps.shape[1:] == (272, 880)
     assert result.maps[:, :, :120].max() == 0 and result.maps[:, :, -120:].max() == 0
     assert result.maps[:, :, 120:-120].max() > 0
+
+
+def test_a_new_process_reads_the_bars_instead_of_seeking_the_video_again(tmp_path, bikes_frames, monkeypatch):
+    """A video's bars are kept in the cache: a new process (here the in-process memo emptied) gets them without
+    decoding a frame; `cache clear` drops them with the other derived data, and they are detected again."""
+    from backends import features
+    from backends.io.cache import FeatureCache
+
+    monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path / "cache"))  # its own cache: clearing it spares the others'
+    padded = write_video(tmp_path / "letterboxed.mp4", _pad(bikes_frames, side=40), fps=2.0)
+    assert video_borders(padded) == Borders(0, 0, 40, 40)
+    assert list((tmp_path / "cache").rglob("*.json"))
+    features._BORDERS.clear()
+    seeks = []
+    real_seek = features.sample_frames_by_seek
+    monkeypatch.setattr(features, "sample_frames_by_seek", lambda *a, **k: seeks.append(a) or real_seek(*a, **k))
+    assert video_borders(padded) == Borders(0, 0, 40, 40) and seeks == []
+    FeatureCache().clear()
+    features._BORDERS.clear()
+    assert video_borders(padded) == Borders(0, 0, 40, 40) and len(seeks) == 1
