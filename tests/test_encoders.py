@@ -171,13 +171,14 @@ def test_minilm_embeds_as_sentence_transformers_does():
 
 
 def test_a_text_command_does_not_import_sentence_transformers():
-    """sentence-transformers (with transformers and scikit-learn) takes ~7 s to import: embedding a query with the
-    bundled encoder must not need it (a CLI search took ~10 s, ~3 s without it)."""
+    """sentence-transformers (with transformers, scikit-learn and torchvision) takes ~7 s to import: embedding a
+    query with the bundled encoder must not need it (a CLI search took ~10 s, ~3 s without it)."""
     import subprocess
     import sys
 
     code = ("import sys; from backends.encoders import cached_encoder;"
             "q = cached_encoder('conse-effnet-minilm').encode_text(['a dog on a lawn']);"
-            "print(q.shape, sorted(m for m in ('sentence_transformers', 'transformers', 'sklearn') if m in sys.modules))")
+            "print(q.shape, sorted(m for m in ('sentence_transformers', 'transformers', 'sklearn', 'torchvision')"
+            " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "(1, 384) []", out.stdout + out.stderr
