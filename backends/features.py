@@ -63,21 +63,24 @@ def video_borders(path: str | os.PathLike, content_hash: str | None = None) -> B
         return hit
     kept = _borders_file(key)
     try:
-        found = Borders(**{side: int(v) for side, v in json.loads(kept.read_text()).items()})
-    except (OSError, ValueError, TypeError):  # absent, or not what this code writes: detect
+        stored = json.loads(kept.read_text())
+        if not isinstance(stored, dict) or set(stored) != set(Borders().to_dict()):
+            raise ValueError("not the four bars")
+        found = Borders(**{side: int(v) for side, v in stored.items()})
+    except (OSError, ValueError, TypeError):  # absent, damaged, or not what this code writes: detect
         info = probe(src)
         try:
             small = sample_frames_by_seek(src, BORDER_SAMPLES, size=min(720, info.width, info.height))  # exact to 720p
         except VideoError:  # e.g. a truncated file: nothing to crop; decoding it says what is wrong
             return Borders()
         found = detect_borders(small).scaled(small.shape[1:3], (info.height, info.width))
+        tmp = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             kept.parent.mkdir(parents=True, exist_ok=True)
-            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(found.to_dict()))
             os.replace(tmp, kept)
-        except OSError:  # a read-only cache: detected again next time
-            pass
+        except OSError:  # a read-only or full cache: detected again next time
+            tmp.unlink(missing_ok=True)
     with _BORDERS_LOCK:
         if len(_BORDERS) > 4096:
             _BORDERS.clear()

@@ -103,3 +103,9 @@ def test_a_new_process_reads_the_bars_instead_of_seeking_the_video_again(tmp_pat
     FeatureCache().clear()
     features._BORDERS.clear()
     assert video_borders(padded) == Borders(0, 0, 40, 40) and len(seeks) == 1
+    kept = next((tmp_path / "cache").rglob("*.json"))
+    for damaged in ("null", "[1, 2]", "{}", '{"top": "x", "bottom": 0, "left": 0, "right": 0}', "{trunc"):
+        kept.write_text(damaged)  # a damaged file is detected again, never trusted nor a crash
+        features._BORDERS.clear()
+        assert video_borders(padded) == Borders(0, 0, 40, 40)
+    assert len(seeks) == 6

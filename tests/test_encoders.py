@@ -168,6 +168,9 @@ def test_minilm_embeds_as_sentence_transformers_does():
         assert got.shape == (len(sentences), 384)
         assert torch.allclose(got, reference, atol=1e-5), (got - reference).abs().max()
     assert (ours.encode(sentences[:2]) @ ours.encode(sentences[:2]).T)[0, 1] < 0.9  # not one vector for all
+    one = ours.encode(sentences[1])  # a single string is one sentence, not a list of characters
+    assert one.shape == (384,) and torch.allclose(one, reference[1], atol=1e-5)
+    assert ours.encode([]).shape == (0, 384)
 
 
 def test_a_text_command_does_not_import_sentence_transformers():

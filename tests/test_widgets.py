@@ -223,6 +223,54 @@ def test_explorer_sends_plotly_code_once(realmix_video):
     assert explorer.retrieval.saliency in figures
 
 
+@pytest.mark.parametrize("module, handed", [
+    ("var a=1;export{TD as FigureModel,MD as FigureView,$4t as default};\n/*! licence */\n",
+     'var a=1;globalThis["K"]=$4t;export{TD as FigureModel,MD as FigureView};export default {initialize(){},render(){}};'
+     "\n/*! licence */\n"),
+    ("const s='export{p5 as default}';var j4t=()=>0;export { j4t as default };",
+     "const s='export{p5 as default}';var j4t=()=>0;globalThis[\"K\"]=j4t;export default {initialize(){},render(){}};"),
+    ("var x;export{x as default};x=2;", None),  # code after the export: not the expected shape
+    ("var x;export{x as FigureModel};", None),  # no default export
+    ("var x;export{x as default, y as default};", None),
+])
+def test_plotly_module_hand_over(module, handed):
+    """The rewrite that lets one carrier hand plotly's widget factory to every figure: minified names may start
+    with $, the module's own export is the last one, anything unexpected leaves plotly's own widget in place."""
+    from widgets.common import hand_over
+
+    assert hand_over(module, "K") == handed
+
+
+def test_the_rewritten_plotly_module_is_valid_javascript(tmp_path):
+    import shutil
+    import subprocess
+
+    from widgets.common import _CARRIER_ESM, _FIGURE_FACTORY_KEY, _SHARED_FIGURE_ESM
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (apt-get install nodejs): the module's syntax is checked with it")
+    assert _CARRIER_ESM is not None and f"globalThis[{json.dumps(_FIGURE_FACTORY_KEY)}]=" in _CARRIER_ESM
+    for name, text in (("carrier.mjs", _CARRIER_ESM), ("figure.mjs", _SHARED_FIGURE_ESM)):
+        (tmp_path / name).write_text(text)
+        out = subprocess.run([node, "--check", str(tmp_path / name)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_closing_every_widget_brings_a_new_carrier():
+    """`ipywidgets.Widget.close_all()` closes the carrier too: the next figure must bring a new one, else it would
+    draw nothing once the page reloads."""
+    import ipywidgets as W
+
+    from widgets import common
+
+    common.figure_widget(height=200)
+    W.Widget.close_all()
+    assert common._carrier is not None and common._carrier.comm is None
+    figure = common.figure_widget(height=200)
+    assert common._carrier.comm is not None and figure.comm is not None
+
+
 def test_compare_panel_shows_both_encoders_and_their_agreement(realmix_video):
     from backends.views.compare import compare_encoders
 

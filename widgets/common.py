@@ -273,24 +273,37 @@ export default async () => (await plotlyFactory())();
 
 def _carrier_esm() -> str | None:
     """plotly's FigureWidget module, changed to hand its default export (the widget factory) to the page instead
-    of exporting it; None when this plotly has no such module (plotly 5) or the module does not end with its
-    export statement (then figures are plain FigureWidgets)."""
+    of exporting it (`hand_over`); None when this plotly has no such module (plotly 5) or its shape is not the
+    expected one (then figures are plain FigureWidgets)."""
     code = getattr(go.FigureWidget, "_esm", None)
-    if code is None:
-        return None
-    text = str(code)
-    exports = list(re.finditer(r"export\s*\{([^{}]*?)\b([\w$]+) as default\s*\}\s*;?", text))
+    return None if code is None else hand_over(str(code), _FIGURE_FACTORY_KEY)
+
+
+_NAME = r"[A-Za-z_$][\w$]*"  # a JavaScript identifier (minified names may start with $)
+
+
+def hand_over(module: str, key: str) -> str | None:
+    """`module` (an ES module's text ending in `export{..., NAME as default}` and at most a licence comment) with
+    that statement replaced: NAME goes to `globalThis[key]`, the other exports stay, and the default export becomes
+    an empty widget. None when the module does not end that way."""
+    exports = list(re.finditer(r"export\s*\{([^{}]*)\}\s*;?", module))
     if not exports:
         return None
     found = exports[-1]  # the module's own: followed by nothing but a licence comment (earlier ones are in strings)
-    tail = text[found.end():].strip()
+    tail = module[found.end():].strip()
     if tail and not (tail.startswith("/*") and tail.endswith("*/") and tail.count("*/") == 1):
         return None
-    rest = ",".join(part for part in found.group(1).split(",") if part.strip())
-    handed = (f"globalThis[{json.dumps(_FIGURE_FACTORY_KEY)}]={found.group(2)};"
-              + (f"export{{{rest}}};" if rest else "")
+    names = [part.strip() for part in found.group(1).split(",") if part.strip()]
+    parsed = [re.fullmatch(rf"({_NAME})(?:\s+as\s+({_NAME}))?", part) for part in names]
+    if not all(parsed):
+        return None
+    default = [m.group(1) for m in parsed if m and m.group(2) == "default"]
+    if len(default) != 1:
+        return None
+    rest = ",".join(part for part, m in zip(names, parsed) if m and m.group(2) != "default")
+    handed = (f"globalThis[{json.dumps(key)}]={default[0]};" + (f"export{{{rest}}};" if rest else "")
               + "export default {initialize(){},render(){}};")
-    return text[:found.start()] + handed + text[found.end():]
+    return module[:found.start()] + handed + module[found.end():]
 
 
 _CARRIER_ESM = _carrier_esm()
@@ -316,7 +329,7 @@ def figure_widget(**layout: Any) -> go.FigureWidget:
     if _CARRIER_ESM is None or "google.colab" in sys.modules:
         return go.FigureWidget(layout=layout)
     with _carrier_lock:
-        if _carrier is None:
+        if _carrier is None or _carrier.comm is None:  # none yet, or closed (`Widget.close_all()`)
             _carrier = _PlotlyCode()  # kept for the kernel's life: saved notebooks need its state
     return SharedFigureWidget(layout=layout)
 

@@ -55,7 +55,7 @@ def load_minilm(device: torch.device) -> MiniLM:
     return MiniLM(minilm_path(), device)
 
 
-def label_embeddings(classes: Sequence[str], text_model: Any, dim: int) -> torch.Tensor:
+def label_embeddings(classes: Sequence[str], text_model: MiniLM, dim: int) -> torch.Tensor:
     """(len(classes), dim) unit MiniLM embeddings of the class names, each the mean over PROMPT_TEMPLATES.
     Fixed for given names and text weights: computed once, then read from the cache."""
     key = hashlib.sha1(("|".join(PROMPT_TEMPLATES) + str(minilm_path().name) + "|".join(classes)).encode()).hexdigest()[:16]
@@ -68,7 +68,7 @@ def label_embeddings(classes: Sequence[str], text_model: Any, dim: int) -> torch
         except (OSError, ValueError):
             pass
     sentences = [t.format(c) for c in classes for t in PROMPT_TEMPLATES]
-    emb = text_model.encode(sentences, batch_size=256, convert_to_tensor=True, normalize_embeddings=True)
+    emb = text_model.encode(sentences, batch_size=256)
     emb = emb.cpu().float().view(len(classes), len(PROMPT_TEMPLATES), -1).mean(1)
     emb = F.normalize(emb, dim=-1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +100,8 @@ class ConseEncoder(Encoder):
     input_size = 224
     input_fit = INPUT_FIT
 
-    def __init__(self, device: torch.device, top_t: int = TOP_T, cnn: Any = None, text_model: Any = None, version: str | None = None,
-                 fuse_batchnorm: bool = True):
+    def __init__(self, device: torch.device, top_t: int = TOP_T, cnn: Any = None, text_model: MiniLM | None = None,
+                 version: str | None = None, fuse_batchnorm: bool = True):
         self.device = device
         self.top_t = top_t
         # BatchNorm folded into the convolutions: identical outputs, about 2x faster inference
@@ -138,7 +138,7 @@ class ConseEncoder(Encoder):
         return self.conse_from_logits(logits), pooled
 
     def _embed_texts(self, texts: list[str]):
-        return self.text_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=64)
+        return self.text_model.encode(texts, batch_size=64)
 
     def classify(self, frames: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet top-k (name, probability) per frame: what the visual tower sees."""

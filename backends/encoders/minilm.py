@@ -49,7 +49,7 @@ class _Layer(nn.Module):
 
 class MiniLM(nn.Module):
     """all-MiniLM-L6-v2 from its folder: `encode(sentences)` -> (N, 384) unit embeddings, as
-    `SentenceTransformer(folder).encode(sentences, normalize_embeddings=True, convert_to_tensor=True)`."""
+    `SentenceTransformer(folder).encode(sentences, convert_to_tensor=True)`."""
 
     def __init__(self, folder: str | Path, device: torch.device | str = "cpu"):
         super().__init__()
@@ -103,10 +103,12 @@ class MiniLM(nn.Module):
         return self.dim
 
     @torch.inference_mode()
-    def encode(self, sentences: Sequence[str], batch_size: int = 32, convert_to_tensor: bool = True,
-               normalize_embeddings: bool = True) -> torch.Tensor:
-        """(len(sentences), dim) mean-pooled embeddings (unit length when `normalize_embeddings`), on the model's
-        device. Batches hold sentences of similar length (less padding), as sentence-transformers does."""
+    def encode(self, sentences: str | Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """(len(sentences), dim) unit embeddings (a single string: (dim,)), on the model's device. Batches hold
+        sentences of similar length (less padding), as sentence-transformers does. The model's last step is its
+        Normalize module, so there are no unnormalised embeddings to ask for."""
+        if isinstance(sentences, str):
+            return self.encode([sentences], batch_size)[0]
         device = self.word.weight.device
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         out = torch.empty(len(sentences), self.dim, device=device)
@@ -122,5 +124,5 @@ class MiniLM(nn.Module):
                 x = layer(x, mask)
             weights = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            out[chunk] = F.normalize(pooled, dim=-1) if normalize_embeddings else pooled
+            out[chunk] = F.normalize(pooled, dim=-1)
         return out

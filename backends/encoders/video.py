@@ -110,7 +110,7 @@ class VideoEncoder(Encoder):
         if not self.has_text:
             raise NoTextSideError(f"{self.name} embeds clips only and has no text side: query it with a clip (a moment "
                                   "of the video, or another video) instead of a sentence.")
-        return self.text_model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, batch_size=64)
+        return self.text_model.encode(texts, batch_size=64)
 
     @torch.inference_mode()
     def encode_clips(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

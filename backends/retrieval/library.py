@@ -290,8 +290,8 @@ class Library:
 
     @staticmethod
     def _has_triggers(db: sqlite3.Connection) -> bool:
-        return db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'videos_%'"
-                          ).fetchone()[0] == 3
+        return db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN "
+                          "('videos_insert', 'videos_update', 'videos_delete')").fetchone()[0] == 3
 
     def _meta(self, key: str) -> str | None:
         with self._db() as db:
