@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
 
 from backends.analysis.gradcam_options import FITS, METHODS
 from backends.core.errors import MomentLensError
@@ -32,6 +31,8 @@ class GradCamError(MomentLensError):
 
 
 def _cam_class(method: str):
+    # deferred: pytorch_grad_cam imports torchvision (~2 s), which the app's start and the CLI need nothing of
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus  # noqa: PLC0415
 
     classes = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
     if method not in classes:
