@@ -88,6 +88,38 @@ def test_a_video_catalogued_during_a_rebuild_makes_the_index_stale(two, tmp_path
     assert {h.video for h in lib.search("a man", top_k=20, videos=10).results} >= {str(other)}
 
 
+def test_searches_that_find_the_index_stale_at_once_all_answer(two, tmp_path, monkeypatch):
+    """Several searches at once (the app's users, a notebook's threads) that find the index stale: one rebuilds
+    it, the others wait and are served the rebuilt one. They used to rebuild together through the same temporary
+    file names (pid only) and crash with FileNotFoundError ("Something went wrong" in the app)."""
+    import threading
+
+    lib = Library(tmp_path / "lib")
+    lib.add([two], encoder=TINY)
+    expected = _search(lib).to_dict()["results"]
+    rebuilds = []
+    real_rebuild = Library.rebuild
+    monkeypatch.setattr(Library, "rebuild", lambda self: rebuilds.append(1) or real_rebuild(self))
+    for episode in range(1, 6):
+        with lib._db() as db:
+            lib._set_meta(db, "version", None)  # stale, as after another process's change
+        answers, errors = [], []
+
+        def search():
+            try:
+                answers.append(_search(Library(lib.folder)).to_dict()["results"])
+            except Exception as err:  # noqa: BLE001 - any failure is the bug
+                errors.append(repr(err))
+
+        threads = [threading.Thread(target=search) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [] and answers == [expected] * 4
+        assert len(rebuilds) == episode  # one rebuild per stale episode, not one per search
+
+
 def test_a_damaged_catalogue_is_one_sentence_everywhere(tmp_path, two):
     lib_dir = tmp_path / "lib"
     Library(lib_dir).add([two / "a.mp4"], encoder=TINY, show_progress=False)

@@ -84,6 +84,7 @@ GENERATION_TRIGGERS = "".join(
 _LOADED: dict[str, tuple[tuple[Any, ...], Any, dict[str, np.ndarray]]] = {}
 _LOADED_LOCK = threading.Lock()
 LOADED_MAX = 4  # libraries kept loaded at once (a 100k-clip one holds ~150 MB)
+_REBUILDING: dict[str, threading.Lock] = {}  # library folder -> the lock of a search's rebuild in this process
 
 
 class LibraryError(MomentLensError):
@@ -567,8 +568,9 @@ class Library:
         renamed into place (a reader never sees half), then record that version."""
         import faiss  # noqa: PLC0415 - deferred: see rebuild
 
-        tmp_index = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
-        tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
+        writer = f"{os.getpid()}.{threading.get_ident()}"  # the app's threads write too: names of their own
+        tmp_index = self.index_path.with_name(f".{self.index_path.name}.{writer}.tmp")
+        tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{writer}.tmp.npz")
         try:
             faiss.write_index(index, str(tmp_index))
             arrays: dict[str, Any] = {**rows, "version": np.array(version), "kind": np.array(kind)}
@@ -624,40 +626,54 @@ class Library:
 
     def _load_index(self) -> tuple[Any, dict[str, np.ndarray], bool]:
         """(faiss index, rows, rebuilt): the stored index when it is readable and current, else a rebuilt one.
-        An index loaded before is served from memory while its stamp holds (`_LOADED`)."""
+        An index loaded before is served from memory while its stamp holds (`_LOADED`). Threads that find it
+        stale rebuild it one at a time (the first rebuilds, the others then find it current)."""
+        key = str(self.folder.resolve())
+        served = self._current_index(key)
+        if isinstance(served, tuple):
+            return (*served, False)
+        with _LOADED_LOCK:
+            lock = _REBUILDING.setdefault(key, threading.Lock())
+        with lock:
+            again = self._current_index(key)
+            if isinstance(again, tuple):  # another thread rebuilt it meanwhile
+                return (*again, True)
+            log.warning("the library index in %s is not served: %s; rebuilding it", self.folder, again)
+            if self.rebuild():
+                rebuilt = self._current_index(key)
+                if isinstance(rebuilt, tuple):
+                    return (*rebuilt, True)
+        raise LibraryError("the library is empty: add videos first (`momentlens index add FOLDER`).")
+
+    def _current_index(self, key: str) -> tuple[Any, dict[str, np.ndarray]] | str:
+        """(index, rows) when the stored index is readable and current (from memory while its stamp holds), else
+        why it is not."""
         import faiss  # noqa: PLC0415 - deferred: see rebuild
 
-        key = str(self.folder.resolve())
-        for attempt in (0, 1):
-            stamp = self._index_stamp()
-            with _LOADED_LOCK:
-                kept = _LOADED.get(key)
-            if stamp is not None and kept is not None and kept[0] == stamp:
-                return kept[1], kept[2], attempt == 1
-            try:
-                with np.load(self.rows_path) as z:
-                    rows = {k: z[k] for k in ("video", "start", "end", "paths", "version")}
-                index = faiss.read_index(str(self.index_path))
-                if hasattr(index, "hnsw"):
-                    index.hnsw.efSearch = HNSW_EF_SEARCH
-                if str(rows["version"]) == self._meta("version") == self._version() and index.ntotal == len(rows["video"]):
-                    with _LOADED_LOCK:
-                        if stamp is not None and stamp == self._index_stamp():  # nothing changed while it loaded
-                            _LOADED.pop(key, None)
-                            _LOADED[key] = (stamp, index, rows)
-                            while len(_LOADED) > LOADED_MAX:  # the least recently loaded goes first
-                                _LOADED.pop(next(iter(_LOADED)))
-                        else:
-                            _LOADED.pop(key, None)
-                    return index, rows, attempt == 1
-                reason = "it does not match the catalogue"
-            except (OSError, ValueError, KeyError, RuntimeError, EOFError) as err:  # missing, truncated, not faiss
-                reason = f"it cannot be read ({type(err).__name__})"
-            if attempt == 0:
-                log.warning("the library index in %s is not served: %s; rebuilding it", self.folder, reason)
-                if not self.rebuild():
-                    break
-        raise LibraryError("the library is empty: add videos first (`momentlens index add FOLDER`).")
+        stamp = self._index_stamp()
+        with _LOADED_LOCK:
+            kept = _LOADED.get(key)
+        if stamp is not None and kept is not None and kept[0] == stamp:
+            return kept[1], kept[2]
+        try:
+            with np.load(self.rows_path) as z:
+                rows = {k: z[k] for k in ("video", "start", "end", "paths", "version")}
+            index = faiss.read_index(str(self.index_path))
+        except (OSError, ValueError, KeyError, RuntimeError, EOFError) as err:  # missing, truncated, not faiss
+            return f"it cannot be read ({type(err).__name__})"
+        if hasattr(index, "hnsw"):
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        if not (str(rows["version"]) == self._meta("version") == self._version() and index.ntotal == len(rows["video"])):
+            return "it does not match the catalogue"
+        with _LOADED_LOCK:
+            if stamp is not None and stamp == self._index_stamp():  # nothing changed while it loaded
+                _LOADED.pop(key, None)
+                _LOADED[key] = (stamp, index, rows)
+                while len(_LOADED) > LOADED_MAX:  # the least recently loaded goes first
+                    _LOADED.pop(next(iter(_LOADED)))
+            else:
+                _LOADED.pop(key, None)
+        return index, rows
 
     # --- search ---------------------------------------------------------------------------------------
     def search(self, query: str, *, top_k: int = 10, videos: int = 10, nms_threshold: float = 0.5) -> SearchResult:
