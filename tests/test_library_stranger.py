@@ -105,10 +105,10 @@ def test_searches_that_find_the_index_stale_at_once_all_answer(two, tmp_path, mo
             lib._set_meta(db, "version", None)  # stale, as after another process's change
         answers, errors = [], []
 
-        def search():
+        def search(answers=answers, errors=errors):
             try:
                 answers.append(_search(Library(lib.folder)).to_dict()["results"])
-            except Exception as err:  # noqa: BLE001 - any failure is the bug
+            except Exception as err:  # any failure is the bug
                 errors.append(repr(err))
 
         threads = [threading.Thread(target=search) for _ in range(4)]

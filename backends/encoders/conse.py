@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def label_embeddings(classes: Sequence[str], text_model: MiniLM, dim: int) -> to
     emb = emb.cpu().float().view(len(classes), len(PROMPT_TEMPLATES), -1).mean(1)
     emb = F.normalize(emb, dim=-1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npy")  # per writer thread
     np.save(tmp, emb.numpy())
     os.replace(tmp, path)
     return emb

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save `payload` to `path` atomically; returns the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # per writer thread
     try:
         torch.save(payload, tmp)
         os.replace(tmp, out)
