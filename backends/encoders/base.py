@@ -21,6 +21,11 @@ from backends.core.errors import UnknownEncoderError
 
 log = logging.getLogger(__name__)
 TEXT_MEMO = 64  # encode_text calls remembered per encoder
+# One pass through an image/video model at a time in this process. Grad-CAM hooks a model's layer for the length
+# of its call, and any other pass through that layer meanwhile (another thread's encoding, another Grad-CAM: the
+# widgets run panels on threads) landed in its lists: wrong shapes, bf16 activations, errors. On CPU one pass
+# already uses every core; each batch takes the lock, so long encodings still interleave.
+MODEL_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,8 @@ class Encoder(ABC):
         joint, visual = [], []
         for i in range(0, len(frames), self.batch_size):
             batch = self.preprocess(frames[i : i + self.batch_size])
-            j, v = self._embed_batch(batch)
+            with MODEL_LOCK:
+                j, v = self._embed_batch(batch)
             joint.append(F.normalize(j.float(), dim=-1).cpu())
             visual.append(v.float().cpu())
         if not joint:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from backends.core.device import inference_dtype
 from backends.core.paths import cache_dir
-from backends.encoders.base import Encoder, register_encoder
+from backends.encoders.base import MODEL_LOCK, Encoder, register_encoder
 from backends.encoders.efficientnet_lite import (
     IMAGENET_CLASSES,
     load_efficientnet_lite0,
@@ -143,8 +143,9 @@ class ConseEncoder(Encoder):
 
     def classify(self, frames: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet top-k (name, probability) per frame: what the visual tower sees."""
-        with torch.inference_mode():
-            probs = self.cnn(self.preprocess(frames)).softmax(-1)
+        x = self.preprocess(frames)
+        with torch.inference_mode(), MODEL_LOCK:
+            probs = self.cnn(x).softmax(-1)
         p, i = probs.topk(k, dim=-1)
         return [[(IMAGENET_CLASSES[j], float(q)) for q, j in zip(pr, ir)] for pr, ir in zip(p.tolist(), i.tolist())]
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from backends.core.device import inference_dtype
 from backends.core.errors import CheckpointError, EncoderError, WeightsNotFoundError
-from backends.encoders.base import Encoder, register_encoder, resize_center_crop
+from backends.encoders.base import MODEL_LOCK, Encoder, register_encoder, resize_center_crop
 from backends.encoders.conse import TOP_T, conse_mixture, label_embeddings, load_minilm
 from backends.io.checkpoints import file_version, read_checkpoint
 from backends.models.video import (
@@ -117,7 +117,9 @@ class VideoEncoder(Encoder):
         """uint8 RGB clips (B, n, H, W, 3) -> (joint (B, dim) L2-normalised, visual (B, visual_dim)) float32."""
         joint, visual = [], []
         for i in range(0, len(clips), self.batch_size):
-            j, v = self._embed_batch(self.preprocess_clips(clips[i : i + self.batch_size]))
+            batch = self.preprocess_clips(clips[i : i + self.batch_size])
+            with MODEL_LOCK:
+                j, v = self._embed_batch(batch)
             joint.append(F.normalize(j.float(), dim=-1).cpu())
             visual.append(v.float().cpu())
         if not joint:

@@ -25,6 +25,7 @@ from backends.analysis.gradcam import (
 )
 from backends.core.contracts import ProgressFn, check_query
 from backends.encoders import Encoder, cached_encoder
+from backends.encoders.base import MODEL_LOCK
 from backends.features import borders_to_crop
 from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
@@ -57,7 +58,7 @@ def gradcam_frames(
     model_frames, geometry = frames_to_input(frames, int(enc.input_size), fit, getattr(enc, "input_fit", "crop"))
     if not enc.has_text and method != "eigencam":
         # a clip-only encoder: the target is the clip's own embedding (what makes this clip embed as it does)
-        with torch.inference_mode():
+        with torch.inference_mode(), MODEL_LOCK:
             text_emb = enc.image_model()(enc.preprocess(model_frames)).float()[0].cpu().numpy()
     else:
         text_emb = enc.encode_text([text])[0] if text else None
@@ -71,8 +72,9 @@ def gradcam_frames(
         if progress is not None:
             progress(i / len(frames), f"Grad-CAM ({method}) on frames {i + 1}-{min(i + step, len(frames))} of {len(frames)}")
         x = enc.preprocess(model_frames[i : i + step])
-        cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape,
-                             target="cosine" if enc.has_text else "projection")
+        with MODEL_LOCK:  # its hooks must see its own pass only
+            cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape,
+                                 target="cosine" if enc.has_text else "projection")
         per_frame = cams.reshape(-1, *cams.shape[-2:])  # (B,T,S,S) clips -> T frame maps
         maps.extend(map_to_frame(c, geometry, h, w) for c in per_frame)
         if sc is not None:
