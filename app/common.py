@@ -28,6 +28,7 @@ import plotly.io as pio
 from backends.core.contracts import check_query
 from backends.core.errors import CancelledError, MomentLensError, QueryError
 from backends.core.paths import is_inside
+from backends.io.atomic import copy_whole
 from backends.views.offers import ServerOffers
 
 log = logging.getLogger(__name__)
@@ -164,10 +165,7 @@ class AppContext:
         key = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:12]
         target = self.workdir / "videos" / key / p.name  # keeps the file name the user knows
         if not target.is_file() or target.stat().st_size != p.stat().st_size:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(target.suffix + ".part")
-            shutil.copyfile(p, tmp)
-            tmp.replace(target)
+            copy_whole(p, target)  # two users opening the clip at once each write their own copy
         return str(target)
 
 

@@ -27,6 +27,7 @@ from backends.core.contracts import ProgressFn
 from backends.core.errors import CancelledError, VideoError
 from backends.core.paths import cache_dir
 from backends.encoders import Encoder, cached_encoder
+from backends.io.atomic import write_bytes_whole
 from backends.io.cache import CacheKey, FeatureCache, file_content_hash
 from backends.io.video import DEFAULT_MAX_DURATION, VideoReader, probe, resolve_video_path, sample_frames_by_seek
 
@@ -74,13 +75,10 @@ def video_borders(path: str | os.PathLike, content_hash: str | None = None) -> B
         except VideoError:  # e.g. a truncated file: nothing to crop; decoding it says what is wrong
             return Borders()
         found = detect_borders(small).scaled(small.shape[1:3], (info.height, info.width))
-        tmp = kept.with_name(f".{kept.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(found.to_dict()))
-            os.replace(tmp, kept)
+            write_bytes_whole(kept, json.dumps(found.to_dict()).encode())
         except OSError:  # a read-only or full cache: detected again next time
-            tmp.unlink(missing_ok=True)
+            pass
     with _BORDERS_LOCK:
         if len(_BORDERS) > 4096:
             _BORDERS.clear()

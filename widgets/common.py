@@ -26,6 +26,7 @@ import traitlets
 from backends.core import paths
 from backends.core.errors import CancelledError, MomentLensError
 from backends.encoders import default_encoder_name, offline_encoder_names
+from backends.io.atomic import write_bytes_whole
 from backends.io.playback import playable_path
 from backends.views.offers import list_checkpoints
 
@@ -60,10 +61,7 @@ def save_upload(name: str, content: bytes) -> Path:
     digest = hashlib.sha1(content).hexdigest()[:16]
     out = paths.cache_dir() / "uploads" / digest / upload_name(name)
     if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".part")
-        tmp.write_bytes(content)
-        tmp.replace(out)
+        write_bytes_whole(out, content)
     return out
 
 

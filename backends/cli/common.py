@@ -14,6 +14,7 @@ from typing import Any
 
 from backends.analysis.cvrl import MAX_SEED
 from backends.core.errors import MomentLensError
+from backends.io import atomic
 from backends.io.video import DEFAULT_MAX_DURATION, probe
 
 
@@ -185,15 +186,11 @@ def clear_earlier_run(files: list[Path], noun: str) -> str:
 def written_whole(path: Path) -> Iterator[Path]:
     """Write to the temporary name this yields; on success it becomes `path` in one step (a failed or interrupted
     write leaves the earlier file as it was). An error names `path`, not the temporary file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
+        with atomic.written_whole(path) as tmp:
+            yield tmp
     except OSError as err:
         raise OSError(err.errno, err.strerror or str(err), str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_html(fig: Any, path: Path) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from backends.encoders.efficientnet_lite import (
     weights_path as effnet_weights_path,
 )
 from backends.encoders.minilm import MiniLM
+from backends.io.atomic import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,8 @@ def label_embeddings(classes: Sequence[str], text_model: MiniLM, dim: int) -> to
     emb = text_model.encode(sentences, batch_size=256)
     emb = emb.cpu().float().view(len(classes), len(PROMPT_TEMPLATES), -1).mean(1)
     emb = F.normalize(emb, dim=-1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npy")  # per writer thread
-    np.save(tmp, emb.numpy())
-    os.replace(tmp, path)
+    with written_whole(path, ".tmp.npy") as tmp:  # np.save keeps a name ending in .npy
+        np.save(tmp, emb.numpy())
     return emb
 
 

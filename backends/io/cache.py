@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from backends.core.paths import cache_dir
+from backends.io.atomic import write_bytes_whole
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,8 @@ def file_content_hash(path: str | os.PathLike) -> str:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
     value = h.hexdigest()
-    _atomic_write_bytes(memo, value.encode())
+    write_bytes_whole(memo, value.encode())
     return value
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from backends.core.errors import CheckpointError
+from backends.io.atomic import written_whole
 
 
 def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> Any:
@@ -57,14 +57,8 @@ def read_torchscript_state_dict(path: str | os.PathLike) -> dict[str, torch.Tens
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save `payload` to `path` atomically; returns the path."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # per writer thread
-    try:
+    with written_whole(out) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backends.core.contracts import ProgressFn, StopFn
 from backends.core.errors import CancelledError, MomentLensError
+from backends.io.atomic import private_name
 
 CHUNK = 1 << 20
 
@@ -43,7 +44,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
     if out.is_file() and (sha256 is None or sha256_of(out).startswith(sha256.lower())):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")
+    part = private_name(out, ".part")  # two fetches of one file at once each write their own
     h = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from backends.core.errors import CheckpointError
+from backends.io.atomic import written_whole
 
 CHECKPOINT_KIND = "momentlens-video-encoder"
 FORMAT_VERSION = 1
@@ -209,17 +210,6 @@ def config_path(weights: str | os.PathLike) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_video_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
     """Write `NAME.safetensors` (weights; the config in its metadata too) and `NAME.json`, each atomically.
     `config` must hold "model" (a VideoModelConfig dict); "kind" and "format_version" are added."""
@@ -232,8 +222,10 @@ def save_video_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.T
     VideoModelConfig.from_dict(full["model"])  # refuse to write a config that would not load
     text = json.dumps(full, indent=2, sort_keys=True, default=str)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    _atomic_write_bytes(out, lambda tmp: save_file(tensors, str(tmp), metadata={"momentlens": text}))
-    _atomic_write_bytes(config_path(out), lambda tmp: None if tmp.write_text(text + "\n") else None)
+    with written_whole(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"momentlens": text})
+    with written_whole(config_path(out)) as tmp:
+        tmp.write_text(text + "\n")
     return out
 
 

@@ -37,6 +37,7 @@ from backends.core.errors import CancelledError, MomentLensError, VideoError
 from backends.core.paths import cache_dir
 from backends.encoders import cached_encoder, canonical_encoder_name, default_encoder_name
 from backends.features import VideoFeatures, encode_video
+from backends.io.atomic import written_whole
 from backends.io.video import VIDEO_EXTENSIONS, is_video_name, list_videos
 from backends.retrieval import confidence as conf
 from backends.retrieval.engine import retrieve
@@ -568,18 +569,11 @@ class Library:
         renamed into place (a reader never sees half), then record that version."""
         import faiss  # noqa: PLC0415 - deferred: see rebuild
 
-        writer = f"{os.getpid()}.{threading.get_ident()}"  # the app's threads write too: names of their own
-        tmp_index = self.index_path.with_name(f".{self.index_path.name}.{writer}.tmp")
-        tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{writer}.tmp.npz")
-        try:
+        arrays: dict[str, Any] = {**rows, "version": np.array(version), "kind": np.array(kind)}
+        # the app's threads write too: each writer has temporary names of its own (io.atomic)
+        with written_whole(self.index_path) as tmp_index, written_whole(self.rows_path, ".tmp.npz") as tmp_rows:
             faiss.write_index(index, str(tmp_index))
-            arrays: dict[str, Any] = {**rows, "version": np.array(version), "kind": np.array(kind)}
             np.savez(tmp_rows, **arrays)
-            os.replace(tmp_index, self.index_path)
-            os.replace(tmp_rows, self.rows_path)
-        finally:
-            tmp_index.unlink(missing_ok=True)
-            tmp_rows.unlink(missing_ok=True)
         with self._db() as db:
             self._set_meta(db, "version", version)
 

@@ -14,13 +14,13 @@ does not go through this module: the local user owns the machine and may load an
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.core.errors import AnnotationError, CheckpointError, EncoderError, MomentLensError
 from backends.core.paths import is_inside, models_dir, shared_data_dir
 from backends.encoders import canonical_encoder_name, offline_encoder_names
+from backends.io.atomic import claim_free_name, copy_whole
 from backends.io.checkpoints import is_torchscript_archive, read_checkpoint
 from backends.models.adapter import CHECKPOINT_KIND as ADAPTER_KIND
 from backends.models.grounding import CHECKPOINT_KIND as HEAD_KIND
@@ -139,13 +139,12 @@ class ServerOffers:
                                   "(or it holds pickled code); train one with `momentlens train adapter` or `train cvrl`, "
                                   "or use a CLIP .pt file.")
         self.models.mkdir(parents=True, exist_ok=True)
-        target, n = self.models / stem, 1
-        while target.exists():  # never overwrite a checkpoint already there
-            target = self.models / f"{Path(stem).stem}-{n}{Path(stem).suffix}"
-            n += 1
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(src, tmp)
-        tmp.replace(target)
+        target = claim_free_name(self.models, stem)  # never overwrite a checkpoint there, nor one added meanwhile
+        try:
+            copy_whole(src, target)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         return f"{family}{target.resolve()}"
 
     def encoder_choices(self, first: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:

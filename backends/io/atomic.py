@@ -1,0 +1,64 @@
+"""Writing a file whole: to a temporary name of this writer's own beside it, renamed into place in one step.
+
+Every writer (a process, or a thread: the app and the widgets work on threads) gets its own temporary name, so
+two writers of the same file never rename each other's half-written file away nor find their own gone (a
+shared `.part` or pid-only name did both: FileNotFoundError for two users opening one clip at once). A reader
+sees the old file or the new one, never half of one; a failed write leaves the old file as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+_WRITES = itertools.count()
+
+
+def private_name(path: Path, suffix: str = ".tmp") -> Path:
+    """A hidden name beside `path` that no other write (process, thread or call) uses; `suffix` ends it (np.save
+    and np.savez append their own extension to a name without it)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_WRITES)}{suffix}")
+
+
+@contextlib.contextmanager
+def written_whole(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Write to the temporary path this yields; when the block ends without an error it becomes `path` in one
+    step; otherwise it is removed and `path` stays as it was."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = private_name(out, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_whole(path: str | os.PathLike, data: bytes) -> None:
+    with written_whole(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def copy_whole(src: str | os.PathLike, path: str | os.PathLike) -> None:
+    with written_whole(path) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def claim_free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or `stem-1.ext`, `stem-2.ext`, ... : the first name free, claimed by creating it empty in one
+    step (so two callers at once never get the same name, and nothing there is overwritten). The caller replaces
+    the empty file with the content, or removes it."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for n in itertools.count():
+        target = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return target
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
