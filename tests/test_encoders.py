@@ -128,16 +128,22 @@ def test_encode_text_remembers_recent_calls_and_hands_out_copies(monkeypatch):
 
 def test_the_registry_and_the_bundled_encoder_module_do_not_import_torchvision_or_clip():
     """torchvision (~1.5 s) and clip (which imports it) load only when a model needs them: commands that embed
-    nothing (`index stats`, `checkpoints`, `weights list`, `--help`) start without them. The lists they were
-    imported for are read from the packages' sources, and must equal the imported ones."""
+    nothing (`index stats`, `checkpoints`, `weights list`, `--help`) start without them. The lists and URLs they
+    were imported for are read from the packages' sources, and must equal the imported ones."""
     import subprocess
     import sys
 
     code = ("import sys, backends.encoders, backends.encoders.conse, backends.encoders.weights, backends.retrieval.library;"
             "from backends.encoders.weights import downloadable; downloadable();"
-            "print(sorted(m for m in ('torchvision', 'clip') if m in sys.modules))")
+            "from backends.encoders.video import TORCHVISION_ARCHS, kinetics_weights_url;"
+            "urls = [kinetics_weights_url(a) for a in TORCHVISION_ARCHS];"  # what `weights list` shows
+            "print(sorted(m for m in ('torchvision', 'clip') if m in sys.modules), *urls)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.split()[0] == "[]", out.stdout + out.stderr
+
+    from backends.encoders.video import TORCHVISION_ARCHS, _kinetics_weights
+
+    assert out.stdout.split()[1:] == [str(_kinetics_weights(a).url) for a in TORCHVISION_ARCHS]
 
     import clip
     from torchvision.models._meta import _IMAGENET_CATEGORIES

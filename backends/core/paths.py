@@ -103,20 +103,46 @@ def sample_clips() -> dict[str, Path]:
     return out
 
 
+def _package_tree(package: str, relative: str) -> ast.Module | None:
+    """The parsed source of an installed package's file, without importing the package."""
+    spec = importlib.util.find_spec(package)
+    for root in (spec.submodule_search_locations or ()) if spec else ():
+        try:
+            return ast.parse((Path(root) / relative).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return None
+
+
+def package_class_keyword(package: str, relative: str, cls: str, member: str, keyword: str) -> Any:
+    """The literal `keyword=` argument of the call assigned to `member` in class `cls` of an installed package's
+    source file (torchvision's `R3D_18_Weights.KINETICS400_V1 = Weights(url=...)`), read without importing the
+    package; None when it is not there in that form."""
+    tree = _package_tree(package, relative)
+    for node in tree.body if tree else ():
+        if not (isinstance(node, ast.ClassDef) and node.name == cls):
+            continue
+        for item in node.body:
+            if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == member for t in item.targets)
+                    and isinstance(item.value, ast.Call)):
+                for kw in item.value.keywords:
+                    if kw.arg == keyword:
+                        try:
+                            return ast.literal_eval(kw.value)
+                        except ValueError:
+                            return None
+    return None
+
+
 def package_literal(package: str, relative: str, name: str) -> Any:
     """The literal value (a list, dict, ...) assigned to `name` at the top of an installed package's source file,
     read without importing the package; None when the file or the assignment is not there. For lists that live in
     packages whose import is slow (torchvision's ImageNet names: its import loads the whole model zoo)."""
-    spec = importlib.util.find_spec(package)
-    for root in (spec.submodule_search_locations or ()) if spec else ():
-        try:
-            tree = ast.parse((Path(root) / relative).read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, ValueError):
-            continue
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-                try:
-                    return ast.literal_eval(node.value)
-                except ValueError:
-                    return None
+    tree = _package_tree(package, relative)
+    for node in tree.body if tree else ():
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                return None
     return None

@@ -24,6 +24,7 @@ from torch import nn
 
 from backends.core.device import inference_dtype
 from backends.core.errors import CheckpointError, EncoderError, WeightsNotFoundError
+from backends.core.paths import package_class_keyword
 from backends.encoders.base import MODEL_LOCK, Encoder, register_encoder, resize_center_crop
 from backends.encoders.conse import TOP_T, conse_mixture, label_embeddings, load_minilm
 from backends.io.checkpoints import file_version, read_checkpoint
@@ -174,9 +175,17 @@ def _kinetics_weights(arch: str) -> Any:
     return enum.KINETICS400_V1
 
 
+_WEIGHTS_SOURCE = {"r3d_18": ("models/video/resnet.py", "R3D_18_Weights"),
+                   "mc3_18": ("models/video/resnet.py", "MC3_18_Weights"),
+                   "r2plus1d_18": ("models/video/resnet.py", "R2Plus1D_18_Weights"), "s3d": ("models/video/s3d.py", "S3D_Weights")}
+
+
 def kinetics_weights_url(arch: str) -> str:
-    """torchvision's published URL of `arch`'s Kinetics-400 weights (its file name carries a SHA-256 prefix)."""
-    return str(_kinetics_weights(arch).url)
+    """torchvision's published URL of `arch`'s Kinetics-400 weights (its file name carries a SHA-256 prefix), read
+    from torchvision's source (`momentlens weights list` need not import it: ~2 s), else from the imported enum."""
+    relative, cls = _WEIGHTS_SOURCE[arch]
+    url = package_class_keyword("torchvision", relative, cls, "KINETICS400_V1", "url")
+    return url if isinstance(url, str) and url.startswith("https://") else str(_kinetics_weights(arch).url)
 
 
 def kinetics_weights_file(arch: str) -> Path:
