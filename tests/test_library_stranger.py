@@ -120,6 +120,21 @@ def test_searches_that_find_the_index_stale_at_once_all_answer(two, tmp_path, mo
         assert len(rebuilds) == episode  # one rebuild per stale episode, not one per search
 
 
+def test_a_video_removed_during_a_search_is_not_called_changed(two, tmp_path, monkeypatch):
+    """`index remove` by another process between a search's index load and its catalogue read: the removed video
+    is simply not an answer. It used to be left out as "changed on disk since it was indexed", with advice to add
+    its folder again."""
+    lib = Library(tmp_path / "lib")
+    lib.add([two], encoder=TINY)
+    gone = str((two / "a.mp4").resolve())
+    real_rows = Library._catalogue_rows
+    monkeypatch.setattr(Library, "_catalogue_rows", lambda self, paths: {
+        p: r for p, r in real_rows(self, paths).items() if p != gone})  # the row vanished in between
+    result = _search(lib)
+    assert gone not in {h.video for h in result.results} | set(result.candidates)
+    assert result.left_out == [] and result.left_out_note() is None
+
+
 def test_a_damaged_catalogue_is_one_sentence_everywhere(tmp_path, two):
     lib_dir = tmp_path / "lib"
     Library(lib_dir).add([two / "a.mp4"], encoder=TINY, show_progress=False)

@@ -701,7 +701,9 @@ class Library:
             if not Path(path).is_file():  # moved or deleted since it was indexed: nothing to score or play
                 missing.append(path)
                 continue
-            if path not in catalogue or self._changed(catalogue[path], Path(path).stat()):
+            if path not in catalogue:  # removed from the library since this index was loaded: not an answer
+                continue
+            if self._changed(catalogue[path], Path(path).stat()):
                 # the index holds what the file was: answering from it would show moments of another video
                 left_out.append((path, "it changed on disk since it was indexed."))
                 continue
