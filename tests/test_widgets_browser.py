@@ -171,5 +171,19 @@ def test_panel_figures_share_plotly_code(lab):
                 page.screenshot(path=str(ARTIFACTS / "figures_jupyterlab_failed.png"), full_page=True)
                 raise
             page.screenshot(path=str(ARTIFACTS / "figures_jupyterlab.png"), full_page=True)
+            # another clip: the player drops the last clip (frame, duration) and the figures their title and axes
+            other = next(p for p in sorted((_library.folder.parent / "videos").glob("*.mp4")) if p.name != "realmix_dev.mp4")
+            path_box = page.locator(".widget-text input").first
+            path_box.fill(str(other))
+            path_box.press("Enter")
+            try:
+                page.wait_for_function(
+                    "() => { const v = document.querySelector('.jp-OutputArea video');"
+                    " const titles = Array.from(document.querySelectorAll('.js-plotly-plot .gtitle'), t => t.textContent);"
+                    " return v && v.readyState === 0 && isNaN(v.duration)"
+                    " && titles.includes('saliency') && titles.includes('2D temporal map'); }", timeout=60_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "figures_jupyterlab_failed.png"), full_page=True)
+                raise
         finally:
             browser.close()

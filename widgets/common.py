@@ -325,11 +325,21 @@ def figure_widget(**layout: Any) -> go.FigureWidget:
     JavaScript realm (not Colab, whose outputs are separate frames), else plotly's own."""
     global _carrier
     if _CARRIER_ESM is None or "google.colab" in sys.modules:
-        return go.FigureWidget(layout=layout)
-    with _carrier_lock:
-        if _carrier is None or _carrier.comm is None:  # none yet, or closed (`Widget.close_all()`)
-            _carrier = _PlotlyCode()  # kept for the kernel's life: saved notebooks need its state
-    return SharedFigureWidget(layout=layout)
+        figure = go.FigureWidget(layout=layout)
+    else:
+        with _carrier_lock:
+            if _carrier is None or _carrier.comm is None:  # none yet, or closed (`Widget.close_all()`)
+                _carrier = _PlotlyCode()  # kept for the kernel's life: saved notebooks need its state
+        figure = SharedFigureWidget(layout=layout)
+    figure._empty_layout = dict(layout)  # what clear_figure goes back to
+    return figure
+
+
+def clear_figure(target: go.FigureWidget) -> None:
+    """Empty a figure back to how `figure_widget` made it: no traces, and none of the last result's title, axes,
+    shaded moments or shapes (they read as a result for the next clip with its data missing)."""
+    target.data = ()
+    target.layout = go.Layout(**getattr(target, "_empty_layout", {}))
 
 
 _PLAYER_ESM = """
@@ -345,7 +355,11 @@ export default {
       if (url) URL.revokeObjectURL(url);
       url = null;
       const bytes = model.get("value");
-      if (!bytes || bytes.byteLength === 0) { video.removeAttribute("src"); return; }
+      if (!bytes || bytes.byteLength === 0) {  // no clip: drop the last one's frame and duration too
+        video.removeAttribute("src");
+        video.load();
+        return;
+      }
       url = URL.createObjectURL(new Blob([bytes], { type: model.get("mime") }));
       video.src = url;
     };

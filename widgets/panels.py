@@ -43,7 +43,7 @@ from backends.views.gradcam import gradcam_view
 from backends.views.library import library_search_view
 from backends.views.scaling import scaling_view
 from backends.views.similarity import frames_at, self_similarity_view
-from widgets.common import Runner, Source, VideoPlayer, figure_widget, from_browser, show_figure
+from widgets.common import Runner, Source, VideoPlayer, clear_figure, figure_widget, from_browser, show_figure
 
 
 class Panel:
@@ -139,7 +139,7 @@ class RetrievalPanel(Panel):
     def clear(self) -> None:
         super().clear()
         for fig in (self.saliency, self.map):
-            fig.data = ()
+            clear_figure(fig)
         self.chips.children, self.table.value = [], ""
         self.player.clear()
 
@@ -283,7 +283,8 @@ class SelfSimilarityPanel(Panel):
         super().clear()
         self.frame_runner.drop()
         self.frame_runner.status.value = ""
-        self.figure.data, self.summary.value = (), ""
+        clear_figure(self.figure)
+        self.summary.value = ""
         self.frames.layout.display = "none"
 
     def pick_cell(self, x: float, y: float) -> None:
@@ -337,7 +338,8 @@ class AugmentationPanel(Panel):
 
     def clear(self) -> None:
         super().clear()
-        self.figure.data, self.params.value = (), ""
+        clear_figure(self.figure)
+        self.params.value = ""
 
     def run(self, background: bool = False) -> None:
 
@@ -473,9 +475,10 @@ class ComparePanel(Panel):
     def clear(self) -> None:
         super().clear()
         self.summary.value = ""
-        self.saliency.data = ()
+        clear_figure(self.saliency)
         for header, chips, fig in self.columns:
-            header.value, chips.children, fig.data = "", [], ()
+            header.value, chips.children = "", []
+            clear_figure(fig)
         self.player.clear()
 
     def run(self, background: bool = False) -> None:
