@@ -245,7 +245,7 @@ def show_figure(target: go.FigureWidget, fig: go.Figure, on_click: Callable[[flo
 
 
 # plotly's FigureWidget (plotly >= 6, an anywidget) carries plotly.js in its `_esm` trait: ~5 MB per figure, sent to
-# the browser, evaluated there and saved in the notebook's widget state once for every figure (an Explorer has 9:
+# the browser, evaluated there and saved in the notebook's widget state once for every figure (an Explorer has 8:
 # ~40 MB). Here the code travels once per kernel, in one hidden carrier widget that hands plotly's widget factory to
 # the page; every figure momentlens makes carries a few lines that wait for it.
 _FIGURE_FACTORY_KEY = "__momentlens_plotly_figure_" + getattr(plotly, "__version__", "x").replace(".", "_")

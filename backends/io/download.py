@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backends.core.contracts import ProgressFn, StopFn
 from backends.core.errors import CancelledError, MomentLensError
-from backends.io.atomic import private_name
+from backends.io.atomic import written_whole
 
 CHUNK = 1 << 20
 
@@ -43,28 +43,27 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
     out = Path(dest).expanduser()
     if out.is_file() and (sha256 is None or sha256_of(out).startswith(sha256.lower())):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = private_name(out, ".part")  # two fetches of one file at once each write their own
     h = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while block := response.read(CHUNK):
-                if should_stop is not None and should_stop():
-                    raise CancelledError("download cancelled; nothing was kept.")
-                f.write(block)
-                h.update(block)
-                done += len(block)
-                if progress is not None:
-                    frac = done / total if total else 0.0
-                    size = f"{done / 2**20:.1f} of {total / 2**20:.1f} MiB" if total else f"{done / 2**20:.1f} MiB"
-                    progress(frac, f"downloading {out.name}: {size}")
-        if sha256 is not None and not h.hexdigest().startswith(sha256.lower()):
-            raise DownloadError(f"{out.name} from {url} has SHA-256 {h.hexdigest()[:12]}..., expected "
-                                f"{sha256.lower()[:12]}...; the file is corrupt or not the published one, so it was "
-                                "not kept.")
-        os.replace(part, out)
+        # two fetches of one file at once each write their own part; it becomes `out` only when whole and checked
+        with written_whole(out, ".part") as part:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                while block := response.read(CHUNK):
+                    if should_stop is not None and should_stop():
+                        raise CancelledError("download cancelled; nothing was kept.")
+                    f.write(block)
+                    h.update(block)
+                    done += len(block)
+                    if progress is not None:
+                        frac = done / total if total else 0.0
+                        size = f"{done / 2**20:.1f} of {total / 2**20:.1f} MiB" if total else f"{done / 2**20:.1f} MiB"
+                        progress(frac, f"downloading {out.name}: {size}")
+            if sha256 is not None and not h.hexdigest().startswith(sha256.lower()):
+                raise DownloadError(f"{out.name} from {url} has SHA-256 {h.hexdigest()[:12]}..., expected "
+                                    f"{sha256.lower()[:12]}...; the file is corrupt or not the published one, so it "
+                                    "was not kept.")
     except urllib.error.HTTPError as err:  # the server answered: say what it said about this URL
         raise DownloadError(f"cannot fetch {url} (HTTP {err.code} {err.reason}).") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:  # no answer: name the host only
@@ -72,6 +71,4 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, pr
         why = getattr(reason, "strerror", None) or str(reason)
         host = urllib.parse.urlsplit(url).hostname or url
         raise DownloadError(f"cannot reach {host} ({why}); is this machine online?") from None
-    finally:
-        part.unlink(missing_ok=True)
     return out
