@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.analysis.gradcam_options import FITS, METHODS
+from backends.core.device import MODEL_LOCK
 from backends.core.errors import MomentLensError
 
 log = logging.getLogger(__name__)
@@ -91,14 +92,15 @@ def query_cam(
     inputs (B,3,S,S) give maps (B,S,S); clips (B,3,T,S,S) give (B,T,S,S); each map is min-max scaled
     to [0, 1]. Also returns the B cosine scores (None without a text embedding). `target="projection"` weighs
     the embedding's projection on `text_embedding` instead of its cosine (ProjectionOn). Runs with autograd on,
-    whatever the caller's grad mode; the hooks are removed on return.
+    whatever the caller's grad mode; the hooks are removed on return. Holds MODEL_LOCK meanwhile: its hooks see
+    its own pass only, not another thread's.
     """
     cam_class = _cam_class(method)
     needs_text = method != "eigencam"
     if text_embedding is None and needs_text:
         raise GradCamError(f"{method} needs a text query; EigenCAM alone works without one.")
     text = None if text_embedding is None else torch.as_tensor(np.asarray(text_embedding, np.float32)).reshape(-1)
-    with torch.inference_mode(False), torch.enable_grad(), _frozen_parameters(model):
+    with MODEL_LOCK, torch.inference_mode(False), torch.enable_grad(), _frozen_parameters(model):
         x = inputs.detach().clone().requires_grad_(True)  # gradients reach the layer through the input
         target_cls = ProjectionOn if target == "projection" else CosineToText
         targets: list[Any] = [target_cls(text)] * len(x) if text is not None else []

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import torch
+
+# One pass through an image/video model at a time in this process. Grad-CAM (analysis.gradcam.query_cam) hooks a
+# model's layer for the length of its call, and any other pass through that layer meanwhile (another thread's
+# encoding, another Grad-CAM: the widgets run panels on threads) landed in its lists: wrong shapes, bf16
+# activations, errors. On CPU one pass already uses every core; encoders take it per batch, so long encodings
+# still interleave.
+MODEL_LOCK = threading.RLock()
 
 
 @functools.cache

@@ -16,16 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.core.device import resolve_device
+from backends.core.device import MODEL_LOCK, resolve_device
 from backends.core.errors import UnknownEncoderError
 
 log = logging.getLogger(__name__)
 TEXT_MEMO = 64  # encode_text calls remembered per encoder
-# One pass through an image/video model at a time in this process. Grad-CAM hooks a model's layer for the length
-# of its call, and any other pass through that layer meanwhile (another thread's encoding, another Grad-CAM: the
-# widgets run panels on threads) landed in its lists: wrong shapes, bf16 activations, errors. On CPU one pass
-# already uses every core; each batch takes the lock, so long encodings still interleave.
-MODEL_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)

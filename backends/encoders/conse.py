@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.core.device import inference_dtype
+from backends.core.device import MODEL_LOCK, inference_dtype
 from backends.core.paths import cache_dir
-from backends.encoders.base import MODEL_LOCK, Encoder, register_encoder
+from backends.encoders.base import Encoder, register_encoder
 from backends.encoders.efficientnet_lite import (
     IMAGENET_CLASSES,
     load_efficientnet_lite0,

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.core.device import inference_dtype
+from backends.core.device import MODEL_LOCK, inference_dtype
 from backends.core.errors import CheckpointError, EncoderError, WeightsNotFoundError
 from backends.core.paths import package_class_keyword
-from backends.encoders.base import MODEL_LOCK, Encoder, register_encoder, resize_center_crop
+from backends.encoders.base import Encoder, register_encoder, resize_center_crop
 from backends.encoders.conse import TOP_T, conse_mixture, label_embeddings, load_minilm
 from backends.io.checkpoints import file_version, read_checkpoint
 from backends.models.video import (

@@ -24,8 +24,8 @@ from backends.analysis.gradcam import (
     query_cam,
 )
 from backends.core.contracts import ProgressFn, check_query
+from backends.core.device import MODEL_LOCK
 from backends.encoders import Encoder, cached_encoder
-from backends.encoders.base import MODEL_LOCK
 from backends.features import borders_to_crop
 from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
@@ -72,9 +72,8 @@ def gradcam_frames(
         if progress is not None:
             progress(i / len(frames), f"Grad-CAM ({method}) on frames {i + 1}-{min(i + step, len(frames))} of {len(frames)}")
         x = enc.preprocess(model_frames[i : i + step])
-        with MODEL_LOCK:  # its hooks must see its own pass only
-            cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape,
-                                 target="cosine" if enc.has_text else "projection")
+        cams, sc = query_cam(model, layer, x, text_emb, method, reshape_transform=reshape,
+                             target="cosine" if enc.has_text else "projection")
         per_frame = cams.reshape(-1, *cams.shape[-2:])  # (B,T,S,S) clips -> T frame maps
         maps.extend(map_to_frame(c, geometry, h, w) for c in per_frame)
         if sc is not None:
