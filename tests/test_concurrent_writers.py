@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from app.common import AppContext
-from backends.io.atomic import claim_free_name, write_bytes_whole
+from backends.io.atomic import copy_to_free_name, write_bytes_whole
 from backends.models.adapter import AdapterConfig, TemporalAdapter, save_adapter
 from backends.views.offers import ServerOffers
 from widgets.common import save_upload
@@ -74,6 +74,55 @@ def test_atomic_writes_and_free_names(tmp_path):
     _, errors = _at_once(4, lambda i: write_bytes_whole(target, blobs[i]))
     assert errors == [] and target.read_bytes() in blobs  # one writer's whole file, never a mix
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
-    claimed, errors = _at_once(6, lambda _i: claim_free_name(tmp_path, "model.pt"))
-    assert errors == [] and sorted(p.name for p in claimed) == ["model-1.pt", "model-2.pt", "model-3.pt",
-                                                                "model-4.pt", "model-5.pt", "model.pt"]
+
+
+def _copies_at_once(tmp_path: Path) -> None:
+    """Six copies into one folder under one name at once, while a reader lists the folder: six names, each file
+    one whole source, and no name ever visible empty or half-copied (a model list read it then)."""
+    blobs = [bytes([i]) * (8 << 20) for i in range(6)]
+    sources = []
+    for i, blob in enumerate(blobs):
+        sources.append(tmp_path / f"src{i}.pt")
+        sources[-1].write_bytes(blob)
+    folder, seen, stop = tmp_path / "models", set(), threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            for p in list(folder.glob("model*.pt")) if folder.exists() else []:
+                try:
+                    seen.add(p.stat().st_size)
+                except FileNotFoundError:
+                    pass
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        made, errors = _at_once(6, lambda i: copy_to_free_name(sources[i], folder, "model.pt"))
+    finally:
+        stop.set()
+        watcher.join(30)
+    assert errors == []
+    assert sorted(p.name for p in made) == ["model-1.pt", "model-2.pt", "model-3.pt", "model-4.pt", "model-5.pt",
+                                            "model.pt"]
+    assert sorted(p.read_bytes() for p in made) == blobs
+    assert seen == {8 << 20}  # every name, whenever listed, held a whole copy
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in made)  # no temporary left
+
+
+def test_copies_to_free_names_at_once(tmp_path):
+    _copies_at_once(tmp_path)
+
+
+def test_copies_to_free_names_without_hard_links(tmp_path, monkeypatch):
+    """A filesystem without hard links (os.link raises): names are claimed empty first, and still never shared."""
+    def no_link(*_a, **_k):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    blobs = [bytes([i]) * 1000 for i in range(4)]
+    for i, blob in enumerate(blobs):
+        (tmp_path / f"s{i}").write_bytes(blob)
+    made, errors = _at_once(4, lambda i: copy_to_free_name(tmp_path / f"s{i}", tmp_path / "m", "a.pt"))
+    assert errors == [] and sorted(p.name for p in made) == ["a-1.pt", "a-2.pt", "a-3.pt", "a.pt"]
+    assert sorted(p.read_bytes() for p in made) == blobs
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(p.name for p in made)

@@ -49,16 +49,31 @@ def copy_whole(src: str | os.PathLike, path: str | os.PathLike) -> None:
         shutil.copyfile(src, tmp)
 
 
-def claim_free_name(folder: Path, name: str) -> Path:
-    """`folder/name`, or `stem-1.ext`, `stem-2.ext`, ... : the first name free, claimed by creating it empty in one
-    step (so two callers at once never get the same name, and nothing there is overwritten). The caller replaces
-    the empty file with the content, or removes it."""
+def copy_to_free_name(src: str | os.PathLike, folder: Path, name: str) -> Path:
+    """Copy `src` into `folder` as `name`, or `stem-1.ext`, `stem-2.ext`, ... : the first name free, and return it.
+    The copy is made whole under a private name first and then published with a hard link, which fails if the
+    name exists (one step: two callers at once never get the same name, nothing there is overwritten, and no
+    reader ever sees the name empty or half-written). On a filesystem without hard links the name is claimed
+    empty with O_EXCL and the copy renamed over it (readers may then see it empty for the length of the copy)."""
+    folder.mkdir(parents=True, exist_ok=True)
     stem, suffix = Path(name).stem, Path(name).suffix
-    for n in itertools.count():
-        target = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
-        try:
-            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            return target
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
+    tmp = private_name(folder / name)
+    try:
+        shutil.copyfile(src, tmp)
+        for n in itertools.count():
+            target = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
+            try:
+                os.link(tmp, target)
+                return target
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here (some network and FAT filesystems): claim, then replace
+                try:
+                    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, target)
+                return target
+        raise AssertionError("unreachable")
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from backends.core.errors import AnnotationError, CheckpointError, EncoderError, MomentLensError
 from backends.core.paths import is_inside, models_dir, shared_data_dir
 from backends.encoders import canonical_encoder_name, offline_encoder_names
-from backends.io.atomic import claim_free_name, copy_whole
+from backends.io.atomic import copy_to_free_name
 from backends.io.checkpoints import is_torchscript_archive, read_checkpoint
 from backends.models.adapter import CHECKPOINT_KIND as ADAPTER_KIND
 from backends.models.grounding import CHECKPOINT_KIND as HEAD_KIND
@@ -138,13 +138,7 @@ class ServerOffers:
             raise CheckpointError(f"{stem} is neither a momentlens temporal adapter or video encoder nor a CLIP checkpoint "
                                   "(or it holds pickled code); train one with `momentlens train adapter` or `train cvrl`, "
                                   "or use a CLIP .pt file.")
-        self.models.mkdir(parents=True, exist_ok=True)
-        target = claim_free_name(self.models, stem)  # never overwrite a checkpoint there, nor one added meanwhile
-        try:
-            copy_whole(src, target)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
+        target = copy_to_free_name(src, self.models, stem)  # never over a checkpoint there, nor one added meanwhile
         return f"{family}{target.resolve()}"
 
     def encoder_choices(self, first: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
