@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import features
 from backends.cli.main import main as cli
 from backends.core.errors import MomentLensError
 from backends.retrieval import library as L
@@ -71,7 +72,7 @@ def test_a_video_catalogued_during_a_rebuild_makes_the_index_stale(two, tmp_path
     lib.add([two / "a.mp4"], encoder=TINY, show_progress=False)
     other = two / "c.avi"
     shutil.copyfile(opencv_doc_clips["Megamind"], other)
-    real = L.encode_video
+    real = features.encode_video
     late = []
 
     def encode_while_another_process_commits(path, *args, **kwargs):
@@ -80,9 +81,9 @@ def test_a_video_catalogued_during_a_rebuild_makes_the_index_stale(two, tmp_path
             Library(tmp_path / "lib").add([other], encoder=TINY, show_progress=False)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(L, "encode_video", encode_while_another_process_commits)
+    monkeypatch.setattr(features, "encode_video", encode_while_another_process_commits)  # the rebuild's reads
     lib.rebuild()
-    monkeypatch.setattr(L, "encode_video", real)
+    monkeypatch.setattr(features, "encode_video", real)
     assert not lib._index_current()  # stamped with the videos it was built from, not the catalogue at write time
     assert lib.stats()["videos"] == 2
     assert {h.video for h in lib.search("a man", top_k=20, videos=10).results} >= {str(other)}

@@ -101,6 +101,10 @@ def cmd_index_stats(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(stats)
         return 0
+    if not stats["videos"] and not stats["errors"]:
+        print(f"{stats['folder']}: empty; add videos with `momentlens index add FOLDER"
+              f"{'' if args.library is None else ' --library ' + str(args.library)}`")
+        return 0
     print(f"{stats['folder']}: {stats['videos']} videos ({stats['hours']:.2f} h), {stats['clips']} clips, "
           f"index {stats['index'] or 'none'} ({stats['index_bytes'] / 2**20:.1f} MiB"
           f"{'' if stats['index_current'] else ', stale: rebuilt on the next search'}); encoder {stats['encoder']} "

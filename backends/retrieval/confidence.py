@@ -44,10 +44,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backends.encoders import Encoder
+if TYPE_CHECKING:  # the null bank's vocabulary and rule need no torch: `index stats` imports this module
+    from backends.encoders import Encoder
 
 DISTINCT_LEVEL = 0.5  # the top moment stands out more than the median unrelated query's best window ...
 DISTINCT_SEPARATION = 3.0  # ... and looks unlike the rest of the video (`visual_separation`)

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -35,12 +35,12 @@ from tqdm import tqdm
 from backends.core.contracts import ProgressFn, StopFn, check_query
 from backends.core.errors import CancelledError, MomentLensError, VideoError
 from backends.core.paths import cache_dir
-from backends.encoders import cached_encoder, canonical_encoder_name, default_encoder_name
-from backends.features import VideoFeatures, encode_video
 from backends.io.atomic import written_whole
 from backends.io.video import VIDEO_EXTENSIONS, is_video_name, list_videos
 from backends.retrieval import confidence as conf
-from backends.retrieval.engine import retrieve
+
+if TYPE_CHECKING:
+    from backends.features import VideoFeatures
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +336,10 @@ class Library:
             report.dropped = gone
         if ray is not None:
             report.ray = self._encode_on_ray(files, name, fps, ray)  # fills the feature cache; the loop reads it
+        # deferred: torch, about 1.3 s of import that `index stats|list|remove` must not pay
+        from backends.encoders import cached_encoder  # noqa: PLC0415
+        from backends.features import encode_video  # noqa: PLC0415 - deferred: see _add
+
         enc = cached_encoder(name)
         # new files can be appended to a current exact index; a changed file means rebuilding it
         appendable = self._index_current() and self._index_kind() == "flat"
@@ -443,6 +447,8 @@ class Library:
         return {"encoded": len(rows) - len(failed), "failed": len(failed), "nodes": nodes}
 
     def _check_encoder(self, encoder: str | None, fps: float) -> str:
+        from backends.encoders import canonical_encoder_name, default_encoder_name  # noqa: PLC0415 - deferred: see _add
+
         name = canonical_encoder_name(encoder or self.encoder or default_encoder_name())
         if not fps > 0:
             raise LibraryError(f"fps must be positive, got {fps}.")
@@ -522,6 +528,9 @@ class Library:
             for p in (self.index_path, self.rows_path):
                 p.unlink(missing_ok=True)
             return 0
+        from backends.encoders import cached_encoder  # noqa: PLC0415 - deferred: see _add
+        from backends.features import encode_video  # noqa: PLC0415 - deferred: see _add
+
         enc = cached_encoder(name)
         vecs, vid, starts, ends = [], [], [], []
         for k, v in enumerate(videos):
@@ -679,6 +688,9 @@ class Library:
             raise LibraryError("--top-k and --videos must be at least 1.")
         if self.encoder is None:
             raise LibraryError("the library is empty: add videos first (`momentlens index add FOLDER`).")
+        from backends.encoders import cached_encoder  # noqa: PLC0415 - deferred: see _add
+        from backends.retrieval.engine import retrieve  # noqa: PLC0415 - deferred: see _add
+
         index, rows, rebuilt = self._load_index()
         enc = cached_encoder(self.encoder)
         q = np.asarray(enc.encode_text([text]), np.float32).reshape(1, -1)
