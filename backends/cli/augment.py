@@ -15,7 +15,17 @@ from typing import Any
 from backends.analysis.augment import METHODS
 from backends.analysis.clips import AugmentError
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
-from backends.cli.common import clear_earlier_run, emit_json, float_range, int_range, output_dir, output_file, seed_value, write_html
+from backends.cli.common import (
+    emit_json,
+    float_range,
+    int_range,
+    output_dir,
+    output_file,
+    say_written,
+    seed_value,
+    write_html,
+    write_run,
+)
 
 
 def _augmentation_names(text: str) -> list[str]:
@@ -78,7 +88,7 @@ def _enabled(args: argparse.Namespace) -> tuple[list[str], bool]:
 
 def run_augment(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
-    from backends.figures.augment import earlier_images, save_images
+    from backends.figures.augment import save_images
     from backends.views.augment import augment_view, training_augmentation
 
     if args.encoder and training_augmentation(args.encoder) is None:  # never ignored without a word
@@ -95,19 +105,20 @@ def run_augment(args: argparse.Namespace) -> int:
         inconsistent=args.inconsistent, background_path=args.background, start=args.start,
         max_frames=args.max_frames, encoder=args.encoder,
     )
-    wrote = write_html(fig, args.html) if args.html else None
-    if args.out:  # an earlier run's images go first: the folder never mixes two runs
-        again = clear_earlier_run(earlier_images(args.out), "images")
-        written = save_images(result, args.out)
-        wrote = f"wrote {len(written)} images into {args.out}{again}"
+    wrote = [write_html(fig, args.html)] if args.html else []
+    if args.out:  # the earlier run's images there go first: the folder never mixes two runs
+        written, again = write_run(args.out, "augment", "images", lambda: save_images(result, args.out))
+        wrote.append(f"wrote {len(written)} images into {args.out}{again}")
     if args.json:
         emit_json(result.to_dict())
     else:
-        _print_summary(result, args, wrote)
+        _print_summary(result, args)
+    for line in wrote:
+        say_written(line, args.json)
     return 0
 
 
-def _print_summary(result: Any, args: argparse.Namespace, wrote: str | None) -> None:
+def _print_summary(result: Any, args: argparse.Namespace) -> None:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.augment import describe_cvrl_params
 
@@ -128,5 +139,3 @@ def _print_summary(result: Any, args: argparse.Namespace, wrote: str | None) -> 
         part = getattr(result, name)
         if part is not None:
             print(f"{name}: " + ", ".join(f"{k} {val}" for k, val in part.to_dict().items()))
-    if wrote:
-        print(wrote)

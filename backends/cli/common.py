@@ -174,12 +174,48 @@ def replaced(path: Path) -> str:
     return f" (creating the folder {top})"
 
 
-def clear_earlier_run(files: list[Path], noun: str) -> str:
-    """Delete the files an earlier run left in an output folder (so that it never mixes two runs) and return the
-    tail of the "wrote" line that says so ("" when there were none)."""
-    for old in files:
+def _run_manifest(out: Path, command: str) -> Path:
+    return out / f".momentlens-{command}.json"
+
+
+def earlier_run(out: Path, command: str) -> list[Path]:
+    """The files that the last `command --out` run wrote into `out` (its manifest lists them) and that are still
+    there. Only those are ever removed: a user's own file is never taken for one of ours, whatever its name."""
+    try:
+        names = json.loads(_run_manifest(out, command).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):  # none (a first run, or a folder of an older version), damaged
+        return []
+    if not isinstance(names, list):
+        return []
+    return sorted({out / n for n in names
+                   if isinstance(n, str) and n == Path(n).name and not n.startswith(".") and (out / n).is_file()})
+
+
+def write_run(out: Path, command: str, noun: str, write: Callable[[], list[Path]]) -> tuple[list[Path], str]:
+    """Write one run's files into the folder `out` with `write()`: the files of the earlier `command` run there go
+    first (so that the folder never mixes two runs), and a manifest lists the new ones for the next run. Returns the
+    files written and the tail of the "wrote" line, which says what was replaced: the earlier run's files, and any
+    other file that had the name of a new one (never silently)."""
+    earlier = earlier_run(out, command)
+    for old in earlier:
         old.unlink()
-    return f" (replacing the {len(files)} {noun} of an earlier run)" if files else ""
+    there = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    written = write()
+    with written_whole(_run_manifest(out, command)) as tmp:
+        tmp.write_text(json.dumps({"command": command, "files": sorted(p.name for p in written)}), encoding="utf-8")
+    clobbered = sorted(p.name for p in written if p.name in there)
+    said = [f"replacing the {len(earlier)} {noun} of an earlier run"] if earlier else []
+    if clobbered:
+        shown = ", ".join(clobbered[:3]) + (f" and {len(clobbered) - 3} more" if len(clobbered) > 3 else "")
+        said.append(f"overwriting {len(clobbered)} other file(s) of the same name: {shown}")
+    return written, f" ({'; '.join(said)})" if said else ""
+
+
+def say_written(line: str | None, as_json: bool) -> None:
+    """A "wrote ..." line: on stdout, or with --json on stderr (stdout holds the JSON document alone), so that a
+    replaced file is said in both modes."""
+    if line:
+        print(line, file=sys.stderr if as_json else sys.stdout)
 
 
 @contextlib.contextmanager

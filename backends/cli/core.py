@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.cli.common import add_encoder_arg, add_video_args, emit_json, output_file, replaced, written_whole
+from backends.cli.common import add_encoder_arg, add_video_args, emit_json, output_file, replaced, say_written, written_whole
 from backends.core.errors import MomentLensError
 
 
@@ -110,6 +110,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     }
     if args.json:
         emit_json(summary)
+        say_written(f"wrote {args.out}{again}" if again else None, as_json=True)  # an overwrite is never silent
     else:
         src = "from cache" if feats.from_cache else "computed"
         dest = f" -> {args.out}{again}" if args.out else ""

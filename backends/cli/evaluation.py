@@ -12,6 +12,7 @@ from backends.cli.common import (
     int_range,
     output_file,
     replaced,
+    say_written,
     seed_value,
     unit_fraction,
     written_whole,
@@ -167,6 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if durations:
             out["durations"] = [str(p) for p in durations]
         _emit(out)
+        say_written(f"wrote per-query results to {args.per_query}{again}" if again else None, as_json=True)
     else:
         print(f"protocol {protocol.describe()}")
         print(f"queries {result.num_queries} (without prediction: {result.num_missing}); metrics in percent")

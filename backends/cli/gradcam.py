@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backends.analysis.gradcam_options import FITS, METHODS
 from backends.cli.common import (
     add_encoder_arg,
-    clear_earlier_run,
     emit_json,
     float_range,
     int_range,
     output_dir,
     output_file,
+    say_written,
     unit_fraction,
     write_html,
+    write_run,
 )
+
+if TYPE_CHECKING:
+    from backends.analysis.gradcam import GradCamResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,18 +62,29 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=args.frames,
                                method=args.method, opacity=args.opacity, fit=args.fit,
                                start=args.start, end=args.end)
-    written, again = [], ""
-    if args.out:  # an earlier run's PNGs go first: the folder never mixes two runs
-        again = clear_earlier_run(sorted({*args.out.glob("frame_[0-9][0-9][0-9]_*s.png"),
-                                          *args.out.glob("heat_[0-9][0-9][0-9].png")}), "PNGs")
-        written = save_pngs(result, args.out, args.opacity)
+    written: list[Path] = []
+    again = ""
+    if args.out:  # the earlier run's PNGs there go first: the folder never mixes two runs
+        written, again = write_run(args.out, "gradcam", "PNGs", lambda: save_pngs(result, args.out, args.opacity))
     wrote_html = write_html(fig, args.html) if args.html else None
+    wrote_out = f"wrote {len(written)} PNGs into {args.out}{again}" if args.out else None
+    notes = _ignored(result, args)
     if args.json:
         doc = result.to_dict()
         doc["out"] = str(args.out) if args.out else None
         doc["html"] = str(args.html) if args.html else None
+        doc["notes"] = notes
         emit_json(doc)
-        return 0
+    else:
+        for line in notes:
+            print(f"note: {line}")
+        for row in result.summary():
+            score = "" if row["score"] is None else f"  cos {row['score']:.3f}"
+            print(f"{row['time']:8.2f} s{score}  peak at {row['peak_norm']}  mean heat {row['mean']:.3f}  "
+                  f"hot area {row['hot_fraction']:.1%}")
+    say_written(wrote_out, args.json)
+    say_written(wrote_html, args.json)
+    return 0
     for row in result.summary():
         score = "" if row["score"] is None else f"  cos {row['score']:.3f}"
         print(f"{row['time']:8.2f} s{score}  peak at {row['peak_norm']}  mean heat {row['mean']:.3f}  "
@@ -78,3 +94,17 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     if wrote_html:
         print(wrote_html)
     return 0
+
+
+def _ignored(result: GradCamResult, args: argparse.Namespace) -> list[str]:
+    """What of the command line the encoder could not use, said rather than dropped: a video encoder has no text
+    side (the query) and looks at one clip of its own length (--frames)."""
+    notes = []
+    target = result.extras.get("target")
+    if target and args.query.strip():
+        notes.append(f"the query {args.query.strip()!r} is not used: {target}.")
+    clip = result.extras.get("clip")
+    if clip and args.frames != clip["frames"]:
+        notes.append(f"--frames {args.frames} is not used: {result.encoder_id} looks at one clip of {clip['frames']} "
+                     f"frames at {clip['frame_rate']:g} fps.")
+    return notes

@@ -422,17 +422,6 @@ def _gap_histogram_png(cvrl: CvrlResult, path: str | os.PathLike) -> bool:
     return True
 
 
-# the names save_images writes (a later run removes an earlier run's files first, so a folder never mixes two)
-IMAGE_PATTERNS = ("cvrl_clip[12].png", "cvrl_view[12].png", "cvrl_gaps.png", "fame_*.png", "tgrad.png", "flow.png",
-                  "flow_wheel.png")
-
-
-def earlier_images(out_dir: str | os.PathLike) -> list[Path]:
-    """The PNGs an earlier `save_images` into `out_dir` left there."""
-    out = Path(out_dir)
-    return sorted({p for pattern in IMAGE_PATTERNS for p in out.glob(pattern)})
-
-
 def save_images(result: AugmentViewResult, out_dir: str | os.PathLike) -> list:
     """Write the view's frame grids and maps as PNG files into `out_dir`; returns the paths."""
 

@@ -29,7 +29,7 @@ from backends.encoders import Encoder, cached_encoder
 from backends.features import borders_to_crop
 from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
-from backends.retrieval.engine import check_window
+from backends.retrieval.engine import OutsideVideoError, check_window
 
 
 def gradcam_frames(
@@ -140,7 +140,10 @@ def gradcam_view(
     text = check_query(query, required=method != "eigencam" and enc.has_text)
     if end is not None or start:
         duration = probe(video_path).duration
-        start, end = check_window((start, duration if end is None else end), duration, "the Grad-CAM window From-To")
+        if end is None and start >= duration:  # only a start was given: say so in its terms, not of an END
+            raise OutsideVideoError(f"the Grad-CAM start {start:g} s is at or past the end of the video, which lasts "
+                                    f"{duration:.2f} s: start earlier.")
+        start, end = check_window((start, duration if end is None else end), duration, "the Grad-CAM window (start, end)")
     if progress is not None:
         progress(0.0, f"reading {frames} frames")
     if enc.clip_len > 1:  # a video encoder: one clip as it embeds them, centred in the window
