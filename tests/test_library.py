@@ -270,13 +270,23 @@ def test_search_lists_each_place_of_a_video_once(built):
     # 3.5-6.0 is 0.5 s from it, nearer than either's length; 9.0-10.0 is 6 s away: another place
     assert [(h.video, h.start, h.end) for h in kept] == [("a.mp4", 2.0, 3.0), ("b.mp4", 2.0, 3.0), ("a.mp4", 9.0, 10.0)]
     assert len(distinct_hits(hits, top_k=2)) == 2
+    # slivers on the scorer's grid, exactly one length apart (opencv-doc tree.avi, "a tree", listed 3 times), and
+    # the docstring's 24-25 s, 25-26.5 s after 23-24 s: one place each
+    grid = [LibraryHit("t.avi", 25.9, 26.825, 0.43, 1), LibraryHit("t.avi", 24.05, 24.975, 0.43, 1),
+            LibraryHit("t.avi", 27.75, 28.675, 0.43, 1), LibraryHit("u.avi", 23.0, 24.0, 0.4, 2),
+            LibraryHit("u.avi", 24.0, 25.0, 0.39, 2), LibraryHit("u.avi", 25.0, 26.5, 0.38, 2)]
+    assert [(h.video, h.start) for h in distinct_hits(grid, top_k=10)] == [("t.avi", 25.9), ("u.avi", 23.0)]
+    # two windows apart in time that the same index clip stands for are one place; other clips, two places
+    same = [LibraryHit("a.mp4", 0.0, 1.0, 0.5, 1, clip=3), LibraryHit("a.mp4", 2.5, 3.0, 0.4, 1, clip=3),
+            LibraryHit("a.mp4", 5.0, 6.0, 0.3, 1, clip=4)]
+    assert [h.start for h in distinct_hits(same, top_k=10)] == [0.0, 5.0]
     for query in ("a cartoon bunny on a green hill", "people walking on a lawn"):
         results = Library(built).search(query, top_k=8).results
         for i, a in enumerate(results):
             for b in results[:i]:
                 if a.video == b.video:
                     gap = max(a.start, b.start) - min(a.end, b.end)
-                    assert gap >= min(a.end - a.start, b.end - b.start) - 1e-9, (a, b)
+                    assert gap > min(a.end - a.start, b.end - b.start) and a.clip != b.clip, (a, b)
 
 
 def test_a_video_gone_from_disk_is_left_out_and_dropped(folder, tmp_path, capsys):

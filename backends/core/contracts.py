@@ -19,6 +19,9 @@ MAX_QUERY_CHARS = 1000  # one or two sentences; longer text is almost always a p
 # C0/C1 control characters and the Unicode direction overrides and isolates (they make a query display
 # differently from what it says); tabs and newlines are whitespace and are collapsed instead
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# zero-width joiners and the byte-order mark show nothing: dropped; a zero-width space separates words (so a query
+# of them alone is empty)
+_INVISIBLE = re.compile("[\u200c\u200d\u2060\ufeff]")
 
 
 def check_query(query: Any, *, required: bool = True) -> str:
@@ -30,7 +33,7 @@ def check_query(query: Any, *, required: bool = True) -> str:
         query = ""
     if not isinstance(query, str):
         raise QueryError("the query must be text; type a sentence describing the moment to find.")
-    text = " ".join(query.split())
+    text = " ".join(_INVISIBLE.sub("", query).replace("\u200b", " ").split())
     if required and not text:
         raise QueryError("the query is empty; type a sentence describing the moment to find.")
     if len(text) > MAX_QUERY_CHARS:

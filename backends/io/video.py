@@ -64,7 +64,15 @@ def list_videos(folder: str | os.PathLike, *, recursive: bool = False,
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise VideoNotFoundError(f"{root} is not a folder of videos; pass a folder that holds video files.")
-    files = root.rglob("*") if recursive else root.iterdir()
+    def walk_error(err: OSError) -> None:  # a folder that vanished mid-walk (/proc, a temp folder) is no news
+        if unreadable is not None and not isinstance(err, FileNotFoundError):
+            name = Path(err.filename or "?")
+            unreadable.append((str(name), f"{name.name} cannot be looked at ({err.strerror or err}); it was passed "
+                                          "over."))
+
+    # os.walk, not Path.rglob: rglob (3.11) lets any error but PermissionError out of the walk
+    files = ((Path(top) / name for top, _, names in os.walk(root, onerror=walk_error) for name in names)
+             if recursive else root.iterdir())
     videos = []
     for p in files:
         if p.name.startswith(".") or not is_video_name(p):
@@ -148,15 +156,21 @@ def _open(p: Path) -> av.container.InputContainer:
 # FFmpeg demuxers of still images: a PNG or JPEG renamed .mp4 opens as a one-frame "video" through them
 _IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif", "webp_pipe", "tiff_pipe", "jpegxl_pipe",
                    "apng", "ico", "psd_pipe", "qoi_pipe", "svg_pipe", "pgm_pipe", "ppm_pipe", "pam_pipe")
+# FFmpeg plays any text file named .txt (tty: ANSI art) and a few text-art formats as "video"
+_TEXT_DEMUXERS = ("tty", "bintext", "xbin", "adf", "idf")
 
 
 def _video_stream(container: Any, p: Path):
     names = set(str(container.format.name).split(","))
     if names & set(_IMAGE_DEMUXERS) or any(n.endswith("_pipe") for n in names):
         raise NotAVideoError(f"{p.name} is a still image, not a video; use an mp4, avi, webm or mov file.")
+    if names & set(_TEXT_DEMUXERS):
+        raise NotAVideoError(f"{p.name} is a text file, not a video; use an mp4, avi, webm or mov file.")
     if not container.streams.video:
         if container.streams.audio:
             raise NoVideoStreamError(f"{p.name} is an audio-only file; pick a file that contains video.")
+        if container.streams.subtitles:
+            raise NotAVideoError(f"{p.name} is a subtitle or text file, not a video; use an mp4, avi, webm or mov file.")
         raise EmptyVideoError(f"{p.name} contains no video frames (a zero-length video); pick another file.")
     return container.streams.video[0]
 
@@ -246,6 +260,8 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         p = self.info.path
+        if self.max_duration and self.start > self.max_duration:
+            return  # no frame can lie there (a longer video is refused); seeking 1e20 s would overflow
         with _open(p) as container:
             stream = _video_stream(container, p)
             stream.thread_type = "AUTO"  # frame-threaded decoding
@@ -269,7 +285,7 @@ class VideoReader:
             if self.start > 0:
                 try:
                     container.seek(int(self.start / stream.time_base) + (stream.start_time or 0), stream=stream)
-                except av.error.FFmpegError:
+                except (av.error.FFmpegError, OverflowError):
                     pass  # fall back to decoding from the start
             try:
                 for frame in container.decode(stream):
@@ -369,7 +385,10 @@ def read_frames(
             break
     if not frames:  # a start at or past the end (or an end before the start)
         length = reader.duration or reader.info.duration
-        span = f"from {start:.2f} s" + (f" to {end:.2f} s" if end is not None else " on")
+        def secs(x: float) -> str:
+            return f"{x:.2f}" if abs(x) < 1e6 else f"{x:.3g}"
+
+        span = f"from {secs(start)} s" + (f" to {secs(end)} s" if end is not None else " on")
         raise WindowError(f"{Path(path).name} has no frame {span} (it is {length:.1f} s long); pick a time inside "
                           "the video.")
     return np.stack(frames), np.asarray(times, dtype=np.float64)

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -139,6 +140,7 @@ class LibraryHit:
     # the share of unrelated everyday descriptions (confidence.NULL_QUERIES) that fit the hit's best clip less well
     # than the query does (`hit_confidence`): 0 to 1, comparable across videos
     confidence: float = 0.0
+    clip: int = -1  # the index clip that stands for it (`moment_clip`; -1: unknown): one clip, one place
 
     def to_dict(self) -> dict[str, Any]:
         return {"video": self.video, "start": round(self.start, 3), "end": round(self.end, 3),
@@ -318,9 +320,10 @@ class Library:
         """Encode and catalogue the videos of `paths` (folders searched recursively); files already there and
         unchanged are skipped; unreadable ones are recorded with their reason. Rebuilds the index at the end.
         `ray` ("local" or a cluster address) encodes the new files on Ray (`retrieval.distributed`) first."""
-        absent = [str(p) for p in paths if not Path(p).expanduser().exists()]
-        if absent:
-            raise LibraryError(f"{absent[0]} does not exist: check the path (nothing was added).")
+        for p in paths:
+            why = _unusable_path(p)
+            if why:
+                raise LibraryError(f"{why}: check the path (nothing was added).")
         with _writer_lock(self.folder):
             return self._add(paths, encoder, fps, progress, should_stop, show_progress, ray)
 
@@ -744,7 +747,7 @@ class Library:
                 # the video is the answer, listed once, instead of arbitrary slivers of it
                 j = int(np.argmax(clip_cos))
                 hits.append(LibraryHit(path, 0.0, round(result.duration, 3), float(clip_cos[j]), rank,
-                                       hit_confidence(vecs[j], q[0], bank)))
+                                       hit_confidence(vecs[j], q[0], bank), j))
                 continue
             best = float("inf")
             for m in result.moments:
@@ -752,7 +755,7 @@ class Library:
                 # the scorer's order within the video stands (a short peak it ranked lower does not pass the scene
                 # it ranked first); the clip score only places the videos' moments among each other
                 best = min(best, float(clip_cos[j]))
-                hits.append(LibraryHit(path, m.start, m.end, best, rank, hit_confidence(vecs[j], q[0], bank)))
+                hits.append(LibraryHit(path, m.start, m.end, best, rank, hit_confidence(vecs[j], q[0], bank), j))
         hits.sort(key=lambda h: -h.score)
         return SearchResult(text, self.encoder, distinct_hits(hits, top_k), candidates, rebuilt, missing, left_out)
 
@@ -788,9 +791,10 @@ def hit_confidence(clip: np.ndarray, query: np.ndarray, bank: np.ndarray) -> flo
 
 def distinct_hits(hits: Sequence[LibraryHit], top_k: int) -> list[LibraryHit]:
     """The first `top_k` of `hits` (best first), each place of a video once: a hit is dropped when it overlaps an
-    already kept hit of the same video or lies closer to it than the shorter one's length (so 2.0-2.3 s and
+    already kept hit of the same video, lies no farther from it than the shorter one's length (so 2.0-2.3 s and
     1.7-3.6 s go after 2.0-3.0 s, and the 1-2 s slivers 24-25 s, 25-26.5 s of one scene after 23-24 s; a hit
-    10 s away in the same video stays). Per-video NMS keeps such windows, their IoU being low."""
+    10 s away in the same video stays), or stands on the same index clip (`moment_clip`: the same 4 s of the
+    video decided both). Per-video NMS keeps such windows, their IoU being low."""
     kept: list[LibraryHit] = []
     for h in hits:
         repeat = False
@@ -798,7 +802,7 @@ def distinct_hits(hits: Sequence[LibraryHit], top_k: int) -> list[LibraryHit]:
             if k.video != h.video:
                 continue
             gap = max(h.start, k.start) - min(h.end, k.end)  # negative: they overlap
-            if gap < min(h.end - h.start, k.end - k.start):
+            if gap <= min(h.end - h.start, k.end - k.start) + 1e-6 or (h.clip >= 0 and h.clip == k.clip):
                 repeat = True
                 break
         if not repeat:
@@ -806,6 +810,21 @@ def distinct_hits(hits: Sequence[LibraryHit], top_k: int) -> list[LibraryHit]:
             if len(kept) == top_k:
                 break
     return kept
+
+
+def _unusable_path(p: str | os.PathLike) -> str | None:
+    """Why `p` cannot be added, in the words of a sentence's start ("X does not exist"), or None when it exists as a
+    file or folder. A device, a pipe or a socket is not read at all (reading /dev/zero never ends)."""
+    path = Path(p).expanduser()
+    try:
+        st = path.stat()
+    except OSError as err:  # missing, a name over 255 bytes, a loop of links, no permission
+        if isinstance(err, (FileNotFoundError, NotADirectoryError)):
+            return f"{path} does not exist"
+        return f"{path} cannot be looked at ({err.strerror or err})"
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    return f"{path} is a device, pipe or socket, not a video file or folder"
 
 
 def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -825,7 +844,7 @@ def _expand(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[
         elif path.is_file():
             skipped.append((str(path), f"{path.name} is not a video file ({', '.join(VIDEO_EXTENSIONS)})."))
         else:
-            skipped.append((str(path), f"{path} does not exist."))
+            skipped.append((str(path), f"{_unusable_path(path) or f'{path} is neither a file nor a folder'}."))
     unique = list(dict.fromkeys(catalogue_path(f) for f in files))
     return unique, skipped
 

@@ -46,6 +46,8 @@ VIDEOS = [
     Case("truncated_70.mp4", "the same clip cut at 70% of its bytes", "truncated or corrupt"),
     Case("image_renamed.mp4", "a PNG image renamed .mp4", "still image"),
     Case("audio_only.mp4", "an mp4 with an AAC audio stream and no video", "audio-only"),
+    Case("notes.txt", "a text file (FFmpeg's tty demuxer plays any .txt as ANSI-art video)", "is a text file"),
+    Case("lyrics.lrc", "LRC subtitles (FFmpeg opens them with no video stream)", "subtitle or text file"),
     Case("tiny_1x1.avi", "real footage shrunk to 1 x 1 pixel frames (raw video in AVI)", None),
     Case("huge_4000.mp4", "three 4000 x 4000 frames", None),
     Case("header_claims_hours.mkv", "two frames 3 hours apart: the header says 3 h", "longer than the limit"),
@@ -58,6 +60,7 @@ QUERIES = [
     Case("100 KB of text", "x" * 100_000, "keep it under 1000"),
     Case("control characters", "a dog\x00\x07\x1b[2J runs", "control characters"),
     Case("right-to-left override", "a cup \u202etxt.exe", "control characters"),
+    Case("zero-width spaces only", "\u200b\u200b\ufeff\u200b", "is empty"),
     Case("HTML", "<script>alert(1)</script><img src=x onerror=alert(2)> a cup", None),
 ]
 
@@ -160,6 +163,8 @@ def write_corpus(out: Path) -> Path:
     png.write(buf.tobytes())
     (out / "image_renamed.mp4").write_bytes(png.getvalue())
     _audio_only(out / "audio_only.mp4")
+    (out / "notes.txt").write_text("Meeting notes\n" + "a person opens the door and walks in.\n" * 200)
+    (out / "lyrics.lrc").write_text("[ti:song]\n[00:01.00]a person opens the door\n[00:04.50]and walks in\n")
     tiny = frames[:12, :1, :1]
     _mux(out / "tiny_1x1.avi", tiny, [i / 12 for i in range(12)], "rawvideo", "bgr24", Fraction(1, 12))
     huge = np.repeat(np.repeat(frames[:3], 42, axis=1), 42, axis=2)[:, :4000, :4000]
