@@ -12,11 +12,12 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,38 @@ def user_errors(fn: Callable) -> Callable:
                            "the server log.", print_exception=False) from None
 
     return wrapper
+
+
+def number_dropdown(choices: Sequence[float], value: float, **kwargs: Any) -> gr.Dropdown:
+    """A dropdown of numbers (the frame rate). Gradio's own says its API takes a string (`Literal['0.5', '1.0', ...]`)
+    and then refuses "1.0"; this one says number and also takes the number written as a string. (Set on the
+    instance: a subclass of a Gradio component makes Gradio write a .pyi file next to our source.)"""
+    dd = gr.Dropdown(list(choices), value=value, **kwargs)
+    check = dd.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if isinstance(payload, str):
+            try:
+                payload = float(payload)
+            except ValueError:
+                pass  # refused by Gradio's choice check, in its words
+        return check(payload)
+
+    setattr(dd, "preprocess", preprocess)  # noqa: B010 - an instance's own method, see above
+    setattr(dd, "api_info", lambda: {"type": "number", "enum": list(choices)})  # noqa: B010
+    return dd
+
+
+def whole(value: Any, what: str) -> int:
+    """A slider's or number box's value as an int, or one sentence: Gradio's range check lets NaN through (every
+    comparison with it is false), and int(NaN) would be "a bug"."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{what} must be a whole number, got {str(value)[:40]!r}.", print_exception=False) from None
+    if not math.isfinite(x):
+        raise gr.Error(f"{what} must be a finite whole number, got {x}.", print_exception=False)
+    return int(x)
 
 
 def sentence(text: str) -> str:

@@ -19,6 +19,7 @@ from app.common import (
     require_text,
     require_video,
     user_errors,
+    whole,
     write_json,
 )
 from app.retrieval_tab import CHIP_CSS, EXAMPLE_QUERY, SEEK_JS, moment_chips
@@ -76,7 +77,7 @@ def build_compare_tab(ctx: AppContext, source: Source) -> None:
         names = ctx.resolve_encoder(a), ctx.resolve_encoder(b)  # canonical: the backend sees one model twice
         stop = ctx.stop_event(request)
         stop.clear()
-        cmp, figs = compare_view(path, query_text, names, top_k=int(k), fps=float(fps or 1.0),
+        cmp, figs = compare_view(path, query_text, names, top_k=whole(k, "Top-k"), fps=float(fps or 1.0),
                                  progress=progress_bridge(progress, stop), should_stop=stop.is_set)
         text = (f"**Agreement** on “{html.escape(cmp.a.query)}” ({cmp.a.duration:.1f} s): {cmp.summary()}. "
                 f"A moment is *found by the other* when one of its moments overlaps it at IoU ≥ {MATCH_IOU}.")

@@ -16,6 +16,7 @@ from app.common import (
     progress_bridge,
     require_video,
     user_errors,
+    whole,
     write_json,
 )
 from app.source import Source
@@ -90,7 +91,7 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
         window = {k: float(v) for k, v in (("start", t0), ("end", t1)) if v is not None}
         stop = ctx.stop_event(request)
         stop.clear()
-        result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=int(frame_count),
+        result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=whole(frame_count, "Frames"),
                                    method=cam_method, opacity=float(heat_opacity),
                                    progress=progress_bridge(progress, stop), **window)
         return fig, summary_rows(result), {"result": result, "opacity": float(heat_opacity)}

@@ -11,7 +11,16 @@ from pathlib import Path
 import cv2
 import gradio as gr
 
-from app.common import GPU_QUEUE, AppContext, count, progress_bridge, query_validator, require_text, user_errors
+from app.common import (
+    GPU_QUEUE,
+    AppContext,
+    count,
+    progress_bridge,
+    query_validator,
+    require_text,
+    user_errors,
+    whole,
+)
 from app.source import Source, _remember
 from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
@@ -85,7 +94,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_search(query_text: str, k: float = 8, request: gr.Request = None):
         require_text(query_text)
-        result, thumbs = library_search_view(query_text, library, top_k=int(k))
+        result, thumbs = library_search_view(query_text, library, top_k=whole(k, "Top-k"))
         out = ctx.session_dir(request, "library")
         items = []
         for i, (hit, thumb) in enumerate(zip(result.results, thumbs), start=1):
@@ -118,8 +127,9 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
     query.submit(run_search, [query, top_k], [gallery, summary, hits], api_name=False,
                  concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency, validator=check)
     source.heavy_events.append(ev)
+    # not in the API: a gallery click's SelectData cannot come from a client (it was listed and always failed)
     gallery.select(open_hit, [hits, source.opened], [source.video, source.status, source.opened, moment],
-                   api_name="library_open").then(None, moment, None, js=PLAY_WHEN_LOADED_JS)
+                   api_name=False).then(None, moment, None, js=PLAY_WHEN_LOADED_JS)
 
     if ctx.local:
         def add_to_library(paths: list[Path], request: gr.Request | None, progress: gr.Progress) -> str:

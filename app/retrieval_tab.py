@@ -26,6 +26,7 @@ from app.common import (
     seconds,
     upload_path,
     user_errors,
+    whole,
     write_csv,
     write_json,
 )
@@ -201,7 +202,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         stop = ctx.stop_event(request)
         stop.clear()
         t0 = time.perf_counter()
-        result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), head=head_file or None, top_k=int(k),
+        result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), head=head_file or None, top_k=whole(k, "Top-k"),
                           nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
                           progress=progress_bridge(progress, stop))
         return present(result, path, time.perf_counter() - t0, gt_s, gt_e)
@@ -217,7 +218,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         stop.clear()
         t0 = time.perf_counter()
         result = retrieve_by_clip(path, moment=(float(start_s), float(end_s)), encoder=ctx.resolve_encoder(encoder),
-                                  top_k=int(k), nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
+                                  top_k=whole(k, "Top-k"), nms_threshold=float(nms_threshold), fps=float(fps or 1.0),
                                   progress=progress_bridge(progress, stop))
         return present(result, path, time.perf_counter() - t0, gt_s, gt_e)
 
@@ -257,7 +258,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         require_text(query_text)
         stop = ctx.stop_event(request)
         stop.clear()
-        result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), top_k=int(k), fps=float(fps or 1.0),
+        result = retrieve(path, query_text, encoder=ctx.resolve_encoder(encoder), top_k=whole(k, "Top-k"), fps=float(fps or 1.0),
                           num_clips=_num_clips(n), mask=mask_kind or "auto", progress=progress_bridge(progress, stop))
         gt = _ground_truth(gt_s, gt_e, result.duration)
         fig = fit_width(temporal_map_figure(result.map, result.moments, gt,

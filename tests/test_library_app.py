@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("gradio")
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from backends.retrieval.library import Library
 
@@ -92,6 +93,24 @@ def test_a_shared_app_serves_no_library_and_adds_nothing(library):
         assert "/library_search" in names and "/library_add" not in names and "/library_add_samples" not in names
     finally:
         demo.close()
+
+
+def test_a_strangers_folders_get_one_sentence(app_url, tmp_path):
+    """Add to library with what is not a folder of videos: a device (/dev/null "did not exist"), a name over 255
+    bytes ("OSError, a bug"), a pipe; the click on a hit is not offered as an API call (no client can send the
+    click's SelectData: it always failed)."""
+    import os
+
+    client = Client(app_url, verbose=False)
+    assert "/library_open" not in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path, says in (("/dev/null", "/dev/null is a device, pipe or socket, not a video file or folder"),
+                       (str(fifo), "is a device, pipe or socket"),
+                       ("/tmp/" + "x" * 300, "cannot be looked at (File name too long)")):
+        with pytest.raises(AppError, match="check the path") as err:
+            client.predict(path, api_name="/library_add")
+        assert says in str(err.value) and "a bug" not in str(err.value), str(err.value)
 
 
 @pytest.mark.browser

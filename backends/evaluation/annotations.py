@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,12 +162,46 @@ def read_qvhighlights(path: PathLike) -> list[AnnotatedQuery]:
     return out
 
 
+class _Shape(ValueError):
+    """What is wrong with an entry of an annotation file, in the words of its format (not Python's)."""
+
+
+def _seconds(x: Any, what: str) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise _Shape(f"{what} must be a number of seconds, got {json.dumps(x)[:40]}") from None
+    if isinstance(x, bool) or not math.isfinite(value):
+        raise _Shape(f"{what} must be a finite number of seconds, got {json.dumps(x)[:40]}")
+    return value
+
+
+def _gt_windows(gt: Any, q_idx: int) -> list[tuple[float, float]]:
+    """A query's `gt`: one window [start, end] or several [[start, end], ...], each 0 <= start < end (a reversed or
+    empty window would be scored 0 without a word)."""
+    what = f"query {q_idx}'s `gt`"
+    if not isinstance(gt, (list, tuple)) or not gt:
+        raise _Shape(f"{what} must be [start, end] in seconds, or a list of them")
+    wins = [gt] if not isinstance(gt[0], (list, tuple)) else gt
+    out = []
+    for w in wins:
+        if not isinstance(w, (list, tuple)) or len(w) != 2:
+            raise _Shape(f"{what} {json.dumps(w)[:40]} is not [start, end] in seconds")
+        s, e = _seconds(w[0], f"{what} start"), _seconds(w[1], f"{what} end")
+        if not 0 <= s < e:
+            raise _Shape(f"{what} [{s:g}, {e:g}] is not a window: it needs 0 <= start < end")
+        out.append((s, e))
+    return out
+
+
 def _why(err: Exception) -> str:
     if isinstance(err, KeyError):
         return f"missing key {err.args[0]!r}"
     if isinstance(err, json.JSONDecodeError):
         return f"invalid JSON: {err.msg}"
-    return str(err).rstrip(".") or type(err).__name__
+    if isinstance(err, _Shape):
+        return str(err)
+    return "its structure is not the format's"  # Python's own words ("list index out of range") mean nothing here
 
 
 # --- json formats (ActivityNet Captions, simple) --------------------------------------------------
@@ -187,7 +222,7 @@ def read_activitynet_captions(path: PathLike, doc: Any = None, text: str | None 
             duration = float(entry["duration"])
             stamps, sentences = entry["timestamps"], entry["sentences"]
             if len(stamps) != len(sentences):
-                raise ValueError(f"{len(stamps)} timestamps but {len(sentences)} sentences")
+                raise _Shape(f"{len(stamps)} timestamps but {len(sentences)} sentences")
             for i, (ts, sent) in enumerate(zip(stamps, sentences)):
                 s, e = sorted((float(ts[0]), float(ts[1])))
                 out.append(AnnotatedQuery(qid=f"{vid}#{i}", vid=str(vid), query=str(sent).strip(),
@@ -208,13 +243,16 @@ def read_simple_json(path: PathLike, doc: Any = None, text: str | None = None) -
     out: list[AnnotatedQuery] = []
     for d_idx, d in enumerate(docs):
         try:
+            if not isinstance(d, dict):
+                raise _Shape("an entry must be an object {video, duration, queries}")
             vid = str(d["video"])
-            duration = float(d["duration"]) if d.get("duration") is not None else None
+            duration = _seconds(d["duration"], "`duration`") if d.get("duration") is not None else None
+            if not isinstance(d["queries"], list):
+                raise _Shape("`queries` must be a list of {query, gt} objects")
             for q_idx, q in enumerate(d["queries"]):
-                gt = q["gt"]
-                # one window [s, e] or several [[s, e], ...]
-                wins = [gt] if gt and not isinstance(gt[0], (list, tuple)) else gt
-                windows = [(float(w[0]), float(w[1])) for w in wins]
+                if not isinstance(q, dict):
+                    raise _Shape(f"query {q_idx} must be an object {{query, gt}}")
+                windows = _gt_windows(q["gt"], q_idx)
                 qid = q.get("qid", f"{Path(vid).stem}#{q_idx}" if len(docs) > 1 else q_idx)
                 out.append(AnnotatedQuery(qid=qid, vid=vid, query=str(q["query"]).strip(), duration=duration,
                                           windows=windows,
