@@ -110,6 +110,15 @@ def test_gradcam_says_what_a_video_encoder_does_not_use(clip, capsys):
     assert doc["query"] == "" and not any("query" in n for n in doc["notes"])  # no query given, none to mention
     assert main(["gradcam", str(clip), "red", "--encoder", TINY, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["notes"] == []
+    # --frames left at its default is not "given": no note, whatever the clip length of the encoder (r3d_18: 16)
+    import argparse
+    from types import SimpleNamespace
+
+    from backends.cli.gradcam import _ignored
+
+    r3d = SimpleNamespace(extras={"clip": {"frames": 16, "frame_rate": 15.0}}, encoder_id="video:r3d_18")
+    assert _ignored(r3d, argparse.Namespace(query="", frames=None)) == []
+    assert _ignored(r3d, argparse.Namespace(query="", frames=8))[0].startswith("--frames 8 is not used")
     err = _one_sentence(_cli("gradcam", str(clip), "red", "--encoder", TINY, "--start", "100"))
     assert "the Grad-CAM start 100 s is at or past the end of the video, which lasts 10.00 s" in err, err
 
@@ -124,6 +133,32 @@ def test_gradcam_folder_never_mixes_two_runs(clip, tmp_path, capsys):
     assert "wrote 4 PNGs" in said and "replacing the 8 PNGs of an earlier run" in said
     names = sorted(p.name for p in out.glob("*.png"))
     assert len(names) == 4 and sum(n.startswith("heat_") for n in names) == 2
+
+
+def test_an_interrupted_run_leaves_nothing_the_next_run_keeps(tmp_path):
+    """A run stopped halfway (Ctrl-C, a full disk) lists the files it left, so the next run removes them instead of
+    mixing them in (or calling them the user's)."""
+    from backends.cli.common import write_run
+
+    out = tmp_path / "cams"
+    out.mkdir()
+    (out / "mine.png").write_bytes(b"user")
+
+    def two_then_stop() -> list[Path]:
+        (out / "frame_000.png").write_bytes(b"a")
+        (out / "frame_005.png").write_bytes(b"b")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_run(out, "gradcam", "PNGs", two_then_stop)
+
+    def one() -> list[Path]:
+        (out / "frame_000.png").write_bytes(b"c")
+        return [out / "frame_000.png"]
+
+    written, said = write_run(out, "gradcam", "PNGs", one)
+    assert said == " (replacing the 2 PNGs of an earlier run)", said
+    assert sorted(p.name for p in out.iterdir()) == [".momentlens-gradcam.json", "frame_000.png", "mine.png"]
 
 
 def test_an_output_folder_keeps_the_users_own_images(clip, tmp_path, capsys):

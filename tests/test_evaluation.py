@@ -84,6 +84,23 @@ def test_a_malformed_simple_annotation_says_what_is_wrong_in_the_formats_words(t
     assert says in str(err.value) and "index" not in str(err.value), str(err.value)
 
 
+def test_simple_annotations_that_loaded_before_still_load(tmp_path):
+    """No relevant window (`"gt": []`) and windows with a score after them were read before the shape checks; a
+    bad number in the other formats still names itself; a 400-digit number is a sentence, not OverflowError."""
+    f = tmp_path / "ok.json"
+    f.write_text(json.dumps({"video": "a.mp4", "duration": 10, "queries": [
+        {"query": "x", "gt": []}, {"query": "y", "gt": [[0, 2, 1.0], ["3.5", "4"]]}]}))
+    assert [q.windows for q in load_annotations(f)] == [[], [(0.0, 2.0), (3.5, 4.0)]]
+    g = tmp_path / "qv.jsonl"
+    g.write_text('{"qid": 1, "vid": "a", "query": "x", "duration": 10, "relevant_windows": [[1, "two"]]}\n')
+    with pytest.raises(AnnotationError, match="could not convert string to float: 'two'"):
+        load_annotations(g)
+    h = tmp_path / "big.json"
+    h.write_text('{"video": "a.mp4", "duration": 1' + "0" * 400 + ', "queries": []}')
+    with pytest.raises(AnnotationError, match="`duration` must be a number of seconds"):
+        load_annotations(h)
+
+
 def test_activitynet_and_simple_formats(tmp_path):
     f = tmp_path / "anet.json"
     f.write_text(json.dumps({"v_x": {"duration": 50.0, "timestamps": [[1, 4], [9, 6]], "sentences": ["a", "b"]}}))

@@ -200,15 +200,24 @@ def write_run(out: Path, command: str, noun: str, write: Callable[[], list[Path]
     for old in earlier:
         old.unlink()
     there = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    written = write()
-    with written_whole(_run_manifest(out, command)) as tmp:
-        tmp.write_text(json.dumps({"command": command, "files": sorted(p.name for p in written)}), encoding="utf-8")
+    try:
+        written = write()
+    except BaseException:  # Ctrl-C, a full disk: what this run left is listed, so the next run removes it
+        left = sorted({p.name for p in out.iterdir()} - there) if out.is_dir() else []
+        _record_run(out, command, [n for n in left if not n.startswith(".")])
+        raise
+    _record_run(out, command, [p.name for p in written])
     clobbered = sorted(p.name for p in written if p.name in there)
     said = [f"replacing the {len(earlier)} {noun} of an earlier run"] if earlier else []
     if clobbered:
         shown = ", ".join(clobbered[:3]) + (f" and {len(clobbered) - 3} more" if len(clobbered) > 3 else "")
         said.append(f"overwriting {len(clobbered)} other file(s) of the same name: {shown}")
     return written, f" ({'; '.join(said)})" if said else ""
+
+
+def _record_run(out: Path, command: str, names: list[str]) -> None:
+    with written_whole(_run_manifest(out, command)) as tmp:
+        tmp.write_text(json.dumps({"command": command, "files": sorted(names)}), encoding="utf-8")
 
 
 def say_written(line: str | None, as_json: bool) -> None:

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", type=Path, help="video file")
     p.add_argument("query", help="text query (may be empty for --method eigencam)")
     add_encoder_arg(p)
-    p.add_argument("--frames", type=int_range(1, 64), default=8, help="frames spread evenly over the video (default 8)")
+    p.add_argument("--frames", type=int_range(1, 64), default=None,
+                   help="frames spread evenly over the video (default 8; a video encoder looks at one clip of its own)")
     p.add_argument("--method", choices=METHODS, default="gradcam",
                    help="gradcam (default), gradcam++, or eigencam (cheap preview, ignores the query)")
     p.add_argument("--opacity", type=unit_fraction, default=0.5, help="heat map opacity over the frame, 0..1 (default 0.5)")
@@ -59,7 +60,8 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     from backends.figures.gradcam import save_pngs
     from backends.views.gradcam import gradcam_view
 
-    result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=args.frames,
+    frames = 8 if args.frames is None else args.frames
+    result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=frames,
                                method=args.method, opacity=args.opacity, fit=args.fit,
                                start=args.start, end=args.end)
     written: list[Path] = []
@@ -85,15 +87,6 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     say_written(wrote_out, args.json)
     say_written(wrote_html, args.json)
     return 0
-    for row in result.summary():
-        score = "" if row["score"] is None else f"  cos {row['score']:.3f}"
-        print(f"{row['time']:8.2f} s{score}  peak at {row['peak_norm']}  mean heat {row['mean']:.3f}  "
-              f"hot area {row['hot_fraction']:.1%}")
-    if args.out:
-        print(f"wrote {len(written)} PNGs into {args.out}{again}")
-    if wrote_html:
-        print(wrote_html)
-    return 0
 
 
 def _ignored(result: GradCamResult, args: argparse.Namespace) -> list[str]:
@@ -104,7 +97,7 @@ def _ignored(result: GradCamResult, args: argparse.Namespace) -> list[str]:
     if target and args.query.strip():
         notes.append(f"the query {args.query.strip()!r} is not used: {target}.")
     clip = result.extras.get("clip")
-    if clip and args.frames != clip["frames"]:
+    if clip and args.frames is not None and args.frames != clip["frames"]:  # given, not the default
         notes.append(f"--frames {args.frames} is not used: {result.encoder_id} looks at one clip of {clip['frames']} "
                      f"frames at {clip['frame_rate']:g} fps.")
     return notes

@@ -169,7 +169,7 @@ class _Shape(ValueError):
 def _seconds(x: Any, what: str) -> float:
     try:
         value = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
         raise _Shape(f"{what} must be a number of seconds, got {json.dumps(x)[:40]}") from None
     if isinstance(x, bool) or not math.isfinite(value):
         raise _Shape(f"{what} must be a finite number of seconds, got {json.dumps(x)[:40]}")
@@ -180,12 +180,14 @@ def _gt_windows(gt: Any, q_idx: int) -> list[tuple[float, float]]:
     """A query's `gt`: one window [start, end] or several [[start, end], ...], each 0 <= start < end (a reversed or
     empty window would be scored 0 without a word)."""
     what = f"query {q_idx}'s `gt`"
-    if not isinstance(gt, (list, tuple)) or not gt:
+    if not isinstance(gt, (list, tuple)):
         raise _Shape(f"{what} must be [start, end] in seconds, or a list of them")
+    if not gt:
+        return []  # a query with no relevant window (the metrics count it as a miss)
     wins = [gt] if not isinstance(gt[0], (list, tuple)) else gt
     out = []
-    for w in wins:
-        if not isinstance(w, (list, tuple)) or len(w) != 2:
+    for w in wins:  # [start, end], or [start, end, score, ...] as some exports write it
+        if not isinstance(w, (list, tuple)) or len(w) < 2:
             raise _Shape(f"{what} {json.dumps(w)[:40]} is not [start, end] in seconds")
         s, e = _seconds(w[0], f"{what} start"), _seconds(w[1], f"{what} end")
         if not 0 <= s < e:
@@ -199,8 +201,8 @@ def _why(err: Exception) -> str:
         return f"missing key {err.args[0]!r}"
     if isinstance(err, json.JSONDecodeError):
         return f"invalid JSON: {err.msg}"
-    if isinstance(err, _Shape):
-        return str(err)
+    if isinstance(err, ValueError):  # ours (_Shape), or a conversion that names the value ("could not convert 'two'")
+        return str(err).rstrip(".")
     return "its structure is not the format's"  # Python's own words ("list index out of range") mean nothing here
 
 
