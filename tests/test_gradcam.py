@@ -239,6 +239,18 @@ def test_view_figure_pngs_and_cli(tmp_path, opencv_doc_clips, capsys):
     assert (tmp_path / "c.html").stat().st_size > 100_000
 
 
+def test_a_clip_shorter_than_the_frames_asked_gives_the_frames_it_has(tmp_path, opencv_doc_clips):
+    """A one-frame clip: the first of 8 evenly spread instants (the middle of its first eighth) lies after its only
+    frame, which said "no frame from 0.06 s on (it is 1.0 s long)"; now that frame gets its map."""
+    from backends.io.video import write_video
+
+    frames, times = read_frames(opencv_doc_clips["cup"], fps=1.0, max_frames=1, size=96)
+    one = write_video(tmp_path / "one.mp4", frames, fps=1)
+    result, _ = gradcam_view(one, "a cup", encoder="conse-tiny-random", frames=8)
+    assert len(result.times) == 1 and result.times[0] == pytest.approx(0.0)
+    check_maps(result.maps, result.frames)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradcam++", "eigencam"])
 def test_real_weights_put_more_heat_on_the_named_object(box_frames, method):

@@ -25,6 +25,7 @@ from backends.analysis.gradcam import (
 )
 from backends.core.contracts import ProgressFn, check_query
 from backends.core.device import MODEL_LOCK
+from backends.core.errors import WindowError
 from backends.encoders import Encoder, cached_encoder
 from backends.features import borders_to_crop
 from backends.figures.gradcam import gradcam_figure
@@ -91,7 +92,10 @@ def sample_frames(video_path: str | os.PathLike, count: int, start: float = 0.0,
     stop = info.duration if end is None else min(end, info.duration)
     span = max(stop - start, 1e-3)
     # one frame at the middle of each of `count` equal parts of [start, stop]
-    frames, times = read_frames(video_path, fps=count / span * 1.0001, start=start + span / (2 * count), end=end)
+    try:
+        frames, times = read_frames(video_path, fps=count / span * 1.0001, start=start + span / (2 * count), end=end)
+    except WindowError:  # no frame after the first part's middle (a one-frame clip): the frames the window has
+        frames, times = read_frames(video_path, fps=None, start=start, end=end, max_frames=count)
     if len(frames) > count:  # the decoder's sampling grid may add one at the end
         keep = np.linspace(0, len(frames) - 1, count).round().astype(int)
         frames, times = frames[keep], times[keep]
