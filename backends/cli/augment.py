@@ -15,17 +15,7 @@ from typing import Any
 from backends.analysis.augment import METHODS
 from backends.analysis.clips import AugmentError
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
-from backends.cli.common import (
-    emit_json,
-    float_range,
-    int_range,
-    output_dir,
-    output_file,
-    say_written,
-    seed_value,
-    write_html,
-    write_run,
-)
+from backends.cli.common import emit_json, float_range, int_range, output_dir, output_file, say_written, seed_value, write_html, write_run
 
 
 def _augmentation_names(text: str) -> list[str]:
