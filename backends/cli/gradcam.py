@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_gradcam(args: argparse.Namespace) -> int:
     # deferred: these import torch, scipy or plotly; `momentlens --help` must start in about 0.5 s
     from backends.figures.gradcam import save_pngs
-    from backends.views.gradcam import gradcam_view
+    from backends.views.gradcam import DEFAULT_FRAMES, gradcam_view
 
-    frames = 8 if args.frames is None else args.frames
+    frames = DEFAULT_FRAMES if args.frames is None else args.frames  # None: not given (see _ignored)
     result, fig = gradcam_view(args.video, args.query, encoder=args.encoder, frames=frames,
                                method=args.method, opacity=args.opacity, fit=args.fit,
                                start=args.start, end=args.end)

@@ -64,11 +64,13 @@ def list_videos(folder: str | os.PathLike, *, recursive: bool = False,
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise VideoNotFoundError(f"{root} is not a folder of videos; pass a folder that holds video files.")
+    def passed_over(path: Path, err: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((str(path), f"{path.name} cannot be looked at ({err.strerror or err}); it was passed over."))
+
     def walk_error(err: OSError) -> None:  # a folder that vanished mid-walk (/proc, a temp folder) is no news
-        if unreadable is not None and not isinstance(err, FileNotFoundError):
-            name = Path(err.filename or "?")
-            unreadable.append((str(name), f"{name.name} cannot be looked at ({err.strerror or err}); it was passed "
-                                          "over."))
+        if not isinstance(err, FileNotFoundError):
+            passed_over(Path(err.filename or "?"), err)
 
     # os.walk, not Path.rglob: rglob (3.11) lets any error but PermissionError out of the walk
     files = ((Path(top) / name for top, _, names in os.walk(root, onerror=walk_error) for name in names)
@@ -81,8 +83,7 @@ def list_videos(folder: str | os.PathLike, *, recursive: bool = False,
             if p.is_file():
                 videos.append(p)
         except OSError as err:  # e.g. a link into a folder this user may not read
-            if unreadable is not None:
-                unreadable.append((str(p), f"{p.name} cannot be looked at ({err.strerror or err}); it was passed over."))
+            passed_over(p, err)
     videos.sort()
     if not videos:
         raise VideoNotFoundError(f"{root} holds no videos ({', '.join(VIDEO_EXTENSIONS)}, or any of them .gz).")

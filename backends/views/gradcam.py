@@ -32,6 +32,8 @@ from backends.figures.gradcam import gradcam_figure
 from backends.io.video import probe, read_frames
 from backends.retrieval.engine import OutsideVideoError, check_window
 
+DEFAULT_FRAMES = 8  # frames spread over the video (or the chosen window) when none are asked for
+
 
 def gradcam_frames(
     frames: np.ndarray,
@@ -123,7 +125,7 @@ def gradcam_view(
     query: str,
     *,
     encoder: Encoder | str | None = None,
-    frames: int = 8,
+    frames: int = DEFAULT_FRAMES,
     method: str = "gradcam",
     opacity: float = 0.5,
     fit: str = "squash",
