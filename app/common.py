@@ -188,7 +188,7 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(str(err), title="Cancelled", print_exception=False) from None
         except MomentLensError as err:
             log.info("user error in %s: %s", fn.__name__, err)
-            raise gr.Error(sentence(str(err)), print_exception=False) from None
+            raise gr.Error(sentence(str(err), _file_names(args, kwargs)), print_exception=False) from None
         except Exception as err:  # a bug: the traceback goes to the server log, the page gets one sentence
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Something went wrong on the server ({type(err).__name__}, a bug); the details are in "
@@ -229,14 +229,28 @@ def whole(value: Any, what: str) -> int:
     return int(x)
 
 
-def sentence(text: str) -> str:
+def sentence(text: str, names: Iterable[str] = ()) -> str:
     """A backend message as the page shows it: trimmed, first letter capital unless the message starts with a name
-    whose case matters (notes.mp4, video:/path): only a plain word is capitalised."""
+    whose case matters (notes.mp4, video:/path, or one of `names`: the request's file names, since a message about
+    a file called `passwd` starts with that name): only a plain word is capitalised."""
     text = text.strip()
     if not text:
         return "Something went wrong."
     first = text.split(maxsplit=1)[0]
-    return text[:1].upper() + text[1:] if first.isalpha() else text
+    return text[:1].upper() + text[1:] if first.isalpha() and first not in set(names) else text
+
+
+def _file_names(*values: Any) -> set[str]:
+    """The base names of every path among a handler's arguments (strings, Gradio's file dicts, lists of them)."""
+    names: set[str] = set()
+    for value in values:
+        if isinstance(value, str | Path) and str(value).strip() and len(str(value)) < 4096:
+            names.add(Path(str(value)).name)
+        elif isinstance(value, dict):
+            names |= _file_names(*value.values())
+        elif isinstance(value, list | tuple):
+            names |= _file_names(*value[:64])
+    return names
 
 
 def upload_path(file: Any) -> str | None:

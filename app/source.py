@@ -247,7 +247,7 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                 path = ctx.servable(playable_path(path))  # the converted copy lives in the cache: serve a copy
                 note += " (converted to H.264 mp4 so the browser can play it)"
         except MomentLensError as err:
-            text = sentence(str(err))
+            text = sentence(str(err), {Path(path).name})
             log.info("upload refused: %s", text)
             gr.Warning(text)
             previous = (opened_videos or [ctx.video])[-1]

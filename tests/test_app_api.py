@@ -320,6 +320,10 @@ def test_errors_are_one_sentence_and_the_app_keeps_serving(client, realmix_video
     bogus.write_text("this is not a video")
     with pytest.raises(AppError, match=r"^notes\.mp4 is not a video file"):  # the file's own name, case kept
         client.predict(handle_file(bogus), "a dog", TINY, api_name="/retrieve")
+    bare = tmp_path / "passwd"  # a name without an extension is a word: still the file's name, not "Passwd"
+    bare.write_text("root:x:0:0")
+    with pytest.raises(AppError, match=r"^passwd is not a video file"):
+        client.predict(handle_file(bare), "a dog", TINY, api_name="/retrieve")
     with pytest.raises(AppError, match="reaches past the ends of the video"):
         client.predict(handle_file(realmix_video), "a dog", TINY, 5, 0.5, 70.0, 90.0, api_name="/retrieve")
     _, _, table, *_ = client.predict(handle_file(realmix_video), "a dog", TINY, api_name="/retrieve")
