@@ -65,3 +65,32 @@ def test_notebook_runs(path, shared_data, kernel_env, tmp_path, monkeypatch):
     # scratch files (clips cut for training, trained models) do not pile up in /tmp run after run (05 left 26 MB)
     left = [p.name for p in kernel_tmp.iterdir() if p.name.startswith("momentlens-")]
     assert not left, f"{path.name} left {left} in the temporary folder after its kernel stopped"
+
+
+def test_each_kernel_has_its_own_scratch_and_dead_kernels_leave_nothing(tmp_path, monkeypatch):
+    """Notebooks 05/06 write clips and models to `paths.scratch_dir`: a second kernel running the same notebook must
+    not empty the first one's folder (one shared folder did), and a stopped kernel's files go at the next run."""
+    import subprocess
+    import sys
+
+    from backends.core import paths
+
+    monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another kernel, running
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # one that has stopped
+    gone.wait()
+    try:
+        base = tmp_path / "notebooks" / "05"
+        for pid in (other.pid, gone.pid):
+            (base / str(pid)).mkdir(parents=True)
+            (base / str(pid) / "adapter.pt").write_bytes(b"x" * 10)
+        (base / "walkers.mp4").write_bytes(b"x")  # the older one-folder layout's file
+        own = paths.scratch_dir("05")
+        (own / "mine.mp4").write_bytes(b"x")
+        assert own.parent == base and list(own.iterdir()) == [own / "mine.mp4"]
+        assert (base / str(other.pid) / "adapter.pt").is_file()  # the running kernel's files stay
+        assert not (base / str(gone.pid)).exists() and not (base / "walkers.mp4").exists()
+        assert paths.scratch_dir("05") == own and not any(own.iterdir())  # a rerun empties its own folder
+    finally:
+        other.kill()
+        other.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,34 @@ def shared_data_dir() -> Path | None:
 def cache_dir() -> Path:
     """Root of the on-disk cache (`$MOMENTLENS_CACHE`, default `~/.cache/momentlens`)."""
     return Path(os.environ.get("MOMENTLENS_CACHE", Path.home() / ".cache" / "momentlens")).expanduser()
+
+
+def scratch_dir(name: str) -> Path:
+    """A notebook's own scratch folder, new and empty: `<cache>/notebooks/<name>/<pid>`. Each run empties its own;
+    the folders of processes that no longer run (an earlier or restarted kernel) are removed, so nothing piles up,
+    and a second kernel running the same notebook at the same time keeps its files."""
+    base = cache_dir() / "notebooks" / name
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.iterdir():  # (a name that is not a pid: the files of the older one-folder layout)
+        if not old.name.isdigit() or (int(old.name) != os.getpid() and not _running(int(old.name))):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    own = base / str(os.getpid())
+    shutil.rmtree(own, ignore_errors=True)
+    own.mkdir()
+    return own
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs (POSIX); elsewhere every folder is assumed in use and left alone."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def models_dir() -> Path:
