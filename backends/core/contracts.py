@@ -19,9 +19,12 @@ MAX_QUERY_CHARS = 1000  # one or two sentences; longer text is almost always a p
 # C0/C1 control characters and the Unicode direction overrides and isolates (they make a query display
 # differently from what it says); tabs and newlines are whitespace and are collapsed instead
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# zero-width joiners and the byte-order mark show nothing: dropped; a zero-width space separates words (so a query
-# of them alone is empty)
-_INVISIBLE = re.compile("[\u200c\u200d\u2060\ufeff]")
+# the word joiner and the byte-order mark show nothing: dropped; a zero-width space separates words (so a query of
+# them alone is empty)
+_INVISIBLE = re.compile("[\u2060\ufeff]")
+# zero-width (non-)joiners are part of a word between two visible characters (Persian and Indic spelling, emoji
+# sequences): kept there, dropped anywhere else (alone, at a word's edge)
+_LOOSE_JOINERS = re.compile(r"(?<![^\s\u200c\u200d])[\u200c\u200d]+|[\u200c\u200d]+(?![^\s\u200c\u200d])")
 
 
 def check_query(query: Any, *, required: bool = True) -> str:
@@ -33,7 +36,7 @@ def check_query(query: Any, *, required: bool = True) -> str:
         query = ""
     if not isinstance(query, str):
         raise QueryError("the query must be text; type a sentence describing the moment to find.")
-    text = " ".join(_INVISIBLE.sub("", query).replace("\u200b", " ").split())
+    text = " ".join(_LOOSE_JOINERS.sub("", " ".join(_INVISIBLE.sub("", query).replace("\u200b", " ").split())).split())
     if required and not text:
         raise QueryError("the query is empty; type a sentence describing the moment to find.")
     if len(text) > MAX_QUERY_CHARS:
