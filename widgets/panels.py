@@ -26,7 +26,6 @@ from backends.analysis.augment import METHODS as AUGMENT_METHODS
 from backends.analysis.cvrl import AUGMENTATIONS, CvrlConfig
 from backends.analysis.gradcam_options import METHODS as CAM_METHODS
 from backends.core.errors import MomentLensError, QueryError, WindowError
-from backends.core.paths import cache_dir
 from backends.figures.compare import ENCODER_COLOURS
 from backends.figures.retrieval import saliency_figure, temporal_map_figure
 from backends.io.playback import playable_path
@@ -43,7 +42,16 @@ from backends.views.gradcam import gradcam_view
 from backends.views.library import library_search_view
 from backends.views.scaling import scaling_view
 from backends.views.similarity import frames_at, self_similarity_view
-from widgets.common import Runner, Source, VideoPlayer, clear_figure, figure_widget, from_browser, show_figure
+from widgets.common import (
+    Runner,
+    Source,
+    VideoPlayer,
+    clear_figure,
+    figure_widget,
+    from_browser,
+    show_figure,
+    trained_adapters_dir,
+)
 
 
 class Panel:
@@ -71,6 +79,8 @@ class Panel:
         self.encoder.observe(lambda _change: self._inputs_changed(), names="value")
 
     def _inputs_changed(self) -> None:
+        if self.source.reoffering:  # only the list of encoders grew
+            return
         self.runner.drop()
         self.clear()
 
@@ -152,6 +162,8 @@ class RetrievalPanel(Panel):
                 other.value = ""
             finally:
                 self._quiet = False
+            self.runner.drop()  # what is shown came from the box just emptied: it goes, even if this run fails
+            self.clear()
         self.run(background=from_browser(change))
 
     def _ground_truth(self, duration: float) -> tuple[float, float] | None:
@@ -392,11 +404,19 @@ class GradCamPanel(Panel):
         """Look at [start, end] (and `query` when given) on the next run, as a linked retrieval asks."""
         self._quiet = True  # no run per field: the user presses Explain
         try:
+            before = (self.query.value, self.start.value, self.end.value)
             if query:
                 self.query.value = query
             self.start.value, self.end.value = round(float(start), 2), round(float(end), 2)
         finally:
             self._quiet = False
+        if self._last is not None and before != (self.query.value, self.start.value, self.end.value):
+            # the maps shown were of the previous query or moment: they go, and the status says what to do
+            self.runner.drop()
+            self._last, self.result = None, None
+            self.image.value, self.caption.value = b"", ""
+            self.runner.status.value = (f"Now “{html.escape(self.query.value)}” at {self.start.value:g}-"
+                                        f"{self.end.value:g} s: press {self.run_label} to see where the frames match it.")
 
     def clear(self) -> None:
         super().clear()
@@ -468,9 +488,29 @@ class ComparePanel(Panel):
             fig = figure_widget(height=460, width=520, title=f"{letter}: 2D temporal map")
             self.columns.append((header, chips, fig))
         self._rerun_on(self.query, self.top_k)
+        # another encoder A or B: the comparison shown was of the previous pair (nothing stale stays on screen)
+        for dropdown in (self.encoder_a, self.encoder_b):
+            dropdown.observe(lambda _change: self._pair_changed(), names="value")
+        self.encoder.observe(lambda _change: self._follow_offers(), names="options")
         cols = [W.VBox(list(c), layout=W.Layout(width="50%")) for c in self.columns]
         return [W.HBox([self.query, self.top_k]), W.HBox([self.encoder_a, self.encoder_b]), self.summary,
                 self.player, self.saliency, W.HBox(cols)]
+
+    def _pair_changed(self) -> None:
+        if not self._quiet:
+            self.runner.drop()
+            self.clear()
+
+    def _follow_offers(self) -> None:
+        """The shared list grew (an adapter trained in Temporal scaling): offer it as A or B, keeping the picks."""
+        self._quiet = True
+        try:
+            for dropdown in (self.encoder_a, self.encoder_b):
+                current = dropdown.value
+                dropdown.options = list(dict.fromkeys([*dropdown.options, *self.encoder.options]))
+                dropdown.value = current
+        finally:
+            self._quiet = False
 
     def clear(self) -> None:
         super().clear()
@@ -484,12 +524,15 @@ class ComparePanel(Panel):
     def run(self, background: bool = False) -> None:
         video, query, runner = self.video.value, self.query.value, self.runner
         encoders = (self.encoder_a.value, self.encoder_b.value)
+        offered = set(self.encoder_a.options)
         top_k = int(self.top_k.value)
 
         def work():
-            if encoders[1] is None or encoders[0] == encoders[1]:
+            if encoders[1] is None or len(offered) < 2:
                 raise QueryError(f"Compare needs two different encoders; only {encoders[0]} is offered here (train "
                                  "an adapter, or fetch CLIP weights with `momentlens weights get clip:ViT-B/32`).")
+            if encoders[0] == encoders[1]:
+                raise QueryError(f"A and B are both {encoders[0]}: pick two different encoders.")
             out = compare_view(video, query, encoders, top_k=top_k, progress=runner.progress,
                                should_stop=runner.should_stop)
             playable_path(video)
@@ -646,12 +689,13 @@ class ScalingPanel(Panel):
             ckpt = train_adapter_on_videos(videos, target, encoder=encoder, epochs=epochs, progress=runner.progress,
                                            should_stop=runner.should_stop, show_progress=False)
             paths = list(dict.fromkeys([*self.checkpoint_paths(), str(ckpt)]))
-            return paths, scaling_view(paths)
+            return paths, scaling_view(paths), ckpt
 
         def done(out):
-            paths, view = out
+            paths, view, ckpt = out
             self.checkpoints.value = "\n".join(paths)
             self._show_scales(view)
+            self.source.offer(f"adapter:{ckpt}")  # to pick as an encoder (Compare's A or B too)
 
         runner.run(work, done, background)
 
@@ -661,7 +705,7 @@ def new_adapter_path(video: str, encoder: str, epochs: int) -> Path:
     training from the panel never replaces an adapter trained before."""
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder)[-40:].strip("_")
     stem = f"{Path(video).stem or 'clip'}-{slug}-{epochs}ep"
-    folder = cache_dir() / "adapters"
+    folder = trained_adapters_dir()
     target, n = folder / f"{stem}.pt", 1
     while target.exists() or any(p.exists() for p in loss_curve_paths(target)):
         n += 1

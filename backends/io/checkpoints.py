@@ -19,12 +19,19 @@ from backends.core.errors import CheckpointError
 from backends.io.atomic import written_whole
 
 
+def require_checkpoint_file(path: Path, what: str = "checkpoint") -> None:
+    """CheckpointError with one sentence unless `path` is a file: a folder is said as a folder."""
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a folder, not a checkpoint file; give the file inside it.")
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist.")
+
+
 def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> Any:
     """A checkpoint file's content (tensors and plain data only), or CheckpointError with one sentence.
     `mmap=True` maps the tensors' storage instead of reading it (a cheap look at a large file's structure)."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist.")
+    require_checkpoint_file(p)
     try:
         if mmap:
             return torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)

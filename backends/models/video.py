@@ -27,6 +27,7 @@ from torch import nn
 
 from backends.core.errors import CheckpointError
 from backends.io.atomic import written_whole
+from backends.io.checkpoints import require_checkpoint_file
 
 CHECKPOINT_KIND = "momentlens-video-encoder"
 FORMAT_VERSION = 1
@@ -232,8 +233,7 @@ def save_video_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.T
 def read_video_config(path: str | os.PathLike) -> dict[str, Any]:
     """The config of a video checkpoint: the JSON beside it, else the copy in the safetensors metadata."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f"video checkpoint {p} does not exist.")
+    require_checkpoint_file(p, "video checkpoint")
     beside = config_path(p)
     text = None
     if beside.is_file() and beside != p:

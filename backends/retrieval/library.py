@@ -110,9 +110,11 @@ def existing_library(folder: str | os.PathLike | None, *, empty_ok: bool = False
         if not str(folder).strip() or not ((p / "library.sqlite").is_file() or fresh):
             what = ("is not a folder" if p.exists() and not p.is_dir() else
                     "holds no library" if p.is_dir() else "does not exist")
-            shown = str(folder) if str(folder).strip() else "(empty)"
-            raise LibraryError(f"{shown} {what} (no library.sqlite in it): check the path, or build one with "
-                               f"`momentlens index add VIDEOS --library {shown}`.")
+            if not str(folder).strip():
+                raise LibraryError("the library path is empty: give a library's folder, or leave it out for the "
+                                   "default library.")
+            raise LibraryError(f"{folder} {what} (no library.sqlite in it): check the path, or build one with "
+                               f"`momentlens index add VIDEOS --library {folder}`.")
     return Library(folder)
 
 
@@ -475,6 +477,10 @@ class Library:
                               (status,) if status else ()).fetchall()
         return [dict(r) for r in rows]
 
+    def _usable_count(self) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM videos WHERE status = 'ok'").fetchone()[0])
+
     def remove(self, path: str | os.PathLike) -> int:
         """Drop a video, or every video under a folder, from the library (their cached features stay in the feature
         cache); rebuilds the index. Returns how many videos were dropped."""
@@ -689,7 +695,7 @@ class Library:
         text = check_query(query)
         if top_k < 1 or videos < 1:
             raise LibraryError("--top-k and --videos must be at least 1.")
-        if self.encoder is None:
+        if self.encoder is None or not self._usable_count():  # (only unreadable files: nothing to index either)
             raise LibraryError("the library is empty: add videos first (`momentlens index add FOLDER`).")
         from backends.encoders import cached_encoder  # noqa: PLC0415 - deferred: see _add
         from backends.retrieval.engine import retrieve  # noqa: PLC0415 - deferred: see _add

@@ -97,7 +97,11 @@ def sample_frames(video_path: str | os.PathLike, count: int, start: float = 0.0,
     try:
         frames, times = read_frames(video_path, fps=count / span * 1.0001, start=start + span / (2 * count), end=end)
     except WindowError:  # no frame after the first part's middle (a one-frame clip): the frames the window has
-        frames, times = read_frames(video_path, fps=None, start=start, end=end, max_frames=count)
+        frames, times = np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0)
+    if len(frames) < count:  # more asked than the window has (a low or variable frame rate): every frame it has
+        native, native_times = read_frames(video_path, fps=None, start=start, end=end, max_frames=4 * count)
+        if len(native) > len(frames):
+            frames, times = native, native_times
     if len(frames) > count:  # the decoder's sampling grid may add one at the end
         keep = np.linspace(0, len(frames) - 1, count).round().astype(int)
         frames, times = frames[keep], times[keep]

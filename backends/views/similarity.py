@@ -20,10 +20,13 @@ from backends.analysis.similarity import (
     similarity_from_features,
 )
 from backends.core.contracts import ProgressFn
+from backends.core.errors import WindowError
 from backends.encoders.base import Encoder
 from backends.features import encode_video
 from backends.figures.similarity import similarity_figure
-from backends.io.video import read_frames
+from backends.io.video import probe, read_frames
+
+LAST_FRAME_LOOKBACK = 10.0  # s: how far back a time after the last frame looks for it
 
 
 def self_similarity_view(
@@ -63,7 +66,13 @@ def frames_at(video_path: str | Path, t1: float, t2: float, size: int | tuple[in
         t = float(t)
         if -0.05 < t < 0:  # a click on the first cell's edge
             t = 0.0
-        frames, _ = read_frames(video_path, fps=None, start=t, max_frames=1, size=size)
-        return frames[0]
+        try:
+            frames, _ = read_frames(video_path, fps=None, start=t, max_frames=1, size=size)
+        except WindowError:
+            if not 0 <= t < probe(video_path).duration:
+                raise
+            # after the last frame's time but inside the video: that last frame is still the one showing
+            frames, _ = read_frames(video_path, fps=None, start=max(0.0, t - LAST_FRAME_LOOKBACK), end=t, size=size)
+        return frames[-1]
 
     return one(t1), one(t2)
