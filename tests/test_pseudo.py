@@ -17,7 +17,7 @@ from backends.train import pseudo
 
 BUNDLED = "conse-effnet-minilm"
 TINY = "conse-tiny-random"
-PATTERN = re.compile(r"^(\w+) with a (.+) and a (.+)$")
+PATTERN = re.compile(r"^(\w+) with an? (.+) and an? (.+)$")
 
 
 def test_compose_picks_what_sets_the_event_apart():
@@ -73,3 +73,10 @@ def test_cli_trains_a_pseudo_supervised_head_without_annotations(tmp_path, realm
     assert "--pseudo --videos" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "grounding", "--pseudo", "--out"])
+
+
+def test_pseudo_queries_take_the_right_article():
+    from backends.train.pseudo import with_article
+
+    assert with_article("albatross") == "an albatross" and with_article("dog") == "a dog"
+    assert with_article("Egyptian cat") == "an Egyptian cat"

@@ -156,6 +156,8 @@ def test_cli_trains_on_real_clips_and_the_encoder_works_in_every_view(video_fold
     assert kinds["enc.safetensors"]["kind"] == "video"
     # the --resume state beside it is named for what it is, not "not loadable"
     assert kinds["enc.resume.pt"]["kind"] == "training state" and "--resume" in kinds["enc.resume.pt"]["use"]
+    # the command runs from anywhere: the whole path (it printed `--out enc.safetensors`, which failed elsewhere)
+    assert f"--out {out.parent.resolve()}/enc.safetensors --resume" in kinds["enc.resume.pt"]["use"]
     assert kinds["enc.resume.pt"]["problem"] is None
     assert cli(["checkpoints", str(tmp_path / "no-such-folder")]) == 2
     assert "not a folder" in capsys.readouterr().err
@@ -251,3 +253,108 @@ def test_source_probe_is_a_plain_nearest_neighbour(realmix_video, tmp_path):
     perturbed = perturbed_copies(clips.test, tmp_path / "perturbed", draws=2)
     assert sum(len(v) for v in perturbed.values()) == 10
     assert knn_probe(enc, clips, queries_by_source=perturbed).test_clips == 10
+
+
+def _interrupt_at_call(monkeypatch, n: int) -> None:
+    """Ctrl-C during the n-th step's loss, after its forward pass (which moves BatchNorm's running statistics)."""
+    from backends.train import cvrl
+
+    calls = {"n": 0}
+    real = cvrl.info_nce
+
+    def nce(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cvrl, "info_nce", nce)
+
+
+@pytest.mark.slow
+def test_ctrl_c_inside_a_step_resumes_to_the_uninterrupted_weights(video_folder, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from backends.core.errors import CancelledError
+
+    cfg = preset("tiny", **{**SMALL, "epochs": 2})
+    full = train_cvrl(video_folder, tmp_path / "full", cfg, show_progress=False)
+    with monkeypatch.context() as m:
+        _interrupt_at_call(m, 3)  # inside step 3: steps 1-2 are whole
+        with pytest.raises(CancelledError, match="interrupted at step 2 of 6; continue it with --resume"):
+            train_cvrl(video_folder, tmp_path / "cut", cfg, show_progress=False)
+    rest = train_cvrl(video_folder, tmp_path / "cut", cfg, resume=True, show_progress=False)
+    assert rest.steps == 6 and [r["step"] for r in _read_log(tmp_path / "cut.log.jsonl")] == list(range(1, 7))
+    a, b = load_file(str(tmp_path / "full.safetensors")), load_file(str(tmp_path / "cut.safetensors"))
+    # the running statistics included: the interrupted step's forward pass left nothing behind (it did: 36 differed)
+    assert any("running_var" in k for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert full.steps == 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_step_saves_nothing_and_keeps_the_earlier_run(video_folder, tmp_path, monkeypatch):
+    from backends.core.errors import CancelledError
+    from backends.train.cvrl import TrainOutputs
+
+    cfg = preset("tiny", **SMALL)
+    train_cvrl(video_folder, tmp_path / "enc", cfg, max_steps=2, show_progress=False)
+    before = {p.name: p.read_bytes() for p in TrainOutputs.for_out(tmp_path / "enc").files()}
+    _interrupt_at_call(monkeypatch, 1)
+    with pytest.raises(CancelledError, match="before its first step; nothing was saved and the earlier run's files"):
+        train_cvrl(video_folder, tmp_path / "enc", preset("tiny", **{**SMALL, "batch_size": 8}), show_progress=False)
+    assert {p.name: p.read_bytes() for p in TrainOutputs.for_out(tmp_path / "enc").files()} == before  # log too
+    _interrupt_at_call(monkeypatch, 1)
+    with pytest.raises(CancelledError, match="nothing was saved: start it again"):
+        train_cvrl(video_folder, tmp_path / "new", cfg, show_progress=False)
+    assert not list(tmp_path.glob("new*"))
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_runs_epochs_and_videos(video_folder, tmp_path, capsys):
+    args = ["train", "cvrl", "--videos", str(video_folder), "--out", str(tmp_path / "enc"), "--config", "tiny",
+            "--clip-len", "4", "--crop-size", "32", "--decode-fps", "4", "--batch-size", "4", "--pairs-per-10s", "8",
+            "--workers", "0"]
+    assert cli([*args, "--epochs", "2", "--max-steps", "4"]) == 0
+    capsys.readouterr()
+    assert cli([*args, "--resume"]) == 0  # as the README shows it: no --epochs, the run's own 2 (not the preset's 1)
+    out = capsys.readouterr().out
+    assert "6 steps, 2 epochs, resumed at step 4" in out, out
+    assert cli([*args, "--resume"]) == 0  # nothing left to train: said, and nothing claimed written
+    out = capsys.readouterr().out
+    assert "nothing trained: the run is complete at step 6 of 6" in out and "is as it was" in out, out
+    config = json.loads((tmp_path / "enc.json").read_text())
+    assert config["training"]["epochs_done"] == 2 and config["training"]["amp"] is False  # CPU: no mixed precision
+    mode = (tmp_path / "enc.safetensors").stat().st_mode & 0o777
+    assert mode == (tmp_path / "enc.json").stat().st_mode & 0o777  # not owner-only (safetensors' own default)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(next(video_folder.glob("*.mp4")), one)
+    assert cli([*args[:3], str(one), *args[4:], "--resume", "--epochs", "3"]) == 2
+    assert "not the same ones; resume with the same --videos" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_holds_it(video_folder, tmp_path):
+    from backends.io.locks import exclusive_lock
+    from backends.train.cvrl import TrainOutputs
+
+    outputs = TrainOutputs.for_out(tmp_path / "enc")
+    with exclusive_lock(outputs.lock):  # the first run, still training
+        with pytest.raises(TrainingError, match="another training run is writing enc.safetensors"):
+            train_cvrl(video_folder, tmp_path / "enc", preset("tiny", **SMALL), show_progress=False)
+    outputs.weights.write_bytes(b"an earlier run's model")
+    with pytest.raises(TrainingError, match="already exists .* pass --force to replace it"):
+        train_cvrl(video_folder, tmp_path / "enc", preset("tiny", **SMALL), overwrite=False, show_progress=False)
+    assert outputs.weights.read_bytes() == b"an earlier run's model"
+
+
+def test_output_names_a_user_gets_wrong_are_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="2"):  # argparse's refusal: usage and one sentence
+        cli(["train", "adapter", "--videos", str(tmp_path), "--out", f"{tmp_path}/newdir/"])
+    assert "ends with a slash, so it names a folder" in capsys.readouterr().err
+    assert not (tmp_path / "newdir").exists()
+    if Path("/proc/self").is_dir():  # a place that access() calls writable for root, where no file can be made
+        with pytest.raises(SystemExit, match="2"):
+            cli(["train", "cvrl", "--videos", str(tmp_path), "--out", "/proc/enc"])
+        assert "cannot write into /proc" in capsys.readouterr().err

@@ -440,7 +440,8 @@ class GradCamPanel(Panel):
             self._last = result
             self.frame.max = len(result.times) - 1
             self.result = {"query": result.query, "method": result.method, "encoder": result.encoder_id,
-                           "times": [float(t) for t in result.times], "frames": result.summary()}
+                           "times": [float(t) for t in result.times], "frames": result.summary(),
+                           "note": result.extras.get("blank")}
             self.redraw()
 
         self.runner.run(work, done, background)
@@ -451,7 +452,9 @@ class GradCamPanel(Panel):
         i = min(self.frame.value, len(self._last.times) - 1)
         self.image.value = png_bytes(self._last.overlays(self.opacity.value)[i])
         score = "" if self._last.scores is None else f", cosine to the query {float(self._last.scores[i]):.3f}"
-        self.caption.value = f"frame {i + 1}/{len(self._last.times)} at {self._last.times[i]:.1f} s{score}"
+        blank = self._last.extras.get("blank")
+        self.caption.value = (f"frame {i + 1}/{len(self._last.times)} at {self._last.times[i]:.1f} s{score}"
+                              + (f"<br><b>Note</b>: {html.escape(blank)}." if blank else ""))
 
 
 class ComparePanel(Panel):

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,12 @@ def _writable_place(p: Path) -> None:
         raise argparse.ArgumentTypeError(f"{p} would be inside {parent}, which is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise argparse.ArgumentTypeError(f"cannot write into {parent} (no permission); choose another place")
+    try:  # access() says yes to root anywhere, and knows nothing of /proc or a full disk: a real file tells
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".momentlens-probe-"):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot write into {parent} ({err.strerror or type(err).__name__}); "
+                                         "choose another place") from None
 
 
 def output_file(text: str) -> Path:
@@ -132,6 +139,9 @@ def output_file(text: str) -> Path:
     p = Path(text).expanduser()
     if p.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of a file to write")
+    if text.endswith(("/", os.sep)):  # Path() drops the slash: "newdir/" would quietly become a file "newdir"
+        raise argparse.ArgumentTypeError(f"{text} ends with a slash, so it names a folder; give the name of a file "
+                                         f"to write (for example {text.rstrip('/' + os.sep)}/model)")
     _writable_place(p)
     return p
 

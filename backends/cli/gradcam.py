@@ -92,7 +92,7 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
 def _ignored(result: GradCamResult, args: argparse.Namespace) -> list[str]:
     """What of the command line the encoder could not use, said rather than dropped: a video encoder has no text
     side (the query) and looks at one clip of its own length (--frames)."""
-    notes = []
+    notes = [result.extras["blank"] + "."] if result.extras.get("blank") else []
     target = result.extras.get("target")
     if target and args.query.strip():
         notes.append(f"the query {args.query.strip()!r} is not used: {target}.")

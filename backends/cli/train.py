@@ -76,19 +76,18 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
     # deferred: torch and the training stack; `momentlens --help` must start in about 0.5 s
     import os
 
-    from backends.train.cvrl import TrainOutputs, preset, train_cvrl
+    from backends.train.cvrl import preset, saved_settings, train_cvrl
 
-    if int(os.environ.get("RANK", "0")) == 0:  # (under torchrun, the other ranks' check could see rank 0's new files)
-        outs = TrainOutputs.for_out(args.out)
-        refuse_to_replace([outs.weights, outs.weights.with_suffix(".json"), outs.log]
-                          + ([] if args.resume else [outs.resume]), args.force or args.resume,
-                          hint="" if args.resume else " (or --resume to continue that run)")
-    cfg = preset(args.config, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, clip_len=args.clip_len,
+    epochs = args.epochs
+    if args.resume and epochs is None:  # the run's own plan, not the preset's default
+        epochs = saved_settings(args.out).get("epochs")
+    # (an earlier run's files at --out are refused by train_cvrl, under the run's lock, unless --force or --resume)
+    cfg = preset(args.config, arch=args.arch, epochs=epochs, batch_size=args.batch_size, clip_len=args.clip_len,
                  stride=args.stride, decode_fps=args.decode_fps, crop_size=args.crop_size, temperature=args.temperature,
                  pairs_per_10s=args.pairs_per_10s, lr=args.lr, fame_p=args.fame, carl_weight=args.carl,
                  workers=args.workers, seed=args.seed, save_every=args.save_every, amp=False if args.no_amp else None)
     summary = train_cvrl(args.videos, args.out, cfg, resume=args.resume, max_steps=args.max_steps,
-                         show_progress=None if not args.json else False)
+                         show_progress=None if not args.json else False, overwrite=args.force)
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():  # under torchrun: shut the process group down on every rank
@@ -99,15 +98,29 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary.to_dict())
         return 0
-    losses = summary.losses
-    curve = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "no step run"
-    state = f"stopped at step {summary.steps} (continue with --resume)" if summary.stopped_early else \
-        f"{summary.steps} steps, {summary.epochs_done:g} epochs"
-    print(f"trained on {summary.extras['videos']} videos x {summary.world_size} process(es): {state}, {curve}, "
-          f"{summary.clips_per_second:.1f} clips/s; wrote {summary.weights} (use --encoder video:{summary.weights})")
+    losses, extras = summary.losses, summary.extras
+    use = f"(use --encoder video:{summary.weights})"
+    if not losses:  # resumed at its last step, or stopped by --max-steps before one: nothing new was trained
+        state = (f"stopped at step {summary.steps} of {extras['total_steps']} (--max-steps); continue with --resume "
+                 "and a higher --max-steps" if summary.stopped_early else
+                 f"the run is complete at step {summary.steps} of {extras['total_steps']} "
+                 f"({summary.epochs_done:g} epochs); pass --epochs to train longer")
+        print(f"nothing trained: {state}. {summary.weights} " + ("was written again" if extras["saved"] else
+                                                                  "is as it was") + f" {use}")
+    else:
+        state = (f"stopped at step {summary.steps} (continue with --resume)" if summary.stopped_early else
+                 f"{summary.steps} steps, {summary.epochs_done:g} epochs")
+        resumed = f", resumed at step {extras['first_step']}" if extras["first_step"] else ""
+        print(f"trained on {plural(extras['videos'], 'video')} x {summary.world_size} process(es): {state}{resumed}, "
+              f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {summary.clips_per_second:.1f} clips/s; wrote "
+              f"{summary.weights} {use}")
     if summary.skipped_files:
-        print(f"skipped {len(summary.skipped_files)} unreadable file(s): " + "; ".join(summary.skipped_files))
+        print(f"skipped {plural(len(summary.skipped_files), 'unreadable file')}: " + "; ".join(summary.skipped_files))
     return 0
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _register_adapter(train_sub: argparse._SubParsersAction) -> None:
@@ -169,7 +182,7 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     curve = payload["loss_curve"]
-    print(f"trained on {len(payload['videos'])} videos ({len(skipped)} skipped): loss {curve[0]:.3f} (untrained) -> "
+    print(f"trained on {plural(len(payload['videos']), 'video')} ({len(skipped)} skipped): loss {curve[0]:.3f} (untrained) -> "
           f"{curve[-1]:.3f}; wrote {ckpt}")
     for line in skipped:
         print(f"  skipped {line}")

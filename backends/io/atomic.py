@@ -34,9 +34,24 @@ def written_whole(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     tmp = private_name(out, suffix)
     try:
         yield tmp
+        if tmp.exists():  # a library may create its file owner-only (safetensors does): the umask's mode, as open()
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask can only be read by setting it, which is not
+    thread-safe): from /proc on Linux, else the usual 022."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def write_bytes_whole(path: str | os.PathLike, data: bytes) -> None:

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from backends.core.contracts import ProgressFn, StopFn, check_query
 from backends.core.errors import CancelledError, MomentLensError, VideoError
 from backends.core.paths import cache_dir
 from backends.io.atomic import written_whole
+from backends.io.locks import exclusive_lock
 from backends.io.video import VIDEO_EXTENSIONS, is_video_name, list_videos
 from backends.retrieval import confidence as conf
 
@@ -244,25 +245,11 @@ def catalogue_path(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
-@contextmanager
-def _writer_lock(folder: Path) -> Iterator[None]:
+def _writer_lock(folder: Path) -> AbstractContextManager[None]:
     """Hold the library's writer lock (one `index add` / `remove` at a time on a library: a second one waits,
     instead of encoding the same files again or interleaving its index with the first one's)."""
-    try:
-        import fcntl  # noqa: PLC0415 - POSIX only; elsewhere writers are not serialised
-    except ImportError:
-        yield
-        return
-    with open(folder / ".writer.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("another `index add` or `index remove` is working on %s; waiting for it to finish", folder)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock(folder / ".writer.lock", on_busy=lambda: log.warning(
+        "another `index add` or `index remove` is working on %s; waiting for it to finish", folder))
 
 
 class Library:

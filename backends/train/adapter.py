@@ -241,7 +241,7 @@ def train_adapter_on_videos(
         used.append(path)
     if skipped and len(used) < 2:
         raise AdapterTrainingError(f"adapter training needs at least 2 readable videos; {len(used)} could be read and "
-                                   f"{len(skipped)} could not (first: {skipped[0]}).")
+                                   f"{len(skipped)} could not (first: {skipped[0].rstrip('.')}).")
     step_progress = (lambda f, t: progress(0.3 + 0.7 * f, t)) if progress else None
     result = train_adapter(sequences, config, train, progress=step_progress, should_stop=should_stop,
                            show_progress=show_progress)

@@ -19,12 +19,16 @@ stopped. Under `torchrun` the same function runs DistributedDataParallel (NCCL o
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -46,8 +50,15 @@ from backends.analysis.cvrl import CvrlConfig, apply_cvrl, sample_cvrl_params, s
 from backends.analysis.fame import fame
 from backends.core.errors import CancelledError, MomentLensError, VideoError
 from backends.io.checkpoints import read_checkpoint, write_checkpoint
+from backends.io.locks import exclusive_lock
 from backends.io.video import list_videos, probe, read_frames
-from backends.models.video import VideoBackbone, VideoModelConfig, build_video_backbone, save_video_checkpoint
+from backends.models.video import (
+    VideoBackbone,
+    VideoModelConfig,
+    build_video_backbone,
+    config_path,
+    save_video_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +168,7 @@ def scan_videos(folder: str | os.PathLike | Sequence[str | os.PathLike], decode_
             skipped.append(f"{p.name}: {err}")
             log.warning("skipping %s: %s", p.name, err)
     if len(entries) < 1:
-        raise TrainingError(f"no readable video under {folder}; {len(skipped)} files could not be read.")
+        raise TrainingError(f"no readable video under {folder}; {_n(len(skipped), 'file')} could not be read.")
     return entries, skipped
 
 
@@ -251,6 +262,9 @@ class CollateFame:
 
 
 def _worker_init(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: the main process stops the run and shuts its workers down; a worker
+    # that took it too would print its own KeyboardInterrupt traceback under the one-sentence message
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # workers decode and augment; the main process owns the cores for the model
     cv2.setNumThreads(1)
 
@@ -386,6 +400,14 @@ class TrainOutputs:
         return cls(stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".log.jsonl"),
                    stem.with_name(stem.name + ".resume.pt"))
 
+    @property
+    def lock(self) -> Path:
+        """The hidden lock file of the run writing these files."""
+        return self.weights.with_name(f".{self.weights.name}.lock")
+
+    def files(self) -> list[Path]:
+        return [self.weights, config_path(self.weights), self.log, self.resume]
+
 
 @dataclass
 class TrainSummary:
@@ -448,13 +470,36 @@ def train_cvrl(
     show_progress: bool | None = None,
     progress: Callable[[float, str], None] | None = None,
     device: torch.device | None = None,
+    overwrite: bool = True,
 ) -> TrainSummary:
     """Train a video encoder with CVRL (+ FAME, CARL) on the videos of a folder; write OUT.safetensors,
     OUT.json, OUT.log.jsonl and OUT.resume.pt. `resume=True` continues from OUT.resume.pt (the same loss
-    trajectory as a run that never stopped); `max_steps` stops after that many steps in total (resumable)."""
+    trajectory and the same final weights as a run that never stopped); `max_steps` stops after that many steps
+    in total (resumable). `overwrite=False` refuses to start a new run over an earlier run's files (the CLI without
+    --force). One run at a time writes to an OUT: a second one is refused while the first holds its lock."""
     cfg = cfg or CvrlTrainConfig()
     cfg.check()
     outputs = TrainOutputs.for_out(out)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes (and holds the lock)
+        return _train_cvrl(videos, outputs, cfg, resume, max_steps, show_progress, progress, device)
+    outputs.weights.parent.mkdir(parents=True, exist_ok=True)
+
+    def busy() -> None:
+        raise TrainingError(f"another training run is writing {outputs.weights.name} in {outputs.weights.parent}; "
+                            "wait for it to finish, or choose another --out.")
+
+    with exclusive_lock(outputs.lock, on_busy=busy):
+        there = [p for p in outputs.files() if p.exists()]
+        if there and not resume and not overwrite:  # checked under the lock: a run that just finished counts
+            hint = " (or --resume to continue that run)" if outputs.resume.exists() else ""
+            raise TrainingError(f"{there[0]} already exists (from an earlier run); pass --force to replace it{hint}, "
+                                "or choose another --out.")
+        return _train_cvrl(videos, outputs, cfg, resume, max_steps, show_progress, progress, device)
+
+
+def _train_cvrl(videos: str | os.PathLike | Sequence[str | os.PathLike], outputs: TrainOutputs,
+                cfg: CvrlTrainConfig, resume: bool, max_steps: int | None, show_progress: bool | None,
+                progress: Callable[[float, str], None] | None, device: torch.device | None) -> TrainSummary:
     rank, world, auto_device = _distributed()
     dev = device or auto_device
     entries, skipped = scan_videos(videos, cfg.decode_fps)
@@ -471,8 +516,10 @@ def train_cvrl(
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, total, cfg.warmup))
     step = 0
+    digest = videos_digest(entries)
     if resume:
-        step = _load_resume(outputs.resume, cfg, model, optimiser, schedule, world)
+        step = _load_resume(outputs.resume, cfg, model, optimiser, schedule, world, digest, len(entries))
+    first_step = step
     net: nn.Module = model
     if world > 1:
         # DDP notes that the 1x1x1 skip convolutions' gradients have other (equivalent, size-1) strides than its
@@ -485,13 +532,15 @@ def train_cvrl(
 
     if rank == 0:
         outputs.weights.parent.mkdir(parents=True, exist_ok=True)
-        _trim_log(outputs.log, step)
     show = (sys.stderr.isatty() if show_progress is None else show_progress) and rank == 0
     bar = tqdm(total=total, initial=step, unit="step", desc="train cvrl", disable=not show)
     losses: list[float] = []
     retries, seen_clips, stopped_early = 0, 0, False
     t_start = time.perf_counter()
     last_saved = step
+    saved = False  # whether this run wrote the weights
+    log_started = False  # the log is cut back to `first_step` when this run logs its first step, not before
+    in_step, kept_buffers = False, {}
     try:
         while step < total:
             epoch, in_epoch = divmod(step, per_epoch)
@@ -511,6 +560,11 @@ def train_cvrl(
                 if step >= total or (max_steps is not None and step >= max_steps):
                     break
                 t0 = time.perf_counter()
+                # a step's forward pass moves BatchNorm's running statistics: an interrupt before the step is done
+                # puts them back, so the state saved is the last whole step's (a resumed run ends with the weights
+                # of one that never stopped)
+                kept_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+                in_step = True
                 x1 = to_model_input(batch["v1"], model_cfg, dev)
                 x2 = to_model_input(batch["v2"], model_cfg, dev)
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
@@ -525,46 +579,102 @@ def train_cvrl(
                 loss = nce + cfg.carl_weight * carl
                 optimiser.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-                lr = optimiser.param_groups[0]["lr"]
-                schedule.step()
-                step += 1
-                retries += batch["retries"]
-                seen_clips += 2 * b * world
-                value = float(loss.detach())
-                losses.append(value)
-                if rank == 0:
-                    _log_step(outputs.log, {"step": step, "epoch": epoch, "loss": round(value, 6),
-                                            "infonce": round(float(nce.detach()), 6), "carl": round(float(carl.detach()), 6),
-                                            "lr": lr, "fame": batch["fame"], "global_batch": b * world,
-                                            "seconds": round(time.perf_counter() - t0, 4)})
+                with _interrupt_deferred():  # the update and its log row happen whole, or not at all
+                    scaler.step(optimiser)
+                    scaler.update()
+                    lr = optimiser.param_groups[0]["lr"]
+                    schedule.step()
+                    step += 1
+                    in_step = False
+                    retries += batch["retries"]
+                    seen_clips += 2 * b * world
+                    value = float(loss.detach())
+                    losses.append(value)
+                    if rank == 0:
+                        if not log_started:
+                            _trim_log(outputs.log, first_step)
+                            log_started = True
+                        _log_step(outputs.log, {"step": step, "epoch": epoch, "loss": round(value, 6),
+                                                "infonce": round(float(nce.detach()), 6),
+                                                "carl": round(float(carl.detach()), 6), "lr": lr,
+                                                "fame": batch["fame"], "global_batch": b * world,
+                                                "seconds": round(time.perf_counter() - t0, 4)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}")
                 if progress is not None:
                     progress(step / total, f"step {step}/{total} · loss {value:.3f}")
                 if step % cfg.save_every == 0 or step % per_epoch == 0:
-                    _save(outputs, model, optimiser, schedule, cfg, step, per_epoch, world, len(entries), skipped, rank)
-                    last_saved = step
+                    _save(outputs, model, optimiser, schedule, cfg, step, per_epoch, world, entries, skipped, rank,
+                          use_amp, digest)
+                    last_saved, saved = step, True
             if max_steps is not None and step >= max_steps and step < total:
                 stopped_early = True
                 break
     except KeyboardInterrupt:
         stopped_early = True
-        if step > last_saved:
-            _save(outputs, model, optimiser, schedule, cfg, step, per_epoch, world, len(entries), skipped, rank)
+        if in_step:  # interrupted inside a step: the statistics its forward pass moved go back
+            with torch.no_grad():
+                for name, buf in model.named_buffers():
+                    buf.copy_(kept_buffers[name])
         bar.close()
+        if step > last_saved:
+            _save(outputs, model, optimiser, schedule, cfg, step, per_epoch, world, entries, skipped, rank, use_amp,
+                  digest)
+        elif step == 0:
+            raise CancelledError("training interrupted before its first step; nothing was saved"
+                                 + (f" and the earlier run's files at {outputs.weights.name} are as they were"
+                                    if outputs.weights.exists() else "") + ": start it again.") from None
         raise CancelledError(f"training interrupted at step {step} of {total}; continue it with --resume "
                              f"(the state is in {outputs.resume.name}).") from None
     bar.close()
     if step > last_saved or not outputs.weights.exists():
-        _save(outputs, model, optimiser, schedule, cfg, step, per_epoch, world, len(entries), skipped, rank)
+        _save(outputs, model, optimiser, schedule, cfg, step, per_epoch, world, entries, skipped, rank, use_amp,
+              digest)
+        saved = True
     seconds = time.perf_counter() - t_start
     return TrainSummary(outputs.weights, step, step / per_epoch, losses, skipped, retries, world, seconds,
                         seen_clips / max(seconds, 1e-9), stopped_early,
                         extras={"steps_per_epoch": per_epoch, "total_steps": total, "videos": len(entries),
-                                "device": str(dev), "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off"},
+                                "device": str(dev), "amp": str(amp_dtype).replace("torch.", "") if use_amp else "off",
+                                "first_step": first_step, "saved": saved},
                         model=model)
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Ctrl-C during the block takes effect when it ends (in the main thread; elsewhere signals do not arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def videos_digest(entries: Sequence[VideoEntry]) -> str:
+    """What a run trains on, in the order its data is drawn (each video's file name and clip count): a resumed run
+    must see the same videos (the folder itself may have moved)."""
+    h = hashlib.sha1()
+    for e in entries:
+        h.update(f"{Path(e.path).name}|{e.num_frames}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def saved_settings(out: str | os.PathLike) -> dict[str, Any]:
+    """The settings an earlier run at `out` saved in its resume state ({} when there is none to read)."""
+    path = TrainOutputs.for_out(out).resume
+    if not path.is_file():
+        return {}
+    try:
+        state = read_checkpoint(path, mmap=True)
+    except MomentLensError:
+        return {}
+    return dict(state.get("config") or {}) if isinstance(state, dict) else {}
 
 
 def _log_step(path: Path, row: dict[str, Any]) -> None:
@@ -584,22 +694,29 @@ def _trim_log(path: Path, step: int) -> None:
 
 
 def _save(outputs: TrainOutputs, model: CvrlModel, optimiser: torch.optim.Optimizer, schedule: Any,
-          cfg: CvrlTrainConfig, step: int, per_epoch: int, world: int, videos: int, skipped: list[str], rank: int) -> None:
+          cfg: CvrlTrainConfig, step: int, per_epoch: int, world: int, entries: Sequence[VideoEntry],
+          skipped: list[str], rank: int, amp: bool, digest: str) -> None:
     if rank != 0:
         return
     config = {
         "model": cfg.model().to_dict(),
         "augmentation": {"cvrl": _jsonable(asdict(cfg.cvrl())), "decode_fps": cfg.decode_fps,
                          "fame": {"p": cfg.fame_p, "beta": cfg.fame_beta}},
-        "training": {**asdict(cfg), "objective": "cvrl" + ("+fame" if cfg.fame_p else "") + ("+carl" if cfg.carl_weight else ""),
+        "training": {**asdict(cfg), "amp": amp,  # what ran (asked for, it is used on CUDA only)
+                     "objective": "cvrl" + ("+fame" if cfg.fame_p else "") + ("+carl" if cfg.carl_weight else ""),
                      "steps": step, "steps_per_epoch": per_epoch, "epochs_done": round(step / per_epoch, 4),
-                     "world_size": world, "videos": videos, "skipped_files": len(skipped)},
+                     "world_size": world, "videos": len(entries), "skipped_files": len(skipped)},
         "code_version": code_version(),
     }
     save_video_checkpoint(outputs.weights, model.backbone.state_dict(), config)
     write_checkpoint({"kind": RESUME_KIND, "config": _jsonable(asdict(cfg)), "step": step, "world_size": world,
+                      "videos": {"count": len(entries), "digest": digest},
                       "model": model.state_dict(), "optimizer": optimiser.state_dict(),
                       "schedule": schedule.state_dict()}, outputs.resume)
+
+
+def _n(count: Any, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -607,7 +724,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_resume(path: Path, cfg: CvrlTrainConfig, model: CvrlModel, optimiser: torch.optim.Optimizer, schedule: Any,
-                 world: int) -> int:
+                 world: int, digest: str, count: int) -> int:
     if not path.is_file():
         raise TrainingError(f"nothing to resume: {path} does not exist (start without --resume).")
     state = read_checkpoint(path)
@@ -619,6 +736,11 @@ def _load_resume(path: Path, cfg: CvrlTrainConfig, model: CvrlModel, optimiser: 
     if differ:
         raise TrainingError(f"{path.name} was written with other settings ({', '.join(differ)}); resume with the same "
                             "options, or start a new run with another --out.")
+    videos = state.get("videos") or {}
+    if videos.get("digest") not in (None, digest):  # (a state saved before this was recorded is not checked)
+        raise TrainingError(f"{path.name} was trained on {_n(videos.get('count'), 'video')} and --videos now gives "
+                            f"{_n(count, 'video')}, not the same ones; resume with the same --videos (the data order "
+                            "depends on them), or start a new run with another --out.")
     if int(state.get("world_size", 1)) != world:
         raise TrainingError(f"{path.name} was written by {state.get('world_size')} processes; resume with the same "
                             "number (the data order depends on it).")

@@ -42,7 +42,7 @@ VERBS: tuple[str, ...] = (
     "playing", "dancing", "cooking", "reading", "writing", "turning", "opening", "closing", "carrying", "throwing",
     "swimming", "flying", "moving", "waving", "laughing", "working", "cleaning", "climbing", "showing", "watching",
 )
-TEMPLATE = "{verb} with a {noun1} and a {noun2}"
+TEMPLATE = "{verb} with {noun1} and {noun2}"  # each noun with its article: "a dog", "an albatross"
 
 _VOCAB: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
 _VOCAB_LOCK = threading.Lock()
@@ -68,7 +68,7 @@ def vocabulary(encoder: Encoder) -> tuple[list[str], np.ndarray, np.ndarray]:
     if hit is not None:
         return hit
     nouns = sorted({name.split(",")[0].strip() for name in IMAGENET_CLASSES})
-    noun_vecs = _unit(np.asarray(encoder.encode_text([f"a {n}" for n in nouns]), np.float32))
+    noun_vecs = _unit(np.asarray(encoder.encode_text([with_article(n) for n in nouns]), np.float32))
     verb_vecs = _unit(np.asarray(encoder.encode_text(list(VERBS)), np.float32))
     out = (nouns, noun_vecs, verb_vecs)
     with _VOCAB_LOCK:
@@ -83,7 +83,13 @@ def compose(event: np.ndarray, video: np.ndarray, encoder: Encoder) -> str:
     noun_fit = noun_vecs @ e - noun_vecs @ v
     verb_fit = verb_vecs @ e - verb_vecs @ v
     first, second = np.argsort(-noun_fit)[:2]
-    return TEMPLATE.format(verb=VERBS[int(np.argmax(verb_fit))], noun1=nouns[int(first)], noun2=nouns[int(second)])
+    return TEMPLATE.format(verb=VERBS[int(np.argmax(verb_fit))], noun1=with_article(nouns[int(first)]),
+                           noun2=with_article(nouns[int(second)]))
+
+
+def with_article(noun: str) -> str:
+    """'a dog', 'an albatross': the article by the first letter (the ImageNet names hold no silent h or 'one')."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 def video_pseudo_queries(feats: VideoFeatures, encoder: Encoder, max_events: int = 8,

@@ -177,5 +177,11 @@ def gradcam_view(
     if not enc.has_text and method != "eigencam":
         extras["target"] = f"{enc.name} has no text side: the heat shows what drives the clip's own embedding"
         scores = None  # the cosine of a clip with its own embedding is 1 on every frame: nothing to show
+    blank = int((maps.reshape(len(maps), -1).max(axis=1) <= 0).sum())
+    if blank:  # Grad-CAM keeps only the positive evidence (ReLU of the weighted channels): none is none
+        extras["blank"] = (f"{method} found nothing that raises its target on {blank} of {len(maps)} frame"
+                           f"{'' if len(maps) == 1 else 's'}, so {'its map is' if blank == 1 else 'their maps are'} "
+                           "blank"
+                           + ("" if method == "eigencam" else "; gradcam++ or eigencam show where the encoder looks"))
     result = GradCamResult(rgb, maps, times, text, method, enc.id, scores, fit, str(video_path), extras=extras)
     return result, gradcam_figure(result, opacity)

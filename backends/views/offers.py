@@ -14,6 +14,7 @@ does not go through this module: the local user owns the machine and may load an
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def describe_checkpoint(path: str | os.PathLike) -> dict:
             "steps": training.get("steps"), "videos": training.get("videos"), "code": cfg.get("code_version")})
     if p.name.endswith(".resume.pt"):  # `train cvrl`'s state for --resume, beside its OUT.safetensors
         return {**out, "kind": "training state",
-                "use": f"momentlens train cvrl ... --out {p.name[:-len('.resume.pt')]}.safetensors --resume"}
+                "use": "momentlens train cvrl ... --out "
+                       f"{shlex.quote(str(resolved.with_name(p.name[:-len('.resume.pt')] + '.safetensors')))} --resume"}
     if is_torchscript_archive(p):  # OpenAI's CLIP files are TorchScript archives
         return encoder("clip", "clip", {"format": "TorchScript archive (OpenAI CLIP release)"})
     try:
