@@ -20,9 +20,9 @@ import gradio as gr
 from app.augment_tab import build_augment_tab
 from app.common import GPU_QUEUE, AppContext
 from app.compare_tab import build_compare_tab
-from app.gradcam_tab import build_gradcam_tab, follow_retrieval
+from app.gradcam_tab import build_gradcam_tab, follow_pick, follow_retrieval
 from app.library_tab import build_library_tab
-from app.retrieval_tab import build_retrieval_tab
+from app.retrieval_tab import PICKED_CSS, build_retrieval_tab
 from app.scaling_tab import build_scaling_tab
 from app.similarity_tab import build_similarity_tab
 from app.source import build_source, describe_encoder
@@ -41,7 +41,7 @@ APP_CSS = """
 #ml-header h1 { margin-bottom: 0; }
 #ml-header p { margin-top: 2px; color: var(--body-text-color-subdued); }
 #ml-player video { background: #000; }
-"""
+""" + PICKED_CSS
 HEADER = """# momentlens
 See what your video encoders do, on your own clips: moments for a query, encoders side by side, self-similarity,
 augmentations, Grad-CAM, temporal scaling. Everything runs locally."""
@@ -117,6 +117,9 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
         follow = [gradcam.query, gradcam.start, gradcam.end, gradcam.note]
         for ev in retrieval.found:  # Grad-CAM looks at the query and top moment just retrieved
             ev.success(follow_retrieval, retrieval.last, follow, queue=False, api_name=False, show_progress="hidden")
+        # ... or at the moment whose chip was clicked (before the Grad-CAM tab was ever opened too)
+        retrieval.picked.change(follow_pick, retrieval.picked, follow[1:], queue=False, api_name=False,
+                               show_progress="hidden")
         cancel_btn.click(request_stop, None, source.status, cancels=source.heavy_events, api_name="cancel",
                          queue=False)
 

@@ -5,6 +5,7 @@ chip sets the window to that moment, so "Explain" samples the frames of the mome
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import gradio as gr
@@ -59,6 +60,17 @@ def follow_retrieval(state):
     r = state["result"]
     top = r.moments[0]
     return r.query, round(top.start, 2), round(top.end, 2), window_note(top.start, top.end, r.query)
+
+
+def follow_pick(picked: str):
+    """A moment chip clicked on the retrieval tab ("start end n") -> this tab's window and its note."""
+    try:
+        start, end = (float(v) for v in str(picked).split()[:2])
+    except ValueError:  # not what the chip writes: nothing to follow
+        return gr.skip(), gr.skip(), gr.skip()
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        return gr.skip(), gr.skip(), gr.skip()
+    return round(start, 2), round(end, 2), f"Frames spread over **{start:.1f}-{end:.1f} s** (the moment chip picked)."
 
 
 def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
@@ -127,5 +139,5 @@ def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:
         box.input(lambda a, b: window_note(a, b), [start, end], note, queue=False, api_name=False,
                    show_progress="hidden")
     source.clears((plot, None), (table, None), (last, None), (files, None), (export_note, ""), (start, None),
-                  (end, None))
+                  (end, None), (note, window_note(None, None)))
     return GradCamTab(query, start, end, note)

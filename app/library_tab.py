@@ -119,7 +119,8 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
         hit = found[int(evt.index)]  # from this session's own search (server-side state), never a typed path
         path = ctx.servable(playable_path(hit["video"]))
         note = f"**{Path(hit['video']).name}** from the library, at {hit['start']:.1f}–{hit['end']:.1f} s."
-        return path, note, _remember(opened_videos, path), f"{hit['start']},{hit['end']},{Path(path).name}"
+        # the Sample clip menu no longer names what plays (as after an upload)
+        return path, note, _remember(opened_videos, path), f"{hit['start']},{hit['end']},{Path(path).name}", None
 
     check = query_validator(video_at=None, query_at=0)
     ev = search.click(run_search, [query, top_k], [gallery, summary, hits], api_name="library_search",
@@ -128,7 +129,7 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
                  concurrency_id=GPU_QUEUE, concurrency_limit=ctx.gpu_concurrency, validator=check)
     source.heavy_events.append(ev)
     # not in the API: a gallery click's SelectData cannot come from a client (it was listed and always failed)
-    gallery.select(open_hit, [hits, source.opened], [source.video, source.status, source.opened, moment],
+    gallery.select(open_hit, [hits, source.opened], [source.video, source.status, source.opened, moment, source.sample],
                    api_name=False).then(None, moment, None, js=PLAY_WHEN_LOADED_JS)
 
     if ctx.local:

@@ -49,8 +49,14 @@ element.addEventListener('click', (event) => {
   const start = parseFloat(chip.dataset.start), end = parseFloat(chip.dataset.end);
   window.mlPlayMoment && window.mlPlayMoment(start, end);
   element.querySelectorAll('.ml-chip').forEach((c) => c.classList.toggle('ml-chip-active', c === chip));
-  window.mlSetNumber('ml-cam-start', start);  // Grad-CAM looks at this moment next
-  window.mlSetNumber('ml-cam-end', end);
+  // Grad-CAM looks at this moment next: through a box of this tab (the Grad-CAM tab's own boxes are not in the
+  // page until it is first opened); a counter makes a second click on the same chip a change too
+  const box = document.querySelector('#ml-picked textarea, #ml-picked input');
+  if (box) {
+    window.mlPicks = (window.mlPicks || 0) + 1;
+    box.value = `${start.toFixed(3)} ${end.toFixed(3)} ${window.mlPicks}`;
+    box.dispatchEvent(new Event('input', { bubbles: true }));
+  }
 });
 setInterval(() => {
   const plot = document.querySelector('#ml-saliency .js-plotly-plot');
@@ -70,6 +76,8 @@ CHIP_CSS = """
 .ml-chip small { color: var(--body-text-color-subdued); }
 .ml-empty { color: var(--body-text-color-subdued); font-style: italic; padding: 6px 0; }
 """
+# the chip picked last ("start end n"), carried to the Grad-CAM tab by the server: in the page, out of sight
+PICKED_CSS = "#ml-picked { position: absolute !important; left: -10000px; width: 1px; height: 1px; overflow: hidden; }"
 
 
 def _colours():
@@ -125,6 +133,7 @@ class RetrievalTab:
     example: tuple  # (handler, inputs, outputs) of the example query, run when the page opens
     found: list  # the events that produce a new retrieval (their .success links Grad-CAM to it)
     last: gr.State  # this session's last retrieval: {"result", "gt", "ious", "figures"}
+    picked: gr.Textbox  # the moment chip clicked last, "start end n" (SEEK_JS writes it; Grad-CAM follows it)
 
 
 def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
@@ -142,6 +151,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
             clip_submit = gr.Button("Find similar moments", elem_id="ml-clip-submit")
     summary = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-summary")
     chips = gr.HTML(moment_chips([]), js_on_load=SEEK_JS, css_template=CHIP_CSS, elem_id="ml-chips")
+    picked = gr.Textbox("", elem_id="ml-picked", show_label=False, container=False, max_lines=1, lines=1)
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             saliency_plot = gr.Plot(label="Saliency: similarity of each sampled frame with the query (click: seek)",
@@ -262,7 +272,9 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                           num_clips=_num_clips(n), mask=mask_kind or "auto", progress=progress_bridge(progress, stop))
         gt = _ground_truth(gt_s, gt_e, result.duration)
         fig = fit_width(temporal_map_figure(result.map, result.moments, gt,
-                                            title=f"2D temporal map, N = {result.map.num_clips}, mask {mask_kind}"), 560)
+                                            title=f"2D temporal map, N = {result.map.num_clips}, mask {mask_kind}"
+                                                  "<br><sup>#1, #2, ... ranked on this map (the chips and table keep "
+                                                  "the ranking of Find moments)</sup>"), 560)
         out = ctx.session_dir(request, "map2d")
         doc = {"video": Path(path).name, "query": result.query, "encoder": result.encoder, **result.map.to_dict()}
         return fig, write_json(doc, out / "map2d.json")
@@ -347,4 +359,4 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
     export.click(run_export, last, [export_files, export_note], api_name="retrieve_export")
     source.clears((summary, ""), (chips, moment_chips([])), (table, None), (saliency_plot, None), (map_plot, None),
                   (last, None), (map_file, None), (timeline_plot, None), (export_files, None), (export_note, ""))
-    return RetrievalTab((run_retrieve, inputs, outputs), found, last)
+    return RetrievalTab((run_retrieve, inputs, outputs), found, last, picked)

@@ -109,5 +109,5 @@ def build_scaling_tab(ctx: AppContext, source: Source) -> None:
                api_name="scaling", **heavy)
     source.heavy(train.click, run_train, [source.video, source.opened, source.encoder, epochs, source.fps],
                  [trained, loss_png, plot, summary, last, source.encoder], api_name="train_adapter",
-                 what="the adapter training", progress_on=loss_png)
+                 what="the adapter training", progress_on=loss_png, per_clip=False)  # outlives the clip
     export.click(run_export, last, [files, export_note], api_name="scaling_export")

@@ -140,19 +140,23 @@ class Source:
     opened: gr.State  # videos opened in this session (for adapter training)
     encoder_info: gr.Markdown  # facts about the selected encoder (filled on page load by build_app)
     timeline: gr.HTML  # moments of the last retrieval under the player
+    sample: gr.Dropdown | None = None  # the sample clip menu (blank once a clip from elsewhere is loaded)
     heavy_events: list = field(default_factory=list)  # events the Cancel button stops
+    clip_events: list = field(default_factory=list)  # those computed on the clip: another clip cancels them
     resets: list = field(default_factory=list)  # (component, value) pairs restored when another clip is loaded
     gpu_concurrency: int = 1
     tracked: Callable[[str], Callable[[Callable], Callable]] | None = None  # AppContext.tracked
 
     def heavy(self, listeners, fn: Callable, inputs, outputs, api_name: str | bool | None,
-              validator: Callable | None = None, what: str = "the computation", progress_on=None):
+              validator: Callable | None = None, what: str = "the computation", progress_on=None,
+              per_clip: bool = True):
         """Register a model-heavy handler on one or more triggers (`button.click`, `box.submit`): it runs in
         the shared GPU queue, the Cancel button stops it (and names `what`, "the search", as stopped), and
         starting it clears the previous "Cancelled". The first trigger gets `api_name`, the others none;
         `validator` (common.query_validator) checks the inputs first. The progress bar shows on `progress_on`
         (default: the first output, the tab's main result), not once over every output. Returns the events, one
-        per trigger."""
+        per trigger. `per_clip=False`: its result outlives the clip (a trained adapter), so another clip or frame
+        rate does not cancel it (the Cancel button still does)."""
         listeners = listeners if isinstance(listeners, (list, tuple)) else [listeners]
         if progress_on is None:
             progress_on = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
@@ -165,6 +169,8 @@ class Source:
             ev = listen(fn, inputs, outputs, api_name=api_name if i == 0 else False, concurrency_id=GPU_QUEUE,
                         concurrency_limit=self.gpu_concurrency, validator=validator, show_progress_on=progress_on)
             self.heavy_events.append(ev)
+            if per_clip:
+                self.clip_events.append(ev)
             events.append(ev)
         return events
 
@@ -173,12 +179,15 @@ class Source:
         self.resets.extend(pairs)
 
     def wire_resets(self) -> None:
-        """After every tab registered its outputs: another clip (upload, sample, the player's x) clears them.
-        Runs in the browser's queue slot at once (queue=False), so no stale result waits for a worker."""
+        """After every tab registered its outputs: another clip (upload, sample, the player's x, a library hit)
+        or another frame rate clears them, and cancels the computations in flight, whose results belong to the
+        previous clip (one that ended after the clear put the old clip's moments on the new one). Runs in the
+        browser's queue slot at once (queue=False), so no stale result waits for a worker."""
         components = [c for c, _ in self.resets]
         values = [v for _, v in self.resets]
-        self.video.change(lambda: tuple(values), None, components, queue=False, api_name=False,
-                          show_progress="hidden")
+        for trigger in (self.video, self.fps):
+            trigger.change(lambda: tuple(values), None, components, queue=False, api_name=False,
+                           show_progress="hidden", cancels=self.clip_events)
 
 
 def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Request], str]]:
@@ -221,8 +230,8 @@ def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Reque
                     weights_note = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-weights-note")
             status = gr.Markdown(elem_classes=["ml-note"], elem_id="ml-status", min_height=56)  # room for the progress bar
     opened = gr.State([])
-    source = Source(video, encoder, fps, status, opened, encoder_info, timeline, gpu_concurrency=ctx.gpu_concurrency,
-                    tracked=ctx.tracked)
+    source = Source(video, encoder, fps, status, opened, encoder_info, timeline, sample,
+                    gpu_concurrency=ctx.gpu_concurrency, tracked=ctx.tracked)
     source.clears((timeline, timeline_html()))  # not the status: it tells what was just loaded
     del loop  # read in the browser only (PLAYER_JS)
 

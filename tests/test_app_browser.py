@@ -296,6 +296,20 @@ def test_gradcam_follows_the_retrieval_query_and_moment(page):
     page.screenshot(path=str(ARTIFACTS / "gradcam_follows.png"), full_page=True)
 
 
+def test_a_chip_clicked_before_gradcam_was_ever_opened_sets_its_window(page):
+    """Gradio puts a tab's boxes in the page on its first visit: a chip that wrote into them straight away was lost,
+    and Grad-CAM opened on the top moment with "a moment chip picks another" (the main flow: retrieve, pick, explain)."""
+    chips = page.locator("#ml-chips .ml-chip")
+    third = [float(chips.nth(2).get_attribute(k)) for k in ("data-start", "data-end")]
+    chips.nth(2).click()  # on a fresh page: the Grad-CAM tab has never been opened
+    page.get_by_role("tab", name="Grad-CAM").click()
+    page.wait_for_function("(s) => Math.abs(parseFloat(document.querySelector('#ml-cam-start input')?.value) - s) < 0.01",
+                           arg=third[0], timeout=30_000)
+    assert float(page.input_value("#ml-cam-end input")) == pytest.approx(third[1], abs=0.01)
+    assert "the moment chip picked" in page.inner_text("#ml-cam-note")
+    page.screenshot(path=str(ARTIFACTS / "gradcam_chip_first.png"), full_page=True)
+
+
 @pytest.mark.parametrize("tab,button,plot", TABS, ids=[t[0] for t in TABS])
 def test_every_tab_draws_its_figure(page, tab, button, plot):
     page.get_by_role("tab", name=tab).click()

@@ -338,3 +338,15 @@ def test_blank_maps_are_said_not_shown_as_a_cold_frame(opencv_doc_clips, monkeyp
     result, _ = gradcam_view(opencv_doc_clips["cup"], "a cup", encoder="conse-tiny-random", frames=2,
                              method="eigencam")  # maps with heat: no note
     assert result.maps.reshape(2, -1).max(axis=1).min() > 0 and "blank" not in result.extras
+
+
+def test_the_caption_says_what_the_red_means_for_each_method(opencv_doc_clips):
+    from backends.figures.gradcam import gradcam_figure
+
+    for method, words in (("gradcam", "red = raises the frame-query similarity"),
+                          ("eigencam", "red = the strongest principal component")):
+        result, fig = gradcam_view(opencv_doc_clips["cup"], "a cup", encoder="conse-tiny-random", frames=1,
+                                   method=method)
+        caption = fig.layout.annotations[-1].text
+        assert words in caption, caption  # EigenCAM has no query: "raises the similarity" contradicted its title
+        assert words in gradcam_figure(result, 0.3).layout.annotations[-1].text

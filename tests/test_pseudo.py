@@ -80,3 +80,6 @@ def test_pseudo_queries_take_the_right_article():
 
     assert with_article("albatross") == "an albatross" and with_article("dog") == "a dog"
     assert with_article("Egyptian cat") == "an Egyptian cat"
+    assert with_article("unicycle") == "a unicycle" and with_article("umbrella") == "an umbrella"
+    assert with_article("European fire salamander") == "a European fire salamander"
+    assert with_article("hourglass") == "an hourglass" and with_article("honeycomb") == "a honeycomb"

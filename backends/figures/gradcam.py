@@ -70,7 +70,9 @@ def gradcam_figure(result: GradCamResult, opacity: float = 0.5) -> go.Figure:
         fig.update_yaxes(visible=False, range=[h, 0], scaleanchor=f"x{'' if c == 1 else c}", row=1, col=c)
     fig.add_annotation(
         text=(f"{result.encoder_id}; fit={result.fit}; "
-              + ("one clip of the video encoder; red = raises the clip embedding's projection on itself"
+              + ("red = the strongest principal component of the layer's activations (no target)"
+                 if result.method == "eigencam" else
+                 "one clip of the video encoder; red = raises the clip embedding's projection on itself"
                  if own_embedding else "red = raises the frame-query similarity")
               + (f" (frames of one {result.extras['clip']['frames']}-frame clip at {result.extras['clip']['frame_rate']:g} fps)"
                  if "clip" in result.extras and not own_embedding else "")

@@ -87,9 +87,16 @@ def compose(event: np.ndarray, video: np.ndarray, encoder: Encoder) -> str:
                            noun2=with_article(nouns[int(second)]))
 
 
+# the article follows the sound, not the letter: "a unicycle", "a European fire salamander", "an hourglass"
+_A_BEFORE_VOWEL = ("uni", "use", "usu", "ute", "uti", "eu", "ewe", "one", "once")
+_AN_BEFORE_H = ("hour", "honest", "honou", "honor", "heir")
+
+
 def with_article(noun: str) -> str:
-    """'a dog', 'an albatross': the article by the first letter (the ImageNet names hold no silent h or 'one')."""
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+    """'a dog', 'an albatross', 'a unicycle', 'an hourglass' (enough for the ImageNet names)."""
+    word = noun.lower()
+    vowel_sound = (word[:1] in "aeiou" and not word.startswith(_A_BEFORE_VOWEL)) or word.startswith(_AN_BEFORE_H)
+    return ("an " if vowel_sound else "a ") + noun
 
 
 def video_pseudo_queries(feats: VideoFeatures, encoder: Encoder, max_events: int = 8,
