@@ -284,7 +284,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                     request: gr.Request = None, progress=gr.Progress()):
 
         path = require_video(video)
-        texts = [t.strip() for t in (lines or "").splitlines() if t.strip()]
+        # the same line twice would draw one curve over the other under two labels: each query once
+        texts = list(dict.fromkeys(" ".join(t.split()) for t in (lines or "").splitlines() if t.strip()))
         if not texts:
             raise gr.Error("Type at least one query, one per line.")
         if len(texts) > 8:
@@ -303,6 +304,7 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         result = state["result"]
         out = ctx.session_dir(request, "retrieval")
         doc = result.to_dict()
+        doc["video"] = Path(result.video).name  # the clip's name, not the server's upload folder (/tmp/gradio/...)
         doc["scorer"] = result.scorer
         if state["gt"] is not None:
             doc["ground_truth"] = list(state["gt"])

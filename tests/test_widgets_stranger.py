@@ -100,7 +100,7 @@ def test_impossible_numbers_are_one_sentence(realmix_video):
     cam = GradCamPanel(video=realmix_video, encoder=TINY)
     cam.start.value, cam.end.value = 20.0, 10.0
     cam.query.value = "a box"  # a reversed window is said, not replaced by the whole clip
-    assert "[20, 10] is empty; END must be greater than START" in cam.runner.status.value and cam.result is None
+    assert "[20, 10] is empty: its end must be later than its start" in cam.runner.status.value and cam.result is None
 
 
 def test_looking_at_frames_never_cancels_the_computation(realmix_video):

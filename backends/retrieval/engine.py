@@ -147,7 +147,7 @@ def check_window(window: Sequence[float], duration: float, what: str = "the wind
     if not (np.isfinite(start) and np.isfinite(end)):
         raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is not two finite numbers; give START END in seconds.")
     if end <= start:
-        raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is empty; END must be greater than START.")
+        raise OutsideVideoError(f"{what} [{start:g}, {end:g}] is empty: its end must be later than its start.")
     if start < -tol or end > duration + tol:
         where = "lies outside" if start >= duration or end <= 0 else "reaches past the ends of"
         raise OutsideVideoError(
