@@ -136,6 +136,14 @@ class RetrievalTab:
     picked: gr.Textbox  # the moment chip clicked last, "start end n" (SEEK_JS writes it; Grad-CAM follows it)
 
 
+def _windows(value) -> str:
+    """A window or list of windows ([s, e] or [[s, e], ...], as the evaluation report holds them) as '20.0-25.3 s'."""
+    if not value:
+        return ""
+    windows = value if isinstance(value[0], (list, tuple)) else [value]
+    return ", ".join(f"{float(w[0]):.1f}-{float(w[1]):.1f} s" for w in windows)
+
+
 def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
     """Build the tab (query row, summary, chips, then the saliency curve beside the 2D map)."""
     with gr.Row(equal_height=True):
@@ -324,14 +332,16 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         test_file = ctx.offers.resolve_annotation(annotations, upload_path(uploaded))
         train_file = (ctx.offers.resolve_annotation(train, upload_path(train_uploaded))
                       if (train or train_uploaded) else None)
+        model = ctx.resolve_encoder(encoder)
         report = evaluate_with_baseline(
-            test_file, video_dir=ctx.offers.video_folder(), encoder=ctx.resolve_encoder(encoder),
+            test_file, video_dir=ctx.offers.video_folder(), encoder=model,
             protocol=protocol_name, train=train_file, durations=ctx.offers.resolve_durations(csvs),
             progress=progress_bridge(progress, None), confine=True)
         keys = [k for k in report["model"]]
         lines = [f"**{report['num_queries']} queries** · protocol: {report['protocol']}", "",
                  "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
-                 "| model | " + " | ".join(f"{100 * report['model'][k]:.2f}" for k in keys) + " |"]
+                 f"| {html.escape(str(getattr(model, 'id', model)))} (zero-shot) | "
+                 + " | ".join(f"{100 * report['model'][k]:.2f}" for k in keys) + " |"]
         if report["prior"] is not None:
             p = report["prior"]
             lines.append(f"| prior baseline (blind, seed {p['seed']}, {p['runs']} runs) | "
@@ -339,7 +349,8 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         else:
             lines.append("")
             lines.append("_No train split given: the blind prior baseline needs one to fit its moment prior._")
-        rows = [[r["query"], str(r["gt"]), str(r["top1"]), round(r["iou_top1"], 3)] for r in report["per_query"]]
+        rows = [[r["query"], _windows(r["gt"]), _windows(r["top1"]), round(r["iou_top1"], 3)]
+                for r in report["per_query"]]
         return "\n".join(lines), {"headers": ["query", "ground truth", "top-1", "IoU"], "data": rows}
 
     evaluate.click(run_evaluate, [ann_choice, ann_upload, source.encoder, train_choice, train_upload, durations, protocol],

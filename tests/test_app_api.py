@@ -494,9 +494,12 @@ def test_evaluate_shows_model_and_prior_baseline(client, tmp_path, realmix_video
     (tmp_path / "train.json").write_text(json.dumps(dict(ann, queries=ann["queries"][4:])))
     summary, table = client.predict(None, handle_file(tmp_path / "test.json"), TINY, "", handle_file(tmp_path / "train.json"),
                                     [], "momentlens", api_name="/evaluate")
-    assert "4 queries" in summary and "| model |" in summary and "prior baseline" in summary
+    assert "4 queries" in summary and "prior baseline" in summary
+    assert f"| {TINY}" in summary and "(zero-shot) |" in summary  # the row names what was scored, not "model"
     rows = table["data"] if isinstance(table, dict) else table
     assert len(rows) == 4
+    gt = ann["queries"][0]["gt"]
+    assert rows[0][1] == f"{gt[0]:.1f}-{gt[1]:.1f} s"  # the window as the page shows times, not "[[20.0, 25.267]]"
     direct = evaluate_with_baseline(tmp_path / "test.json", realmix_video.parent, encoder=TINY,
                                     train=tmp_path / "train.json")
     assert f"{100 * direct['model']['R1@0.5']:.2f}" in summary and f"{100 * direct['prior']['R1@0.5']:.2f}" in summary

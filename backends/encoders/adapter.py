@@ -83,8 +83,8 @@ def _adapter_available(arg: str | None) -> bool:
     return arg is not None and Path(arg).expanduser().is_file()
 
 
-@register_encoder("adapter:", "temporal adapter checkpoint over its base encoder (train with `momentlens train adapter`)",
-                  _adapter_available)
+@register_encoder("adapter:", "temporal adapter checkpoint over its base encoder (train with `momentlens train "
+                  "adapter` or in the app's Temporal scaling tab)", _adapter_available)
 def build_adapter_encoder(device: torch.device, arg: str) -> AdapterEncoder:
     path = Path(arg).expanduser()
     ckpt_peek = read_checkpoint(path)

@@ -250,7 +250,7 @@ def gap_histogram_cell(cvrl: CvrlResult, width: int = PLOT_WIDTH, height: int = 
                hovertemplate="gap %{x:.0f}: density %{y:.4f}<extra></extra>"),
         go.Scatter(x=k, y=pdf, mode="lines", name=f"analytic f(k), p={p:g}",
                    line=dict(color="#d62728", width=2), hoverinfo="skip"),
-        go.Scatter(x=[g, g], y=[0, float(pdf.max())], mode="lines", name=f"this draw k={g:.1f}",
+        go.Scatter(x=[g, g], y=[0, float(pdf.max())], mode="lines", name=f"this draw k={g:.1f} (gap {cvrl.temporal.gap} frames)",
                    line=dict(color="black", dash="dash", width=1.5), hoverinfo="skip"),
     ]
     stats = cvrl.gap_statistics()

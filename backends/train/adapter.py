@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 from torch import nn
 from tqdm import tqdm
@@ -269,6 +270,7 @@ def write_loss_curve(loss_curve: Sequence[float], checkpoint: str | os.PathLike)
     ax = fig.add_subplot()
     ax.plot(range(len(loss_curve)), loss_curve, marker="o")
     ax.set_xlabel("epoch (0 = untrained)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs (2 epochs drew ticks at 0.25, 0.5, ...)
     ax.set_ylabel("InfoNCE loss")
     ax.set_title(f"temporal adapter training: {Path(checkpoint).name}", fontsize=9)
     ax.grid(alpha=0.3)
