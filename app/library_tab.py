@@ -94,6 +94,9 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_search(query_text: str, k: float = 8, request: gr.Request = None):
         require_text(query_text)
+        stats = open_library(library).stats()
+        if not stats["videos"]:  # nothing to search is not an error (its red badge stayed on the gallery)
+            return [], _stats_line({**stats, "can_add": ctx.local}) + " Then search again.", []
         result, thumbs = library_search_view(query_text, library, top_k=whole(k, "Top-k"))
         out = ctx.session_dir(request, "library")
         items = []

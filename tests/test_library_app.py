@@ -65,7 +65,11 @@ def test_a_new_library_gets_the_sample_clips_with_one_click(tmp_path):
     demo = build_app(encoder=TINY, test_encoders=True, library=tmp_path / "lib", local=True)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=_free_port())
     try:
-        line = Client(url, verbose=False).predict(api_name="/library_add_samples")
+        client = Client(url, verbose=False)
+        # a search before anything is added is told what to do, not failed (its red badge stayed on the gallery)
+        gallery, summary = client.predict("a cartoon bunny", 4, api_name="/library_search")
+        assert gallery == [] and summary.startswith("The library is empty: add a folder below, or the sample clips")
+        line = client.predict(api_name="/library_add_samples")
     finally:
         demo.close()
     lib = Library(tmp_path / "lib")
