@@ -113,7 +113,6 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
                 build_scaling_tab(ctx, source)
             with gr.Tab("Library", id="library"):
                 build_library_tab(ctx, source)
-        source.wire_resets()  # another clip clears every output computed on the previous one
         follow = [gradcam.query, gradcam.start, gradcam.end, gradcam.note]
         for ev in retrieval.found:  # Grad-CAM looks at the query and top moment just retrieved
             ev.success(follow_retrieval, retrieval.last, follow, queue=False, api_name=False, show_progress="hidden")
@@ -137,9 +136,14 @@ def build_app(encoder: str | None = None, video: str | Path | None = None, gpu_c
         demo.load(on_load, source.encoder, [source.encoder_info, source.opened], api_name=False,
                   concurrency_id=GPU_QUEUE, concurrency_limit=gpu_concurrency)
         if ctx.video:  # the example query on the sample clip, so the first screen shows results
-            demo.load(*retrieval.example, api_name=False, concurrency_id=GPU_QUEUE,
-                      concurrency_limit=gpu_concurrency).success(follow_retrieval, retrieval.last, follow, queue=False,
-                                                                 api_name=False, show_progress="hidden")
+            example = demo.load(*retrieval.example, api_name=False, concurrency_id=GPU_QUEUE,
+                                concurrency_limit=gpu_concurrency)
+            example.success(follow_retrieval, retrieval.last, follow, queue=False, api_name=False,
+                            show_progress="hidden")
+            source.clip_events.append(example)  # a clip picked while it runs cancels it too
+        # last, once every event computed on the clip is registered: another clip clears their outputs and cancels
+        # them
+        source.wire_resets()
     demo.queue(max_size=queue_size, default_concurrency_limit=2)
     demo.momentlens_context = ctx
     return demo

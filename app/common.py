@@ -303,11 +303,6 @@ def require_text(text: Any, what: str = "query") -> str:
     return text
 
 
-def count(n: int, noun: str) -> str:
-    """'1 moment', '5 moments'."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def progress_bridge(progress: gr.Progress | None, stop: threading.Event | None,
                     start: float = 0.0, span: float = 1.0) -> Callable[[float, str], None]:
     """A backend `progress(frac, text)` callback that drives a gr.Progress bar (with what is happening and
@@ -370,8 +365,19 @@ def export_figures(figures: dict[str, Any], folder: Path) -> tuple[list[str], st
 
 
 def write_json(obj: Any, path: Path) -> str:
-    path.write_text(json.dumps(obj, indent=2, default=_plain))
+    """An export for the browser to download: the clip is named by its file name, never by the server's folders
+    (an upload lives under /tmp/gradio/<hash>/), whichever view's document it is."""
+    path.write_text(json.dumps(_clip_names(obj), indent=2, default=_plain))
     return str(path)
+
+
+def _clip_names(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: (Path(v).name if k in ("video", "checkpoint") and isinstance(v, str) and v else _clip_names(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clip_names(v) for v in obj]
+    return obj
 
 
 def write_csv(rows: Iterable[dict], path: Path) -> str:

@@ -14,7 +14,6 @@ import gradio as gr
 from app.common import (
     GPU_QUEUE,
     AppContext,
-    count,
     progress_bridge,
     query_validator,
     require_text,
@@ -22,6 +21,7 @@ from app.common import (
     whole,
 )
 from app.source import Source, _remember
+from backends.core.contracts import count
 from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
 from backends.io.playback import playable_path

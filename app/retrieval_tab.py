@@ -15,7 +15,6 @@ from app.common import (
     GPU_QUEUE,
     PLOT_HEIGHT,
     AppContext,
-    count,
     export_figures,
     export_section,
     fit_width,
@@ -31,6 +30,7 @@ from app.common import (
     write_json,
 )
 from app.source import Source, timeline_html
+from backends.core.contracts import check_query, count
 from backends.figures.retrieval import MOMENT_COLOURS, saliency_figure, temporal_map_figure, timeline_figure
 from backends.retrieval.confidence import MOMENT_CONFIDENCE_MEANING
 from backends.retrieval.engine import check_window, retrieve, retrieve_by_clip, retrieve_many
@@ -292,8 +292,9 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
                     request: gr.Request = None, progress=gr.Progress()):
 
         path = require_video(video)
-        # the same line twice would draw one curve over the other under two labels: each query once
-        texts = list(dict.fromkeys(" ".join(t.split()) for t in (lines or "").splitlines() if t.strip()))
+        # each line checked as a query (a line of invisible characters is no query); the same query twice would draw
+        # one curve over the other under two labels: each once
+        texts = list(dict.fromkeys(q for q in (check_query(t, required=False) for t in (lines or "").splitlines()) if q))
         if not texts:
             raise gr.Error("Type at least one query, one per line.")
         if len(texts) > 8:
@@ -312,7 +313,6 @@ def build_retrieval_tab(ctx: AppContext, source: Source) -> RetrievalTab:
         result = state["result"]
         out = ctx.session_dir(request, "retrieval")
         doc = result.to_dict()
-        doc["video"] = Path(result.video).name  # the clip's name, not the server's upload folder (/tmp/gradio/...)
         doc["scorer"] = result.scorer
         if state["gt"] is not None:
             doc["ground_truth"] = list(state["gt"])

@@ -143,6 +143,7 @@ class Source:
     sample: gr.Dropdown | None = None  # the sample clip menu (blank once a clip from elsewhere is loaded)
     heavy_events: list = field(default_factory=list)  # events the Cancel button stops
     clip_events: list = field(default_factory=list)  # those computed on the clip: another clip cancels them
+    fps_events: list = field(default_factory=list)  # those that sample the clip at `fps`: another rate cancels them
     resets: list = field(default_factory=list)  # (component, value) pairs restored when another clip is loaded
     gpu_concurrency: int = 1
     tracked: Callable[[str], Callable[[Callable], Callable]] | None = None  # AppContext.tracked
@@ -171,6 +172,8 @@ class Source:
             self.heavy_events.append(ev)
             if per_clip:
                 self.clip_events.append(ev)
+                if any(c is self.fps for c in (inputs if isinstance(inputs, (list, tuple)) else [inputs])):
+                    self.fps_events.append(ev)
             events.append(ev)
         return events
 
@@ -179,15 +182,17 @@ class Source:
         self.resets.extend(pairs)
 
     def wire_resets(self) -> None:
-        """After every tab registered its outputs: another clip (upload, sample, the player's x, a library hit)
-        or another frame rate clears them, and cancels the computations in flight, whose results belong to the
-        previous clip (one that ended after the clear put the old clip's moments on the new one). Runs in the
-        browser's queue slot at once (queue=False), so no stale result waits for a worker."""
+        """After every tab registered its outputs and events: another clip (upload, sample, the player's x, a
+        library hit) clears them and cancels the computations in flight, whose results belong to the previous clip
+        (one that ended after the clear put the old clip's moments on the new one). Another frame rate cancels the
+        computations that sample at it (what is shown stays: it is of this clip). Runs in the browser's queue slot
+        at once (queue=False), so no stale result waits for a worker."""
         components = [c for c, _ in self.resets]
         values = [v for _, v in self.resets]
-        for trigger in (self.video, self.fps):
-            trigger.change(lambda: tuple(values), None, components, queue=False, api_name=False,
-                           show_progress="hidden", cancels=self.clip_events)
+        self.video.change(lambda: tuple(values), None, components, queue=False, api_name=False,
+                          show_progress="hidden", cancels=self.clip_events)
+        self.fps.change(None, None, None, queue=False, api_name=False, show_progress="hidden",
+                        cancels=self.fps_events)
 
 
 def build_source(ctx: AppContext) -> tuple[Source, gr.Button, Callable[[gr.Request], str]]:

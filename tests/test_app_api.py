@@ -530,13 +530,22 @@ def test_another_clip_or_frame_rate_cancels_what_runs_on_the_old_one():
         ids = {d["api_name"]: d["id"] for d in deps}
         player = next(c["id"] for c in demo.config["components"] if c["props"].get("elem_id") == "ml-player")
         fps = next(c["id"] for c in demo.config["components"] if c["props"].get("elem_id") == "ml-fps")
-        for trigger in (player, fps):
-            resets = [d for d in deps if [trigger, "change"] in [list(t) for t in d["targets"]] and d["cancels"]]
-            assert len(resets) == 1, trigger
-            cancelled = set(resets[0]["cancels"])
-            for api in ("retrieve", "retrieve_clip", "map2d", "compare_encoders", "tsm", "augment", "gradcam"):
-                assert ids[api] in cancelled, api
-            assert ids["train_adapter"] not in cancelled  # an adapter is worth having whatever clip is shown
+        def cancelled_by(trigger: int) -> set[int]:
+            found = [d for d in deps if [trigger, "change"] in [list(t) for t in d["targets"]] and d["cancels"]]
+            assert len(found) == 1, trigger
+            return set(found[0]["cancels"])
+
+        on_clip, on_fps = cancelled_by(player), cancelled_by(fps)
+        for api in ("retrieve", "retrieve_clip", "map2d", "compare_encoders", "tsm", "augment", "gradcam"):
+            assert ids[api] in on_clip, api
+        example = [d["id"] for d in deps if d["targets"] and list(d["targets"][0])[1] == "load"
+                   and d["outputs"] and d["id"] in on_clip]
+        assert example, "the first screen's example retrieval is not cancelled by another clip"
+        assert ids["train_adapter"] not in on_clip | on_fps  # an adapter is worth having whatever clip is shown
+        # another rate cancels what samples at it, and nothing that does not (Grad-CAM, augmentations)
+        for api in ("retrieve", "compare_encoders", "tsm"):
+            assert ids[api] in on_fps, api
+        assert ids["gradcam"] not in on_fps and ids["augment"] not in on_fps
     finally:
         demo.close()
 
@@ -547,3 +556,15 @@ def test_the_same_query_twice_on_one_timeline_is_drawn_once(client, realmix_vide
                           api_name="/compare")
     names = [t["name"] for t in _plot(plot)["data"]]
     assert names == ["Q1: a dog", "Q2: a rabbit"], names
+
+
+def test_exports_name_the_clip_not_the_servers_folders(client, realmix_video):
+    """moments.json named the clip; comparison.json and gradcam.json carried /tmp/gradio/<hash>/realmix_dev.mp4."""
+    client.predict(handle_file(realmix_video), "a rabbit", TINY, "clip-tiny-random", 3, api_name="/compare_encoders")
+    client.predict(handle_file(realmix_video), "a rabbit", TINY, "gradcam", 2, api_name="/gradcam")
+    for api, name in (("/compare_export", "comparison.json"), ("/gradcam_export", "gradcam.json")):
+        files, _ = client.predict(api_name=api)
+        text = Path(next(f for f in files if f.endswith(name))).read_text()
+        doc = json.loads(text)
+        assert doc["video"] == "realmix_dev.mp4", api
+        assert "gradio" not in text and "/tmp" not in text, api

@@ -178,6 +178,7 @@ def test_invisible_characters_in_a_query():
     assert check_query("a \u200d dog\u200c") == "a dog"
     assert check_query("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
     assert check_query("a family \U0001F468\u200d\U0001F469") == "a family \U0001F468\u200d\U0001F469"
+    assert check_query("a\u200d\u200c\u200db") == "a\u200d\u200c\u200db"  # a run of them between letters too
     for empty in ("\u200d\u200c", " \u200c \u200b\ufeff "):
         with pytest.raises(QueryError, match="the query is empty"):
             check_query(empty)

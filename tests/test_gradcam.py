@@ -350,3 +350,28 @@ def test_the_caption_says_what_the_red_means_for_each_method(opencv_doc_clips):
         caption = fig.layout.annotations[-1].text
         assert words in caption, caption  # EigenCAM has no query: "raises the similarity" contradicted its title
         assert words in gradcam_figure(result, 0.3).layout.annotations[-1].text
+
+
+def test_frames_stay_spread_over_a_long_window_with_a_still_gap(tmp_path):
+    """A screen-recording-like clip (frames at 0-10 s and 30-40 s, nothing between): fewer frames than asked fall
+    in the spread, and reading the window's frames from its start instead put all 8 in its first second."""
+    from fractions import Fraction
+
+    import av
+
+    from backends.views.gradcam import sample_frames
+
+    path = tmp_path / "gap.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for i, t in enumerate([k / 15 for k in range(150)] + [30 + k / 15 for k in range(150)]):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (3 * i) % 255, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    _, times = sample_frames(path, 8)
+    assert times.min() < 10 and times.max() > 30, times  # both halves, not the first second

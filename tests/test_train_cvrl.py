@@ -358,3 +358,26 @@ def test_output_names_a_user_gets_wrong_are_refused_before_any_work(tmp_path, ca
         with pytest.raises(SystemExit, match="2"):
             cli(["train", "cvrl", "--videos", str(tmp_path), "--out", "/proc/enc"])
         assert "cannot write into /proc" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_an_update_takes_effect_when_it_is_whole():
+    """The optimiser step and its log row happen whole: SIGINT inside is held until the block ends; a process that
+    ignores SIGINT (a background job) keeps ignoring it."""
+    import signal
+
+    from backends.train.cvrl import _interrupt_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the update")  # reached: the interrupt waits
+    assert done == ["the rest of the update"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # ignored, as before: no KeyboardInterrupt
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -410,7 +410,8 @@ class GradCamPanel(Panel):
             self.start.value, self.end.value = round(float(start), 2), round(float(end), 2)
         finally:
             self._quiet = False
-        if self._last is not None and before != (self.query.value, self.start.value, self.end.value):
+        if (self._last is not None or self.runner.busy) and before != (self.query.value, self.start.value,
+                                                                          self.end.value):
             # the maps shown were of the previous query or moment: they go, and the status says what to do
             self.runner.drop()
             self._last, self.result = None, None
@@ -510,8 +511,11 @@ class ComparePanel(Panel):
         try:
             for dropdown in (self.encoder_a, self.encoder_b):
                 current = dropdown.value
-                dropdown.options = list(dict.fromkeys([*dropdown.options, *self.encoder.options]))
-                dropdown.value = current
+                dropdown.options = list(dict.fromkeys([*(o for o in dropdown.options if o is not None),
+                                                       *self.encoder.options]))
+                # B was empty (a single encoder was offered): the first other one now
+                dropdown.value = current if current is not None else next(
+                    (o for o in dropdown.options if o != self.encoder_a.value), None)
         finally:
             self._quiet = False
 
@@ -531,11 +535,9 @@ class ComparePanel(Panel):
         top_k = int(self.top_k.value)
 
         def work():
-            if encoders[1] is None or len(offered) < 2:
+            if encoders[1] is None or len(offered) < 2:  # (the same one picked twice: compare_encoders says so)
                 raise QueryError(f"Compare needs two different encoders; only {encoders[0]} is offered here (train "
                                  "an adapter, or fetch CLIP weights with `momentlens weights get clip:ViT-B/32`).")
-            if encoders[0] == encoders[1]:
-                raise QueryError(f"A and B are both {encoders[0]}: pick two different encoders.")
             out = compare_view(video, query, encoders, top_k=top_k, progress=runner.progress,
                                should_stop=runner.should_stop)
             playable_path(video)

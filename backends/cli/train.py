@@ -18,6 +18,7 @@ from backends.cli.common import (
     seed_value,
     unit_fraction,
 )
+from backends.core.contracts import count
 from backends.core.errors import MomentLensError
 
 
@@ -111,16 +112,13 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
         state = (f"stopped at step {summary.steps} (continue with --resume)" if summary.stopped_early else
                  f"{summary.steps} steps, {summary.epochs_done:g} epochs")
         resumed = f", resumed at step {extras['first_step']}" if extras["first_step"] else ""
-        print(f"trained on {plural(extras['videos'], 'video')} x {summary.world_size} process(es): {state}{resumed}, "
+        print(f"trained on {count(extras['videos'], 'video')} x {summary.world_size} process(es): {state}{resumed}, "
               f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {summary.clips_per_second:.1f} clips/s; wrote "
               f"{summary.weights} {use}")
     if summary.skipped_files:
-        print(f"skipped {plural(len(summary.skipped_files), 'unreadable file')}: " + "; ".join(summary.skipped_files))
+        print(f"skipped {count(len(summary.skipped_files), 'unreadable file')}: " + "; ".join(summary.skipped_files))
     return 0
 
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _register_adapter(train_sub: argparse._SubParsersAction) -> None:
@@ -182,7 +180,7 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
     curve = payload["loss_curve"]
-    print(f"trained on {plural(len(payload['videos']), 'video')} ({len(skipped)} skipped): loss {curve[0]:.3f} (untrained) -> "
+    print(f"trained on {count(len(payload['videos']), 'video')} ({len(skipped)} skipped): loss {curve[0]:.3f} (untrained) -> "
           f"{curve[-1]:.3f}; wrote {ckpt}")
     for line in skipped:
         print(f"  skipped {line}")

@@ -1,4 +1,5 @@
-"""Contracts shared by every layer: the progress and stop callbacks, and the one check of a text query.
+"""Contracts shared by every layer: the progress and stop callbacks, the one check of a text query, and how a
+count of things is written.
 
 Long computations take `progress(fraction, text)` (fraction done in [0, 1] and a short description of the
 current step) and `should_stop()` (True cancels with CancelledError, keeping nothing partial).
@@ -23,8 +24,22 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u
 # them alone is empty)
 _INVISIBLE = re.compile("[\u2060\ufeff]")
 # zero-width (non-)joiners are part of a word between two visible characters (Persian and Indic spelling, emoji
-# sequences): kept there, dropped anywhere else (alone, at a word's edge)
-_LOOSE_JOINERS = re.compile(r"(?<![^\s\u200c\u200d])[\u200c\u200d]+|[\u200c\u200d]+(?![^\s\u200c\u200d])")
+# sequences, ZWJ ZWNJ ZWJ runs in Arabic): a run of them kept there, dropped anywhere else (alone, at a word's edge)
+_JOINERS = re.compile("[\u200c\u200d]+")
+
+
+def _drop_loose_joiners(text: str) -> str:
+    def keep(m: re.Match) -> str:  # runs are maximal: the characters around one are not joiners
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        return m.group() if not before.isspace() and not after.isspace() else ""
+
+    return _JOINERS.sub(keep, text)
+
+
+def count(n: int, noun: str) -> str:
+    """'1 moment', '5 moments'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_query(query: Any, *, required: bool = True) -> str:
@@ -36,7 +51,7 @@ def check_query(query: Any, *, required: bool = True) -> str:
         query = ""
     if not isinstance(query, str):
         raise QueryError("the query must be text; type a sentence describing the moment to find.")
-    text = " ".join(_LOOSE_JOINERS.sub("", " ".join(_INVISIBLE.sub("", query).replace("\u200b", " ").split())).split())
+    text = " ".join(_drop_loose_joiners(" ".join(_INVISIBLE.sub("", query).replace("\u200b", " ").split())).split())
     if required and not text:
         raise QueryError("the query is empty; type a sentence describing the moment to find.")
     if len(text) > MAX_QUERY_CHARS:

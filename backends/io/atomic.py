@@ -35,7 +35,8 @@ def written_whole(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     try:
         yield tmp
         if tmp.exists():  # a library may create its file owner-only (safetensors does): the umask's mode, as open()
-            os.chmod(tmp, 0o666 & ~_umask())
+            with contextlib.suppress(OSError):  # a file system without modes (vfat, some FUSE) refuses: keep its own
+                os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

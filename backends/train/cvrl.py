@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from backends.analysis.cvrl import CvrlConfig, apply_cvrl, sample_cvrl_params, sample_temporal_gap
 from backends.analysis.fame import fame
+from backends.core.contracts import count
 from backends.core.errors import CancelledError, MomentLensError, VideoError
 from backends.io.checkpoints import read_checkpoint, write_checkpoint
 from backends.io.locks import exclusive_lock
@@ -168,7 +169,7 @@ def scan_videos(folder: str | os.PathLike | Sequence[str | os.PathLike], decode_
             skipped.append(f"{p.name}: {err}")
             log.warning("skipping %s: %s", p.name, err)
     if len(entries) < 1:
-        raise TrainingError(f"no readable video under {folder}; {_n(len(skipped), 'file')} could not be read.")
+        raise TrainingError(f"no readable video under {folder}; {count(len(skipped), 'file')} could not be read.")
     return entries, skipped
 
 
@@ -643,7 +644,9 @@ def _train_cvrl(videos: str | os.PathLike | Sequence[str | os.PathLike], outputs
 @contextlib.contextmanager
 def _interrupt_deferred() -> Iterator[None]:
     """Ctrl-C during the block takes effect when it ends (in the main thread; elsewhere signals do not arrive)."""
-    if threading.current_thread() is not threading.main_thread():
+    current = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if not (current is signal.default_int_handler or callable(current)):
+        # not the main thread, or SIGINT ignored (a background job) or handled outside Python: left as it is
         yield
         return
     caught: list[int] = []
@@ -715,16 +718,12 @@ def _save(outputs: TrainOutputs, model: CvrlModel, optimiser: torch.optim.Optimi
                       "schedule": schedule.state_dict()}, outputs.resume)
 
 
-def _n(count: Any, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d))
 
 
 def _load_resume(path: Path, cfg: CvrlTrainConfig, model: CvrlModel, optimiser: torch.optim.Optimizer, schedule: Any,
-                 world: int, digest: str, count: int) -> int:
+                 world: int, digest: str, n_videos: int) -> int:
     if not path.is_file():
         raise TrainingError(f"nothing to resume: {path} does not exist (start without --resume).")
     state = read_checkpoint(path)
@@ -738,8 +737,8 @@ def _load_resume(path: Path, cfg: CvrlTrainConfig, model: CvrlModel, optimiser: 
                             "options, or start a new run with another --out.")
     videos = state.get("videos") or {}
     if videos.get("digest") not in (None, digest):  # (a state saved before this was recorded is not checked)
-        raise TrainingError(f"{path.name} was trained on {_n(videos.get('count'), 'video')} and --videos now gives "
-                            f"{_n(count, 'video')}, not the same ones; resume with the same --videos (the data order "
+        raise TrainingError(f"{path.name} was trained on {count(int(videos.get('count') or 0), 'video')} and --videos now gives "
+                            f"{count(n_videos, 'video')}, not the same ones; resume with the same --videos (the data order "
                             "depends on them), or start a new run with another --out.")
     if int(state.get("world_size", 1)) != world:
         raise TrainingError(f"{path.name} was written by {state.get('world_size')} processes; resume with the same "

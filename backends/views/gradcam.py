@@ -99,8 +99,11 @@ def sample_frames(video_path: str | os.PathLike, count: int, start: float = 0.0,
     except WindowError:  # no frame after the first part's middle (a one-frame clip): the frames the window has
         frames, times = np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0)
     if len(frames) < count:  # more asked than the window has (a low or variable frame rate): every frame it has
-        native, native_times = read_frames(video_path, fps=None, start=start, end=end, max_frames=4 * count)
-        if len(native) > len(frames):
+        cap = 4 * count
+        native, native_times = read_frames(video_path, fps=None, start=start, end=end, max_frames=cap)
+        # only when the read reached the window's end: a capped read holds the window's first frames only (a long
+        # window with a still gap would get all its frames from its first second)
+        if len(frames) < len(native) < cap:
             frames, times = native, native_times
     if len(frames) > count:  # the decoder's sampling grid may add one at the end
         keep = np.linspace(0, len(frames) - 1, count).round().astype(int)

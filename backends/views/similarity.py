@@ -24,7 +24,7 @@ from backends.core.errors import WindowError
 from backends.encoders.base import Encoder
 from backends.features import encode_video
 from backends.figures.similarity import similarity_figure
-from backends.io.video import probe, read_frames
+from backends.io.video import VideoReader, probe, read_frames
 
 LAST_FRAME_LOOKBACK = 10.0  # s: how far back a time after the last frame looks for it
 
@@ -71,8 +71,14 @@ def frames_at(video_path: str | Path, t1: float, t2: float, size: int | tuple[in
         except WindowError:
             if not 0 <= t < probe(video_path).duration:
                 raise
-            # after the last frame's time but inside the video: that last frame is still the one showing
-            frames, _ = read_frames(video_path, fps=None, start=max(0.0, t - LAST_FRAME_LOOKBACK), end=t, size=size)
+            # after the last frame's time but inside the video: that last frame is still the one showing (streamed:
+            # only the last one is kept, not seconds of frames)
+            last = None
+            for _t, rgb in VideoReader(video_path, fps=None, start=max(0.0, t - LAST_FRAME_LOOKBACK), end=t, size=size):
+                last = rgb
+            if last is None:
+                raise
+            return last
         return frames[-1]
 
     return one(t1), one(t2)
