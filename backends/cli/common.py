@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from backends.analysis.cvrl import MAX_SEED
-from backends.core.errors import MomentLensError
 from backends.io import atomic
 from backends.io.video import DEFAULT_MAX_DURATION, probe
 
@@ -161,14 +160,6 @@ def output_dir(text: str) -> Path:
 def add_force_arg(p: argparse.ArgumentParser) -> None:
     """`--force`: the only way a command replaces a model that an earlier run wrote."""
     p.add_argument("--force", action="store_true", help="replace the files of an earlier run at --out")
-
-
-def refuse_to_replace(paths: list[Path], force: bool, hint: str = "") -> None:
-    """A trained model is hours of work: a run never replaces one unless asked (--force)."""
-    there = [p for p in paths if p.exists()]
-    if there and not force:
-        raise MomentLensError(f"{there[0]} already exists (from an earlier run); pass --force to replace it{hint}, "
-                              "or choose another --out.")
 
 
 def replaced(path: Path) -> str:

@@ -14,12 +14,12 @@ from backends.cli.common import (
     int_range,
     output_file,
     positive_float,
-    refuse_to_replace,
     seed_value,
     unit_fraction,
 )
 from backends.core.contracts import count
 from backends.core.errors import MomentLensError
+from backends.io.atomic import refuse_to_replace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +118,6 @@ def cmd_train_cvrl(args: argparse.Namespace) -> int:
     if summary.skipped_files:
         print(f"skipped {count(len(summary.skipped_files), 'unreadable file')}: " + "; ".join(summary.skipped_files))
     return 0
-
 
 
 def _register_adapter(train_sub: argparse._SubParsersAction) -> None:

@@ -13,8 +13,10 @@ import itertools
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from backends.core.errors import MomentLensError
 
 _WRITES = itertools.count()
 
@@ -53,6 +55,15 @@ def _umask() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0o022
+
+
+def refuse_to_replace(paths: Sequence[Path], force: bool, hint: str = "",
+                      error: type[MomentLensError] = MomentLensError) -> None:
+    """A trained model is hours of work: a run never replaces one unless asked (--force)."""
+    there = [p for p in paths if p.exists()]
+    if there and not force:
+        raise error(f"{there[0]} already exists (from an earlier run); pass --force to replace it{hint}, or choose "
+                    "another --out.")
 
 
 def write_bytes_whole(path: str | os.PathLike, data: bytes) -> None:

@@ -50,6 +50,7 @@ from backends.analysis.cvrl import CvrlConfig, apply_cvrl, sample_cvrl_params, s
 from backends.analysis.fame import fame
 from backends.core.contracts import count
 from backends.core.errors import CancelledError, MomentLensError, VideoError
+from backends.io.atomic import refuse_to_replace
 from backends.io.checkpoints import read_checkpoint, write_checkpoint
 from backends.io.locks import exclusive_lock
 from backends.io.video import list_videos, probe, read_frames
@@ -490,11 +491,9 @@ def train_cvrl(
                             "wait for it to finish, or choose another --out.")
 
     with exclusive_lock(outputs.lock, on_busy=busy):
-        there = [p for p in outputs.files() if p.exists()]
-        if there and not resume and not overwrite:  # checked under the lock: a run that just finished counts
-            hint = " (or --resume to continue that run)" if outputs.resume.exists() else ""
-            raise TrainingError(f"{there[0]} already exists (from an earlier run); pass --force to replace it{hint}, "
-                                "or choose another --out.")
+        if not resume:  # checked under the lock: a run that just finished counts
+            refuse_to_replace(outputs.files(), overwrite, error=TrainingError,
+                              hint=" (or --resume to continue that run)" if outputs.resume.exists() else "")
         return _train_cvrl(videos, outputs, cfg, resume, max_steps, show_progress, progress, device)
 
 
@@ -531,8 +530,6 @@ def _train_cvrl(videos: str | os.PathLike | Sequence[str | os.PathLike], outputs
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    if rank == 0:
-        outputs.weights.parent.mkdir(parents=True, exist_ok=True)
     show = (sys.stderr.isatty() if show_progress is None else show_progress) and rank == 0
     bar = tqdm(total=total, initial=step, unit="step", desc="train cvrl", disable=not show)
     losses: list[float] = []
