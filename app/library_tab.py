@@ -25,7 +25,7 @@ from backends.core.contracts import count
 from backends.core.errors import MomentLensError
 from backends.core.paths import sample_clips
 from backends.io.playback import playable_path
-from backends.retrieval.library import CONFIDENCE_MEANING
+from backends.retrieval.library import CONFIDENCE_MEANING, LibraryError
 from backends.views.library import library_add_view, library_search_view, open_library
 
 # after the player has loaded the opened video, play the chosen moment (the player's own script, app.source)
@@ -94,10 +94,14 @@ def build_library_tab(ctx: AppContext, source: Source) -> None:
     @user_errors
     def run_search(query_text: str, k: float = 8, request: gr.Request = None):
         require_text(query_text)
-        stats = open_library(library).stats()
-        if not stats["videos"]:  # nothing to search is not an error (its red badge stayed on the gallery)
+        try:
+            result, thumbs = library_search_view(query_text, library, top_k=whole(k, "Top-k"))
+        except LibraryError:
+            stats = open_library(library).stats()  # (read only here: a search need not count the catalogue)
+            if stats["videos"]:
+                raise
+            # nothing to search is not an error (its red badge stayed on the gallery after clips were added)
             return [], _stats_line({**stats, "can_add": ctx.local}) + " Then search again.", []
-        result, thumbs = library_search_view(query_text, library, top_k=whole(k, "Top-k"))
         out = ctx.session_dir(request, "library")
         items = []
         for i, (hit, thumb) in enumerate(zip(result.results, thumbs), start=1):
