@@ -42,15 +42,15 @@ def summary_rows(result) -> list[list]:
             for r in result.summary()]
 
 
-def window_note(start: float | None, end: float | None, query: str | None = None) -> str:
+def window_note(start: float | None, end: float | None, query: str | None = None, origin: str | None = None) -> str:
     if end is None:
         if not start:
             return "Frames spread over the whole clip (set From/To, or click a moment chip, to look inside a moment)."
         return f"Frames spread over **{start:.1f} s to the end**."
     if end <= (start or 0):
         return f"**To ({end:g} s) must be later than From ({start or 0:g} s)**; empty To = the whole clip."
-    origin = f" (the top moment for “{query}”; a moment chip picks another)" if query else ""
-    return f"Frames spread over **{start or 0:.1f}-{end:.1f} s**{origin}."
+    origin = origin or (f"the top moment for “{query}”; a moment chip picks another" if query else None)
+    return f"Frames spread over **{start or 0:.1f}-{end:.1f} s**" + (f" ({origin})." if origin else ".")
 
 
 def follow_retrieval(state):
@@ -70,7 +70,7 @@ def follow_pick(picked: str):
         return gr.skip(), gr.skip(), gr.skip()
     if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
         return gr.skip(), gr.skip(), gr.skip()
-    return round(start, 2), round(end, 2), f"Frames spread over **{start:.1f}-{end:.1f} s** (the moment chip picked)."
+    return round(start, 2), round(end, 2), window_note(start, end, origin="the moment chip picked")
 
 
 def build_gradcam_tab(ctx: AppContext, source: Source) -> GradCamTab:

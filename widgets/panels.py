@@ -413,16 +413,19 @@ class GradCamPanel(Panel):
         if (self._last is not None or self.runner.busy) and before != (self.query.value, self.start.value,
                                                                           self.end.value):
             # the maps shown were of the previous query or moment: they go, and the status says what to do
-            self.runner.drop()
-            self._last, self.result = None, None
-            self.image.value, self.caption.value = b"", ""
+            self._forget()
             self.runner.status.value = (f"Now “{html.escape(self.query.value)}” at {self.start.value:g}-"
                                         f"{self.end.value:g} s: press {self.run_label} to see where the frames match it.")
 
+    def _forget(self) -> None:
+        """Drop the run in flight and the maps shown (the window and query stay)."""
+        self.runner.drop()
+        self._last, self.result = None, None
+        self.image.value, self.caption.value = b"", ""
+
     def clear(self) -> None:
         super().clear()
-        self._last = None
-        self.image.value, self.caption.value = b"", ""
+        self._forget()
         self.start.value = self.end.value = 0.0
 
     def run(self, background: bool = False) -> None:
@@ -494,16 +497,11 @@ class ComparePanel(Panel):
         self._rerun_on(self.query, self.top_k)
         # another encoder A or B: the comparison shown was of the previous pair (nothing stale stays on screen)
         for dropdown in (self.encoder_a, self.encoder_b):
-            dropdown.observe(lambda _change: self._pair_changed(), names="value")
+            dropdown.observe(lambda _change: None if self._quiet else self._inputs_changed(), names="value")
         self.encoder.observe(lambda _change: self._follow_offers(), names="options")
         cols = [W.VBox(list(c), layout=W.Layout(width="50%")) for c in self.columns]
         return [W.HBox([self.query, self.top_k]), W.HBox([self.encoder_a, self.encoder_b]), self.summary,
                 self.player, self.saliency, W.HBox(cols)]
-
-    def _pair_changed(self) -> None:
-        if not self._quiet:
-            self.runner.drop()
-            self.clear()
 
     def _follow_offers(self) -> None:
         """The shared list grew (an adapter trained in Temporal scaling): offer it as A or B, keeping the picks."""
@@ -700,7 +698,8 @@ class ScalingPanel(Panel):
             paths, view, ckpt = out
             self.checkpoints.value = "\n".join(paths)
             self._show_scales(view)
-            self.source.offer(f"adapter:{ckpt}")  # to pick as an encoder (Compare's A or B too)
+            # to pick as an encoder (Compare's A or B too), named as the checkpoint list names it (resolved)
+            self.source.offer(f"adapter:{Path(ckpt).resolve()}")
 
         runner.run(work, done, background)
 

@@ -51,7 +51,7 @@ def check_query(query: Any, *, required: bool = True) -> str:
         query = ""
     if not isinstance(query, str):
         raise QueryError("the query must be text; type a sentence describing the moment to find.")
-    text = " ".join(_drop_loose_joiners(" ".join(_INVISIBLE.sub("", query).replace("\u200b", " ").split())).split())
+    text = " ".join(_drop_loose_joiners(_INVISIBLE.sub("", query).replace("\u200b", " ")).split())
     if required and not text:
         raise QueryError("the query is empty; type a sentence describing the moment to find.")
     if len(text) > MAX_QUERY_CHARS:
